@@ -1,0 +1,53 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test` (README.md).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+# The local stack keeps all its state here (Prefect DB, MLflow store and artifacts, logs, pids).
+export MLOPS_HOME ?= $(CURDIR)/.mlops
+
+.PHONY: install up down status demo test test-unit lint bench lock clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The environment comes only from uv.lock (--frozen: never re-resolved on install).
+$(VENV)/.installed: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
+	touch $@
+
+install: $(VENV)/.installed
+
+up: install
+	$(BIN)/mlops stack up
+
+down:
+	@if [ -x $(BIN)/mlops ]; then $(BIN)/mlops stack down; else echo "nothing to stop"; fi
+
+status: install
+	$(BIN)/mlops stack status
+
+demo: up
+	$(BIN)/mlops train --config configs/churn.yaml
+
+test: install
+	$(BIN)/pytest -q
+
+test-unit: install
+	$(BIN)/pytest -q tests/unit
+
+lint: install
+	$(BIN)/ruff check mlops tasks flows tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/train_overhead.py
+
+lock: $(UV)
+	$(UV) lock
+
+clean: down
+	rm -rf $(VENV) $(TOOLS) .mlops .pytest_cache

@@ -1,0 +1,1 @@
+"""Prefect flows: composition of tasks, and the gates that end a run Failed."""

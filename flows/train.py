@@ -1,0 +1,106 @@
+"""The `train` flow: validated data in, evaluated and registered challenger model out."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from mlops import lineage
+from mlops.config import PipelineConfig, Settings
+from mlops.errors import DataValidationFailed
+from mlops.evaluation import enforce_gates, validate_gates
+from mlops.registry import Registry
+from mlops.summary import GateSummary, TrainResult
+from tasks.data import load_dataset
+from tasks.evaluation import check_quality_gates, evaluate_model
+from tasks.registry import (
+    close_tracking_run,
+    log_evaluation,
+    log_validation,
+    open_tracking_run,
+    publish_summary,
+    register_model,
+)
+from tasks.training import fit_model, split_dataset
+from tasks.validation import infer_contract, stored_contract, validate_dataset
+
+
+def open_registry(settings: Settings | None = None) -> Registry:
+    """The MLflow registry the flows talk to: MLFLOW_TRACKING_URI, else the embedded SQLite store."""
+    settings = settings or Settings()
+    return Registry(
+        settings.mlflow_tracking_uri or settings.default_tracking_uri(),
+        artifact_root=settings.default_artifact_root(),
+    )
+
+
+@flow(name="train", log_prints=True)
+def train(config: PipelineConfig, data_uri: str | None = None) -> TrainResult:
+    """Validate the dataset, train and evaluate a model, and register it as `challenger`.
+
+    Ends Failed, with nothing registered, when the data breaks its contract or rules
+    (DataValidationFailed) or the model misses a quality gate (QualityGateFailed).
+    """
+    logger = get_run_logger()
+    config = config.with_data_uri(data_uri)
+    validate_gates(config.gates, config.model.task)
+    registry = open_registry()
+
+    frame, fingerprint = load_dataset(config.dataset.uri)
+    reference, contract_source = stored_contract(registry, config.model.name)
+    own_contract = None
+    if reference is None:
+        # First version: the data is checked against the rules and the contract it implies.
+        reference = own_contract = infer_contract(frame, config)
+        contract_source = "inferred (first version)"
+    run_tags = lineage.lineage_tags(
+        data_uri=config.dataset.uri,
+        data_fingerprint=fingerprint,
+        config_hash=config.fingerprint(),
+        contract_source=contract_source,
+        flow_run_id=flow_run.get_id(),
+    )
+    run_id = open_tracking_run(registry, config, run_tags)
+    succeeded = False
+    try:
+        report = validate_dataset(frame, reference, config)
+        log_validation(registry, run_id, report)
+        if not report.success:
+            raise DataValidationFailed(report.summary(), report)
+        logger.info(report.summary())
+
+        # The model is built from, and stored with, the contract of the data it learns from.
+        own_contract = own_contract or infer_contract(frame, config)
+        train_frame, holdout = split_dataset(frame, own_contract, config)
+        pipeline = fit_model(train_frame, own_contract, config)
+        result = evaluate_model(pipeline, holdout, own_contract, config)
+        log_evaluation(registry, run_id, result, {"train": len(train_frame), "holdout": len(holdout)})
+        gates = check_quality_gates(result.metrics, config)
+        enforce_gates(gates)
+
+        ref = register_model(
+            registry, run_id, config, pipeline, own_contract, holdout.head(5),
+            {**run_tags, "validation": report.short_summary(), "metrics": result.metrics},
+        )
+        succeeded = True
+    finally:
+        close_tracking_run(registry, run_id, succeeded)
+
+    summary = TrainResult(
+        status="registered",
+        model_name=ref.name,
+        model_version=ref.version,
+        run_id=run_id,
+        metrics=result.metrics,
+        data_fingerprint=fingerprint,
+        data_uri=config.dataset.uri,
+        contract_source=contract_source,
+        validation=report.short_summary(),
+        gates=[GateSummary(g.metric, g.bound, g.threshold, g.value, g.passed) for g in gates],
+        aliases=list(ref.aliases),
+        run_url=registry.run_url(run_id),
+        model_url=registry.version_url(ref),
+        flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,
+    )
+    publish_summary(summary)
+    return summary

@@ -1,0 +1,208 @@
+"""The `mlops` command.
+
+This is the composition root: unlike the rest of `mlops/`, it may start Prefect flows, and it
+imports them lazily so `mlops --help` and bad-config errors stay fast. Exit codes (README):
+0 success, 1 unexpected error, 2 bad usage / config / unreadable data, 3 data validation
+failed, 4 quality gate failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mlops.config import Settings, load_config
+from mlops.errors import MlopsError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+
+class _NoTracebacks(logging.Filter):
+    """Keep console log lines to one line each: the readable error comes before any traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def _configure_infrastructure(settings: Settings) -> None:
+    """Point MLflow and Prefect at the local stack when it runs and nothing else is configured.
+
+    Must run before Prefect is imported: Prefect reads its settings from the environment then.
+    """
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlops.stack import is_healthy
+
+    if not settings.mlflow_tracking_uri and is_healthy(f"{settings.local_mlflow_url}/health", 0.5):
+        os.environ["MLFLOW_TRACKING_URI"] = settings.local_mlflow_url
+    if "PREFECT_API_URL" not in os.environ and not _profile_api_url():
+        if is_healthy(f"{settings.local_prefect_url}/health", 0.5):
+            os.environ["PREFECT_API_URL"] = settings.local_prefect_url
+        else:
+            # No server: Prefect runs a temporary one. Keep its database in the project home
+            # so these runs are there to see once `make up` starts the UI on the same store.
+            os.environ.setdefault("PREFECT_HOME", str((settings.home / "prefect").resolve()))
+
+
+def _profile_api_url() -> str | None:
+    """The API URL from the active Prefect profile file, read without importing Prefect."""
+    import tomllib
+    from pathlib import Path
+
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect"))
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml"))
+    try:
+        data = tomllib.loads(profiles.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or data.get("active", "default")
+    return data.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
+
+
+def _quiet_console_tracebacks() -> None:
+    from prefect.logging.handlers import APILogHandler
+
+    for logger in [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, APILogHandler):
+                handler.addFilter(_NoTracebacks())
+
+
+def _fail(err: BaseException, as_json: bool, extra: dict[str, Any] | None = None) -> int:
+    """Print the one readable line (and, for unexpected errors, the traceback after it)."""
+    code = err.exit_code if isinstance(err, MlopsError) else EXIT_ERROR
+    line = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if not isinstance(err, MlopsError):
+        line = f"{type(err).__name__}: {line}"
+    print(f"error: {line}", file=sys.stderr)
+    if as_json:
+        payload = {"status": "failed", "exit_code": code, "error": line, "error_type": type(err).__name__}
+        print(json.dumps({**payload, **(extra or {})}))
+    if code == EXIT_ERROR:
+        traceback.print_exception(err, file=sys.stderr)
+    return code
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    settings = Settings()
+    try:
+        config = load_config(args.config).with_data_uri(args.data)
+    except MlopsError as err:
+        return _fail(err, args.json)
+    _configure_infrastructure(settings)
+    from prefect.settings import PREFECT_UI_URL
+
+    from flows.train import train
+
+    _quiet_console_tracebacks()
+    state = train(config=config, return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, BaseException) or not state.is_completed():
+        err = outcome if isinstance(outcome, BaseException) else RuntimeError(state.message or "flow did not complete")
+        return _fail(err, args.json, {"model_name": config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
+    result = outcome
+    if args.json:
+        print(json.dumps(result.to_dict(), default=str))
+        return EXIT_OK
+    print(result.to_text())
+    ui = PREFECT_UI_URL.value()
+    if ui and result.flow_run_id:
+        print(f"  prefect: {ui}/runs/flow-run/{result.flow_run_id}")
+    if not result.run_url:
+        print(f"  mlflow store: {os.environ.get('MLFLOW_TRACKING_URI') or settings.default_tracking_uri()}"
+              " (`make up` serves its UI)")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from mlops.data import parse_uri, write_frame
+    from mlops.simulate import simulate_churn
+
+    try:
+        parse_uri(args.out)
+        frame = simulate_churn(args.rows, args.drift, seed=args.seed, start=args.start)
+        write_frame(frame, args.out)
+    except MlopsError as err:
+        return _fail(err, args.json)
+    if args.json:
+        print(json.dumps({"status": "written", "uri": args.out, "rows": len(frame), "drift": args.drift, "seed": args.seed}))
+    else:
+        print(f"wrote {len(frame)} rows (drift={args.drift}, seed={args.seed}) to {args.out}")
+    return EXIT_OK
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from mlops import stack
+
+    settings = Settings()
+    if args.action == "up":
+        try:
+            for service, state in stack.up(settings):
+                print(f"{service.name:8s} {state:16s} {service.url}")
+        except RuntimeError as err:
+            return _fail(err, False)
+    elif args.action == "down":
+        for service, state in stack.down(settings):
+            print(f"{service.name:8s} {state}")
+    else:
+        states = stack.status(settings)
+        for service, healthy in states:
+            print(f"{service.name:8s} {'up' if healthy else 'down':5s} {service.url}")
+        return EXIT_OK if all(h for _, h in states) else 3
+    return EXIT_OK
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops", description="Closed-loop MLOps pipeline on Prefect and MLflow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="validate data, train, evaluate and register a challenger")
+    train.add_argument("--config", required=True, help="pipeline config YAML")
+    train.add_argument("--data", help="dataset URI overriding dataset.uri (path or s3://)")
+    train.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    train.set_defaults(handler=cmd_train)
+
+    simulate = sub.add_parser("simulate", help="write a synthetic churn batch with controllable drift")
+    simulate.add_argument("--rows", type=_positive, required=True)
+    simulate.add_argument("--drift", choices=["none", "mild", "strong"], default="none")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--start", default="2025-01-01", help="timestamp of the first event")
+    simulate.add_argument("--out", required=True, help="output URI (.csv or .parquet; path or s3://)")
+    simulate.add_argument("--json", action="store_true")
+    simulate.set_defaults(handler=cmd_simulate)
+
+    stack = sub.add_parser("stack", help="start, stop or check the local Prefect + MLflow servers")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.set_defaults(handler=cmd_stack)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Pipeline configuration (what a run does) and Settings (where infrastructure lives).
+
+The config file is validated by pydantic with unknown keys forbidden, so a typo names its key
+instead of being silently ignored. Infrastructure comes only from the environment (STYLE.md rule 5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mlops.errors import ConfigError
+
+TaskType = Literal["classification", "regression"]
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(_Strict):
+    """Where the training data lives and which columns play which role."""
+
+    uri: str = Field(min_length=1, description="Local path or s3://bucket/key, .csv or .parquet")
+    target: str = Field(min_length=1, description="Column to predict")
+    timestamp: str | None = Field(
+        default=None, description="Optional event-time column; enables the time-based split"
+    )
+
+
+class ModelConfig(_Strict):
+    """Which estimator to train and under which registered name."""
+
+    name: str = Field(description="Registered model name in MLflow")
+    task: TaskType = "classification"
+    estimator: str = Field(
+        default="sklearn.ensemble.HistGradientBoostingClassifier",
+        description="Import path of a scikit-learn estimator class",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Estimator keyword arguments")
+    seed: int = Field(default=42, ge=0, description="Seed for the estimator and the split")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _MODEL_NAME.match(value):
+            raise ValueError("must be 1-100 letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("estimator")
+    @classmethod
+    def _dotted_path(cls, value: str) -> str:
+        if "." not in value or not all(part.isidentifier() for part in value.split(".")):
+            raise ValueError("must be a dotted import path such as sklearn.linear_model.Ridge")
+        return value
+
+
+class SplitConfig(_Strict):
+    """How the holdout is cut: random (stratified for classification) or by time."""
+
+    method: Literal["random", "time"] = "random"
+    test_size: float = Field(default=0.2, gt=0.0, lt=1.0)
+
+
+class ColumnRule(_Strict):
+    """A rule the config declares for one column, on top of the inferred contract."""
+
+    column: str = Field(min_length=1)
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str | int | float | bool] | None = None
+    max_null_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
+    unique: bool = False
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> ColumnRule:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class ContractTolerance(_Strict):
+    """How far new data may stray from the contract before validation fails."""
+
+    range_margin: float = Field(
+        default=0.25, ge=0.0, description="Numeric ranges widen by this share of the observed span"
+    )
+    null_rate_margin: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="Allowed rise of a column's null fraction"
+    )
+    mostly: float = Field(
+        default=0.99, gt=0.0, le=1.0, description="Share of rows that must meet range/category checks"
+    )
+
+
+class ValidationConfig(_Strict):
+    """Data validation: declared rules plus the contract inferred from reference data."""
+
+    min_rows: int = Field(default=50, ge=1)
+    rules: list[ColumnRule] = Field(default_factory=list)
+    contract: ContractTolerance = Field(default_factory=ContractTolerance)
+
+
+class GatesConfig(_Strict):
+    """Quality gate: the model is registered only if every bound holds on the holdout."""
+
+    min_metrics: dict[str, float] = Field(default_factory=dict)
+    max_metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class PipelineConfig(_Strict):
+    """The whole pipeline config file."""
+
+    dataset: DatasetConfig
+    model: ModelConfig
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    experiment: str | None = Field(
+        default=None, description="MLflow experiment name; defaults to the model name"
+    )
+
+    @model_validator(mode="after")
+    def _time_split_needs_timestamp(self) -> PipelineConfig:
+        if self.split.method == "time" and not self.dataset.timestamp:
+            raise ValueError("split.method 'time' needs dataset.timestamp")
+        return self
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.model.name
+
+    def with_data_uri(self, uri: str | None) -> PipelineConfig:
+        """Return a copy reading its data from `uri` (the CLI's --data override)."""
+        if not uri:
+            return self
+        return self.model_copy(update={"dataset": self.dataset.model_copy(update={"uri": uri})})
+
+    def fingerprint(self) -> str:
+        """Stable hash of what the run does (lineage tag `config_hash`)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "<root>"
+    if first["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    if first["type"] == "missing":
+        return f"missing required key '{key}'"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"invalid value for '{key}': {message}"
+
+
+def parse_config(raw: Any, source: str = "<config>") -> PipelineConfig:
+    """Validate an already-parsed mapping, raising ConfigError that names the offending key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {source}: expected a mapping at the top level")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"config {source}: {_first_error(err)}") from None
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a YAML pipeline config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read: {err}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    return parse_config(raw, source=str(path))
+
+
+class Settings(BaseSettings):
+    """Infrastructure settings, read from the environment once, with embedded local defaults."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    home: Path = Field(default=Path(".mlops"), alias="MLOPS_HOME")
+    mlflow_tracking_uri: str | None = Field(default=None, alias="MLFLOW_TRACKING_URI")
+    prefect_api_url: str | None = Field(default=None, alias="PREFECT_API_URL")
+    # Where `make up` serves the local stack; the CLI uses it when it answers and nothing is set.
+    stack_host: str = Field(default="127.0.0.1", alias="MLOPS_STACK_HOST")
+    prefect_port: int = Field(default=4200, alias="MLOPS_PREFECT_PORT")
+    mlflow_port: int = Field(default=5000, alias="MLOPS_MLFLOW_PORT")
+    s3_endpoint_url: str | None = Field(default=None, alias="MLOPS_S3_ENDPOINT_URL")
+
+    @property
+    def local_prefect_url(self) -> str:
+        return f"http://{self.stack_host}:{self.prefect_port}/api"
+
+    @property
+    def local_mlflow_url(self) -> str:
+        return f"http://{self.stack_host}:{self.mlflow_port}"
+
+    def default_tracking_uri(self) -> str:
+        """The embedded store used when no server is configured or running."""
+        return f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    def default_artifact_root(self) -> Path:
+        return (self.home / "mlartifacts").resolve()

@@ -1,0 +1,157 @@
+"""Read and write frames from local paths or s3:// URIs; fingerprint what was read.
+
+S3 goes through boto3 with the endpoint from Settings (MLOPS_S3_ENDPOINT_URL) or boto3's own
+AWS_ENDPOINT_URL, so AWS, MinIO and moto all work. Writes are all-or-nothing: a local file is
+written beside its target and renamed into place; an S3 object appears only when put completes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pandas as pd
+
+from mlops.errors import DataError
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass(frozen=True)
+class DataLocation:
+    """A parsed data URI: either a local path or an S3 bucket/key."""
+
+    uri: str
+    bucket: str | None
+    key: str
+    format: str
+
+    @property
+    def is_s3(self) -> bool:
+        return self.bucket is not None
+
+
+def parse_uri(uri: str) -> DataLocation:
+    """Split a URI into location and format (by extension), rejecting what we cannot read."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc or not parsed.path.strip("/"):
+            raise DataError(f"{uri}: an S3 URI needs a bucket and a key (s3://bucket/key.parquet)")
+        bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    elif parsed.scheme in ("", "file"):
+        bucket, key = None, parsed.path if parsed.scheme == "file" else uri
+    else:
+        raise DataError(f"{uri}: unsupported URI scheme '{parsed.scheme}' (use a local path or s3://)")
+    suffix = Path(key).suffix.lower()
+    if suffix not in FORMATS:
+        raise DataError(f"{uri}: unsupported file type '{suffix or '(none)'}' (use .csv or .parquet)")
+    return DataLocation(uri=uri, bucket=bucket, key=key, format=FORMATS[suffix])
+
+
+def s3_client(endpoint_url: str | None = None) -> Any:
+    """Build a boto3 S3 client; credentials come from boto3's usual environment chain."""
+    import boto3
+
+    endpoint = endpoint_url or os.environ.get("MLOPS_S3_ENDPOINT_URL") or None
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
+def _read_bytes(loc: DataLocation, client: Any | None) -> bytes:
+    if not loc.is_s3:
+        path = Path(loc.key)
+        if not path.exists():
+            raise DataError(f"{loc.uri}: file not found")
+        if path.is_dir():
+            raise DataError(f"{loc.uri}: is a directory, not a data file")
+        return path.read_bytes()
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = client or s3_client()
+    try:
+        return client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "error")
+        if code in ("NoSuchKey", "404", "NoSuchBucket"):
+            raise DataError(f"{loc.uri}: object not found ({code})") from None
+        raise DataError(f"{loc.uri}: S3 refused the read ({code})") from None
+    except BotoCoreError as err:
+        raise DataError(f"{loc.uri}: S3 endpoint unreachable ({type(err).__name__})") from None
+
+
+def read_frame(uri: str, client: Any | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet dataset; every failure is a one-line DataError naming the file."""
+    loc = parse_uri(uri)
+    payload = _read_bytes(loc, client)
+    if not payload.strip():
+        raise DataError(f"{uri}: file is empty")
+    try:
+        if loc.format == "csv":
+            frame = pd.read_csv(io.BytesIO(payload), encoding="utf-8")
+        else:
+            frame = pd.read_parquet(io.BytesIO(payload))
+    except UnicodeDecodeError:
+        raise DataError(f"{uri}: not UTF-8 encoded text") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{uri}: file has no columns") from None
+    except Exception as err:  # parsers raise many types; all mean "this file is unreadable"
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{uri}: cannot parse as {loc.format}: {detail}") from None
+    header = _csv_header(payload) if loc.format == "csv" else [str(c) for c in frame.columns]
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise DataError(f"{uri}: duplicate column name '{name}'")
+        seen.add(name)
+    if frame.empty:
+        raise DataError(f"{uri}: no data rows (header only)")
+    return frame
+
+
+def _csv_header(payload: bytes) -> list[str]:
+    """The header as written: pandas silently renames duplicates ('a', 'a.1'), hiding them."""
+    first_line = payload.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")
+    return next(csv.reader([first_line]), [])
+
+
+def write_frame(frame: pd.DataFrame, uri: str, client: Any | None = None) -> str:
+    """Write a frame as CSV or Parquet (by extension) atomically; return the URI."""
+    loc = parse_uri(uri)
+    buffer = io.BytesIO()
+    if loc.format == "csv":
+        frame.to_csv(buffer, index=False)
+    else:
+        frame.to_parquet(buffer, index=False)
+    payload = buffer.getvalue()
+    if loc.is_s3:
+        (client or s3_client()).put_object(Bucket=loc.bucket, Key=loc.key, Body=payload)
+        return uri
+    target = Path(loc.key)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        # mkstemp creates 0600; give the file the mode a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return uri
+
+
+def fingerprint_frame(frame: pd.DataFrame) -> str:
+    """Content hash of a frame: column names, dtypes and every value, independent of file format."""
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(f"{c}:{t}" for c, t in frame.dtypes.astype(str).items()).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,50 @@
+"""Domain exceptions, each carrying the CLI exit code documented in the README.
+
+Flows raise these so a run ends Failed with a readable message; the CLI maps them to exit codes.
+"""
+
+from __future__ import annotations
+
+
+class MlopsError(Exception):
+    """Base of every expected, explainable failure; `str(err)` is the one readable line."""
+
+    exit_code = 1
+
+
+class ConfigError(MlopsError):
+    """The pipeline config file is missing, malformed or names something that does not exist."""
+
+    exit_code = 2
+
+
+class DataError(MlopsError):
+    """A dataset cannot be read: missing file, unsupported format, empty, undecodable."""
+
+    exit_code = 2
+
+
+class DataValidationFailed(MlopsError):
+    """The data broke its expectation suite; nothing may be trained on it."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class QualityGateFailed(MlopsError):
+    """The trained model missed a configured minimum metric; it must not be registered."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, gate_results: object | None = None) -> None:
+        super().__init__(message)
+        self.gate_results = gate_results
+
+
+class RegistryError(MlopsError):
+    """The model registry refused an operation or is unreachable."""
+
+    exit_code = 1

@@ -1,0 +1,208 @@
+"""The local stack: a Prefect server and an MLflow server as background processes.
+
+`make up` / `make down` and the test fixtures share this module, so the tests exercise exactly
+what users run. Each service runs in its own process group (so stopping it stops its workers
+too), logs to <home>/logs/<name>.log and records its pid in <home>/run/<name>.pid.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlops.config import Settings
+
+
+@dataclass
+class Service:
+    """A server process we start, wait for and stop."""
+
+    name: str
+    command: list[str]
+    health_url: str
+    url: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (for test fixtures)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def is_healthy(url: str, timeout: float = 1.0) -> bool:
+    """True when `url` answers 2xx: the cheap probe the CLI uses to find a running stack."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _bin(name: str) -> str:
+    # The console scripts live beside the interpreter running us (the project venv).
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def prefect_service(home: Path, host: str, port: int) -> Service:
+    """A Prefect server on SQLite with its services (events, automations) in-process."""
+    prefect_home = home / "prefect"
+    return Service(
+        name="prefect",
+        command=[_bin("prefect"), "server", "start", "--host", host, "--port", str(port)],
+        health_url=f"http://{host}:{port}/api/health",
+        url=f"http://{host}:{port}",
+        env={
+            "PREFECT_HOME": str(prefect_home.resolve()),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+            "PREFECT_API_URL": f"http://{host}:{port}/api",
+        },
+    )
+
+
+def mlflow_service(home: Path, host: str, port: int) -> Service:
+    """An MLflow tracking server on the same SQLite store and artifact folder as embedded mode.
+
+    Artifacts are plain local paths (no proxying), so a run logged while the stack was down and
+    one logged through the server are readable either way on this machine.
+    """
+    home = home.resolve()
+    return Service(
+        name="mlflow",
+        command=[
+            _bin("mlflow"), "server",
+            "--host", host, "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+            "--default-artifact-root", (home / "mlartifacts").as_uri(),
+            "--no-serve-artifacts",
+            "--workers", "1",
+        ],
+        health_url=f"http://{host}:{port}/health",
+        url=f"http://{host}:{port}",
+        env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"},
+    )
+
+
+def local_services(settings: Settings) -> list[Service]:
+    return [
+        prefect_service(settings.home, settings.stack_host, settings.prefect_port),
+        mlflow_service(settings.home, settings.stack_host, settings.mlflow_port),
+    ]
+
+
+def _pid_file(home: Path, name: str) -> Path:
+    return home / "run" / f"{name}.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_pid(home: Path, name: str) -> int | None:
+    path = _pid_file(home, name)
+    try:
+        pid = int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def start(service: Service, home: Path, timeout: float = 120.0) -> subprocess.Popen | None:
+    """Start `service` unless it already answers; wait until its health URL does."""
+    if is_healthy(service.health_url):
+        return None
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    (home / "run").mkdir(parents=True, exist_ok=True)
+    log = open(home / "logs" / f"{service.name}.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        service.command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **service.env},
+        start_new_session=True,
+    )
+    log.close()
+    _pid_file(home, service.name).write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{service.name} server exited with code {proc.returncode}; see {home / 'logs' / (service.name + '.log')}"
+            )
+        if is_healthy(service.health_url):
+            return proc
+        time.sleep(0.5)
+    stop_pid(proc.pid)
+    raise RuntimeError(f"{service.name} server did not become healthy within {timeout:.0f}s")
+
+
+def stop_pid(pid: int, timeout: float = 20.0) -> None:
+    """Stop a process group politely, then by force: no worker is left behind."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.2)
+
+
+def stop(service: Service, home: Path) -> bool:
+    """Stop a service started by `start`; True when something was running."""
+    pid = running_pid(home, service.name)
+    _pid_file(home, service.name).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    stop_pid(pid)
+    return True
+
+
+def up(settings: Settings) -> list[tuple[Service, str]]:
+    """Start every local service that is not already answering; report each one's state."""
+    report = []
+    for service in local_services(settings):
+        proc = start(service, settings.home)
+        report.append((service, "started" if proc else "already running"))
+    return report
+
+
+def down(settings: Settings) -> list[tuple[Service, str]]:
+    return [
+        (service, "stopped" if stop(service, settings.home) else "not running")
+        for service in local_services(settings)
+    ]
+
+
+def status(settings: Settings) -> list[tuple[Service, bool]]:
+    return [(s, is_healthy(s.health_url)) for s in local_services(settings)]

@@ -1,0 +1,188 @@
+"""Build and fit the scikit-learn Pipeline a config describes, and say which types it serializes.
+
+The pipeline is one object (preprocessing + estimator) so the model that is logged, registered
+and served applies exactly the preprocessing it was trained with.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import inspect
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier, is_regressor
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
+
+from mlops.config import ModelConfig
+from mlops.contract import DataContract
+from mlops.errors import ConfigError, DataError
+
+TASKS = ("classification", "regression")
+
+# skops refuses to load any type not named in its `trusted` list; we only ever name types from
+# these libraries, so a pipeline holding anything else is refused rather than pickled.
+TRUSTED_TYPE_PREFIXES: tuple[str, ...] = ("sklearn.", "numpy.", "scipy.")
+# Types outside those prefixes that are vetted one by one. skops 0.16 trusts builtins itself
+# (int, float, str, bool, list, set, tuple, map), so none has been needed yet.
+TRUSTED_TYPES: frozenset[str] = frozenset()
+
+
+def load_estimator_class(path: str, task: str) -> type:
+    """Import the estimator class at dotted `path` and check it fits `task`."""
+    key = "model.estimator"
+    if task not in TASKS:
+        raise ConfigError(f"model.task: unknown task '{task}' (known: {', '.join(TASKS)})")
+    module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigError(f"{key}: '{path}' is not a dotted import path such as sklearn.linear_model.Ridge")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        # Only a missing module on the configured path is a typo; a missing dependency of an
+        # existing module is an environment problem and must say so.
+        missing = err.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise ConfigError(f"{key}: module '{module_name}' not found (from '{path}')") from None
+        raise ConfigError(f"{key}: module '{module_name}' cannot be imported: {err}") from None
+    except Exception as err:  # any import-time failure is the configured path's problem
+        raise ConfigError(f"{key}: module '{module_name}' cannot be imported: {type(err).__name__}: {err}") from None
+    if not hasattr(module, attr):
+        if _is_module(path):
+            raise ConfigError(f"{key}: '{path}' is a module, not a class")
+        raise ConfigError(f"{key}: module '{module_name}' has no attribute '{attr}'")
+    cls = getattr(module, attr)
+    if not inspect.isclass(cls):
+        raise ConfigError(f"{key}: '{path}' is not a class (got {type(cls).__name__})")
+    if not issubclass(cls, BaseEstimator) or not callable(getattr(cls, "fit", None)):
+        raise ConfigError(
+            f"{key}: '{path}' is not a scikit-learn estimator (must subclass sklearn.base.BaseEstimator and have fit)"
+        )
+    _check_kind(cls, task, path)
+    return cls
+
+
+def _is_module(path: str) -> bool:
+    try:
+        return importlib.util.find_spec(path) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _check_kind(cls: type, task: str, path: str) -> None:
+    """Refuse a classifier for regression and vice versa."""
+    try:
+        # sklearn >= 1.6 reads the kind from tags, which need an instance.
+        instance = cls()
+        ok = is_classifier(instance) if task == "classification" else is_regressor(instance)
+    except Exception:  # required constructor arguments: fall back to the mixins
+        mixin = ClassifierMixin if task == "classification" else RegressorMixin
+        ok = issubclass(cls, mixin)
+    if not ok:
+        wanted = "classifier" if task == "classification" else "regressor"
+        raise ConfigError(f"model.estimator: '{path}' is not a {wanted}, but model.task is '{task}'")
+
+
+def _make_estimator(cls: type, model: ModelConfig) -> BaseEstimator:
+    """Construct the estimator from model.params, seeded, with every bad parameter a ConfigError."""
+    name = cls.__name__
+    params = dict(model.params)
+    try:
+        known = set(cls().get_params(deep=False))
+    except Exception:  # required constructor arguments: let the constructor judge
+        known = None
+    if known is not None:
+        for param in params:
+            if param not in known:
+                close = difflib.get_close_matches(param, sorted(known), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(known))})"
+                raise ConfigError(f"model.params.{param}: unknown parameter for {name}{hint}")
+        if "random_state" in known and "random_state" not in params:
+            params["random_state"] = model.seed
+    try:
+        estimator = cls(**params)
+        # Validate value types and ranges now: a typo should fail before an hour-long fit, not during it.
+        if getattr(cls, "_parameter_constraints", None) is not None:
+            estimator._validate_params()
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"model.params: invalid parameters for {name}: {_one_line(err)}") from None
+    return estimator
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def build_pipeline(contract: DataContract, model: ModelConfig) -> Pipeline:
+    """Unfitted Pipeline: impute/scale numerics, impute/one-hot categoricals, then the estimator."""
+    if model.task != contract.task:
+        raise ConfigError(f"model.task: '{model.task}' does not match the data contract's task '{contract.task}'")
+    cls = load_estimator_class(model.estimator, model.task)
+    estimator = _make_estimator(cls, model)
+    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="most_frequent")),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+    # Datetime features are dropped (remainder="drop"): raw timestamps do not generalise to the future.
+    preprocess = ColumnTransformer(
+        [("numeric", numeric, contract.numeric_features), ("categorical", categorical, contract.categorical_features)],
+        remainder="drop",
+    )
+    return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+
+
+def feature_frame(frame: pd.DataFrame, contract: DataContract) -> pd.DataFrame:
+    """The contract's feature columns in contract order, with missing categories as NaN."""
+    names = contract.feature_names
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise DataError(f"feature columns missing from the data: {', '.join(missing)}")
+    features = frame[names].copy()
+    for name in contract.categorical_features:
+        col = features[name]
+        # SimpleImputer sees only np.nan as missing; pd.NA (pandas "string" dtype) would crash it
+        # and None would become a category of its own.
+        features[name] = col.astype(object).where(col.notna(), np.nan)
+    return features
+
+
+def fit_pipeline(frame: pd.DataFrame, contract: DataContract, model: ModelConfig) -> Pipeline:
+    """Build and fit the pipeline on `frame`; deterministic for the same data and config."""
+    pipeline = build_pipeline(contract, model)
+    features = feature_frame(frame, contract)
+    if contract.target not in frame.columns:
+        raise DataError(f"target column '{contract.target}' is not in the data")
+    target = frame[contract.target]
+    nulls = int(target.isna().sum())
+    if nulls:
+        raise DataError(f"target column '{contract.target}' has {nulls} missing values")
+    try:
+        pipeline.fit(features, target)
+    except InvalidParameterError as err:
+        # Nested or third-party parameters are only validated inside fit.
+        raise ConfigError(f"model.params: invalid parameters for {model.estimator}: {_one_line(err)}") from None
+    return pipeline
+
+
+def skops_trusted_types(pipeline: Any) -> list[str]:
+    """Types skops must be told to trust to load `pipeline`, each vetted against the allow-list."""
+    import skops.io as sio  # lazily: only saving and loading models need it
+
+    untrusted = sio.get_untrusted_types(data=sio.dumps(pipeline))
+    refused = [t for t in untrusted if not (t.startswith(TRUSTED_TYPE_PREFIXES) or t in TRUSTED_TYPES)]
+    if refused:
+        raise ValueError(
+            f"pipeline holds types outside the skops allow-list ({', '.join(TRUSTED_TYPE_PREFIXES)}): "
+            f"{', '.join(sorted(refused))}"
+        )
+    return sorted(untrusted)

@@ -1,0 +1,13 @@
+"""Thin Prefect tasks: each unpacks its inputs and calls one function of the `mlops` library."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops.errors import MlopsError
+
+
+def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry I/O failures, never domain errors: a missing file or a broken contract stays broken."""
+    error = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
+    return not isinstance(error, MlopsError)

@@ -1,0 +1,28 @@
+"""Score the model on the holdout and apply the quality gate."""
+
+from __future__ import annotations
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sklearn.pipeline import Pipeline
+
+from mlops import evaluation
+from mlops.config import PipelineConfig
+from mlops.contract import DataContract
+
+
+@task(name="evaluate-model", cache_policy=NO_CACHE)
+def evaluate_model(
+    pipeline: Pipeline, holdout: pd.DataFrame, contract: DataContract, config: PipelineConfig
+) -> evaluation.Evaluation:
+    """Holdout metrics, plots and feature importance."""
+    return evaluation.evaluate_model(pipeline, holdout, contract, config.model.seed)
+
+
+@task(name="check-quality-gates", cache_policy=NO_CACHE)
+def check_quality_gates(
+    metrics: dict[str, float], config: PipelineConfig
+) -> tuple[evaluation.GateResult, ...]:
+    """Compare metrics with the configured bounds (raising is the flow's decision)."""
+    return evaluation.check_gates(metrics, config.gates)

@@ -1,0 +1,101 @@
+"""MLflow tracking and registration steps of the training flow."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from sklearn.pipeline import Pipeline
+
+from mlops import evaluation, training, validation
+from mlops.config import PipelineConfig
+from mlops.contract import DataContract
+from mlops.registry import ModelRef, Registry
+from mlops.summary import TrainResult
+from tasks import retry_if_transient
+
+# MLflow I/O goes over the network when the store is a server: retry transient failures.
+_IO: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": [1, 5, 15],
+    "retry_condition_fn": retry_if_transient,
+    "cache_policy": NO_CACHE,
+}
+
+
+@task(name="open-tracking-run", **_IO)
+def open_tracking_run(registry: Registry, config: PipelineConfig, tags: dict[str, str]) -> str:
+    """Start the MLflow run that collects everything this training does."""
+    run_id = registry.start_run(config.experiment_name, f"train-{config.model.name}", tags)
+    registry.log_params(
+        run_id,
+        {
+            "estimator": config.model.estimator,
+            **{f"model.{k}": v for k, v in config.model.params.items()},
+            "seed": config.model.seed,
+            "split.method": config.split.method,
+            "split.test_size": config.split.test_size,
+            "task": config.model.task,
+        },
+    )
+    registry.log_json(run_id, config.model_dump(mode="json"), "config/pipeline.json")
+    return run_id
+
+
+@task(name="log-validation", **_IO)
+def log_validation(registry: Registry, run_id: str, report: validation.ValidationReport) -> None:
+    """Keep the validation result with the run, passed or failed."""
+    registry.log_json(run_id, report.to_dict(), "validation/report.json")
+    registry.log_text(run_id, report.to_markdown(), "validation/report.md")
+    registry.set_run_tags(run_id, {"validation": report.short_summary()})
+
+
+@task(name="log-evaluation", **_IO)
+def log_evaluation(
+    registry: Registry, run_id: str, result: evaluation.Evaluation, rows: dict[str, int]
+) -> None:
+    """Metrics, plots and feature importance of the holdout evaluation."""
+    registry.log_metrics(run_id, result.metrics)
+    registry.log_params(run_id, {f"rows.{k}": v for k, v in rows.items()})
+    registry.log_files(run_id, result.plots, "plots")
+    registry.log_json(run_id, result.feature_importance, "evaluation/feature_importance.json")
+
+
+@task(name="register-model", **_IO)
+def register_model(
+    registry: Registry,
+    run_id: str,
+    config: PipelineConfig,
+    pipeline: Pipeline,
+    contract: DataContract,
+    example: pd.DataFrame,
+    tags: dict[str, Any],
+) -> ModelRef:
+    """Log the model with skops and register it as the new `challenger`."""
+    return registry.register_model(
+        run_id,
+        config.model.name,
+        pipeline,
+        contract,
+        input_example=training.feature_frame(example, contract),
+        trusted_types=training.skops_trusted_types(pipeline),
+        tags=tags,
+    )
+
+
+@task(name="close-tracking-run", **_IO)
+def close_tracking_run(registry: Registry, run_id: str, succeeded: bool) -> None:
+    registry.end_run(run_id, succeeded)
+
+
+@task(name="publish-summary", cache_policy=NO_CACHE)
+def publish_summary(result: TrainResult) -> None:
+    """The run summary as a Prefect markdown artifact."""
+    create_markdown_artifact(
+        key=re.sub(r"[^a-z0-9-]+", "-", f"train-{result.model_name}".lower()), markdown=result.to_markdown(),
+        description=f"{result.status}: {result.model_name} v{result.model_version}",
+    )

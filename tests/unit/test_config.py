@@ -1,0 +1,123 @@
+"""Config validation: every rejection names its key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from mlops.config import PipelineConfig, Settings, load_config, parse_config
+from mlops.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+BASE = {
+    "dataset": {"uri": "data/churn.parquet", "target": "churned", "timestamp": "event_time"},
+    "model": {"name": "churn", "task": "classification", "estimator": "sklearn.linear_model.LogisticRegression"},
+    "gates": {"min_metrics": {"roc_auc": 0.7}},
+}
+
+
+def _with(path: str, value):
+    raw = copy.deepcopy(BASE)
+    *parents, leaf = path.split(".")
+    node = raw
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return raw
+
+
+def test_example_config_is_valid():
+    config = load_config(REPO / "configs" / "churn.yaml")
+    assert config.model.name == "churn-classifier"
+    assert config.dataset.target == "churned"
+    assert config.gates.min_metrics["roc_auc"] > 0
+
+
+def test_minimal_config_gets_defaults():
+    config = parse_config(BASE)
+    assert config.split.method == "random"
+    assert config.split.test_size == 0.2
+    assert config.experiment_name == "churn"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("model.colour", "red", "unknown key 'model.colour'"),
+        ("extra_section", {}, "unknown key 'extra_section'"),
+        ("model.task", "clustering", "invalid value for 'model.task'"),
+        ("split.test_size", 1.5, "invalid value for 'split.test_size'"),
+        ("split.test_size", "big", "invalid value for 'split.test_size'"),
+        ("model.params", [1, 2], "invalid value for 'model.params'"),
+        ("model.name", "bad name!", "invalid value for 'model.name'"),
+        ("model.estimator", "not a path", "invalid value for 'model.estimator'"),
+        ("validation.min_rows", -1, "invalid value for 'validation.min_rows'"),
+        ("validation.contract.range_margin", -0.5, "invalid value for 'validation.contract.range_margin'"),
+    ],
+)
+def test_bad_values_name_their_key(path, value, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(_with(path, value), source="c.yaml")
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_section_is_named():
+    raw = copy.deepcopy(BASE)
+    del raw["dataset"]
+    with pytest.raises(ConfigError, match="missing required key 'dataset'"):
+        parse_config(raw)
+
+
+def test_time_split_requires_timestamp():
+    raw = _with("split.method", "time")
+    raw["dataset"]["timestamp"] = None
+    with pytest.raises(ConfigError, match="dataset.timestamp"):
+        parse_config(raw)
+
+
+def test_rule_min_above_max_rejected():
+    raw = _with("validation.rules", [{"column": "age", "min": 10, "max": 5}])
+    with pytest.raises(ConfigError, match="validation.rules.0"):
+        parse_config(raw)
+
+
+def test_load_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(scalar)
+
+
+def test_data_override_and_fingerprint():
+    config = parse_config(BASE)
+    moved = config.with_data_uri("s3://bucket/other.csv")
+    assert moved.dataset.uri == "s3://bucket/other.csv"
+    assert config.dataset.uri == "data/churn.parquet"
+    assert config.with_data_uri(None) is config
+    assert moved.fingerprint() != config.fingerprint()
+    assert parse_config(BASE).fingerprint() == config.fingerprint()
+
+
+def test_config_round_trips_as_flow_parameter():
+    config = parse_config(BASE)
+    assert PipelineConfig.model_validate(config.model_dump(mode="json")) == config
+
+
+def test_settings_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    monkeypatch.setenv("MLOPS_PREFECT_PORT", "4321")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = Settings()
+    assert settings.local_prefect_url == "http://127.0.0.1:4321/api"
+    assert settings.mlflow_tracking_uri is None
+    assert settings.default_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"

@@ -1,0 +1,101 @@
+"""Reading, writing and fingerprinting datasets, locally (S3 is covered by integration tests)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mlops.data import fingerprint_frame, parse_uri, read_frame, write_frame
+from mlops.errors import DataError
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    return pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", None], "c": [0.5, float("nan"), 2.0]})
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_round_trip_keeps_fingerprint(tmp_path, frame, suffix):
+    uri = str(tmp_path / f"d.{suffix}")
+    write_frame(frame, uri)
+    back = read_frame(uri)
+    assert fingerprint_frame(back) == fingerprint_frame(frame)
+
+
+def test_fingerprint_sees_every_value_and_name(frame):
+    base = fingerprint_frame(frame)
+    changed = frame.copy()
+    changed.loc[1, "a"] = 99
+    renamed = frame.rename(columns={"a": "z"})
+    assert fingerprint_frame(changed) != base
+    assert fingerprint_frame(renamed) != base
+    assert fingerprint_frame(frame.copy()) == base
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("data/file.txt", "unsupported file type '.txt'"),
+        ("data/file", "unsupported file type '(none)'"),
+        ("ftp://host/file.csv", "unsupported URI scheme 'ftp'"),
+        ("s3://bucket-only", "needs a bucket and a key"),
+    ],
+)
+def test_parse_uri_rejects(uri, message):
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_uri(uri)
+
+
+def test_parse_s3_uri():
+    loc = parse_uri("s3://bucket/path/to/x.parquet")
+    assert (loc.bucket, loc.key, loc.format, loc.is_s3) == ("bucket", "path/to/x.parquet", "parquet", True)
+
+
+def test_unreadable_files_give_one_line_errors(tmp_path):
+    cases = {
+        "missing.csv": None,
+        "empty.csv": b"",
+        "header.csv": b"a,b,c\n",
+        "latin1.csv": "name,city\nJos\xe9,M\xfcnchen\n".encode("latin-1"),
+        "dupe.csv": b"a,b,a\n1,2,3\n",
+        "broken.parquet": b"PAR1 this is not really parquet",
+    }
+    expected = {
+        "missing.csv": "file not found",
+        "empty.csv": "file is empty",
+        "header.csv": "no data rows",
+        "latin1.csv": "not UTF-8",
+        "dupe.csv": "duplicate column name 'a'",
+        "broken.parquet": "cannot parse as parquet",
+    }
+    for name, payload in cases.items():
+        path = tmp_path / name
+        if payload is not None:
+            path.write_bytes(payload)
+        with pytest.raises(DataError) as err:
+            read_frame(str(path))
+        assert expected[name] in str(err.value), name
+        assert str(path) in str(err.value)
+        assert "\n" not in str(err.value)
+
+
+def test_truncated_parquet_is_refused(tmp_path, frame):
+    path = tmp_path / "t.parquet"
+    write_frame(frame, str(path))
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(DataError, match="cannot parse as parquet"):
+        read_frame(str(path))
+
+
+def test_write_is_atomic_and_leaves_no_temp_files(tmp_path, frame):
+    target = tmp_path / "sub" / "out.parquet"
+    write_frame(frame, str(target))
+    assert [p.name for p in target.parent.iterdir()] == ["out.parquet"]
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    bad = pd.DataFrame({"a": [object()]})  # parquet cannot encode a bare object
+    target = tmp_path / "out.parquet"
+    with pytest.raises(Exception):
+        write_frame(bad, str(target))
+    assert list(tmp_path.iterdir()) == []

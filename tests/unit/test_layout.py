@@ -1,0 +1,40 @@
+"""The architecture rule from STYLE.md: the mlops library never imports Prefect, flows or tasks."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+LIBRARY = Path(__file__).resolve().parents[2] / "mlops"
+# The CLI is the composition root: it starts flows, importing them lazily inside commands.
+COMPOSITION_ROOT = {"cli.py"}
+FORBIDDEN = ("prefect", "flows", "tasks")
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_library_modules_do_not_import_orchestration():
+    offenders = {
+        str(path.relative_to(LIBRARY)): sorted(_imports(path) & set(FORBIDDEN))
+        for path in LIBRARY.rglob("*.py")
+        if path.name not in COMPOSITION_ROOT
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_cli_imports_orchestration_only_inside_functions():
+    tree = ast.parse((LIBRARY / "cli.py").read_text())
+    top_level = {
+        (node.module or "").split(".")[0]
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom)
+    } | {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    assert not top_level & set(FORBIDDEN)
