@@ -10,6 +10,7 @@ from mlops.config import PipelineConfig, Settings
 from mlops.errors import DataValidationFailed
 from mlops.evaluation import enforce_gates, validate_gates
 from mlops.registry import Registry
+from mlops.training import load_estimator_class
 from mlops.summary import GateSummary, TrainResult
 from tasks.data import load_dataset
 from tasks.evaluation import check_quality_gates, evaluate_model
@@ -43,7 +44,9 @@ def train(config: PipelineConfig, data_uri: str | None = None) -> TrainResult:
     """
     logger = get_run_logger()
     config = config.with_data_uri(data_uri)
+    # Config mistakes fail before any data is read or any run is opened.
     validate_gates(config.gates, config.model.task)
+    load_estimator_class(config.model.estimator, config.model.task)
     registry = open_registry()
 
     frame, fingerprint = load_dataset(config.dataset.uri)

@@ -9,6 +9,7 @@ failed, 4 quality gate failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -51,7 +52,10 @@ def _configure_infrastructure(settings: Settings) -> None:
         else:
             # No server: Prefect runs a temporary one. Keep its database in the project home
             # so these runs are there to see once `make up` starts the UI on the same store.
-            os.environ.setdefault("PREFECT_HOME", str((settings.home / "prefect").resolve()))
+            if "PREFECT_HOME" not in os.environ:
+                prefect_home = (settings.home / "prefect").resolve()
+                prefect_home.mkdir(parents=True, exist_ok=True)
+                os.environ["PREFECT_HOME"] = str(prefect_home)
 
 
 def _profile_api_url() -> str | None:
@@ -105,7 +109,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from flows.train import train
 
     _quiet_console_tracebacks()
-    state = train(config=config, return_state=True)
+    # Libraries print progress to stdout (MLflow's "View run" links); stdout carries only our
+    # result, so everything said during the run goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        state = train(config=config, return_state=True)
     outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, BaseException) or not state.is_completed():
         err = outcome if isinstance(outcome, BaseException) else RuntimeError(state.message or "flow did not complete")

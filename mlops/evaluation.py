@@ -103,10 +103,16 @@ def _split_random(
     return train, holdout
 
 
-def _split_by_time(frame: pd.DataFrame, contract: DataContract, n_train: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _split_by_time(
+    frame: pd.DataFrame, contract: DataContract, n_train: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     name = contract.timestamp
-    if name is None or name not in frame.columns:
-        raise DataError(f"a time split needs the timestamp column '{name}', which is not in the data")
+    if name is None:
+        raise DataError("a time split needs a timestamp column, and the data contract names none")
+    if name not in frame.columns:
+        raise DataError(
+            f"a time split needs the timestamp column '{name}', which is not in the data"
+        )
     stamps = frame[name]
     if not (pd.api.types.is_datetime64_any_dtype(stamps) or pd.api.types.is_numeric_dtype(stamps)):
         try:
@@ -115,7 +121,9 @@ def _split_by_time(frame: pd.DataFrame, contract: DataContract, n_train: int) ->
             raise DataError(f"timestamp column '{name}' cannot be read as dates: {err}") from None
     missing = int(stamps.isna().sum())
     if missing:
-        raise DataError(f"timestamp column '{name}' has {missing} missing values; a time split needs every row dated")
+        raise DataError(
+            f"timestamp column '{name}' has {missing} missing values; a time split needs every row dated"
+        )
     ordered = stamps.reset_index(drop=True).sort_values(kind="stable")
     boundary = ordered.iloc[n_train]
     # Rows sharing the boundary timestamp all go to the holdout, so train is strictly earlier.
@@ -150,16 +158,24 @@ def compute_metrics(
     if truth.shape[0] == 0:
         return {}
     if task == "classification":
-        labels = list(classes) if classes is not None else list(np.unique(np.concatenate([truth, pred])))
-        raw = _classification_metrics(truth, pred, None if y_score is None else np.asarray(y_score, dtype=float), labels)
+        labels = (
+            list(classes) if classes is not None else list(np.unique(np.concatenate([truth, pred])))
+        )
+        raw = _classification_metrics(
+            truth, pred, None if y_score is None else np.asarray(y_score, dtype=float), labels
+        )
     elif task == "regression":
         raw = _regression_metrics(truth.astype(float), pred.astype(float))
     else:
         raise ValueError(f"unknown task '{task}' (known: {', '.join(METRICS_BY_TASK)})")
-    return {name: round(float(value), DECIMALS) for name, value in raw.items() if math.isfinite(value)}
+    return {
+        name: round(float(value), DECIMALS) for name, value in raw.items() if math.isfinite(value)
+    }
 
 
-def _classification_metrics(truth: np.ndarray, pred: np.ndarray, score: np.ndarray | None, labels: list[Any]) -> dict[str, float]:
+def _classification_metrics(
+    truth: np.ndarray, pred: np.ndarray, score: np.ndarray | None, labels: list[Any]
+) -> dict[str, float]:
     out: dict[str, float] = {"accuracy": float(accuracy_score(truth, pred))}
     binary = len(labels) == 2
     # labels=[positive] with average=None gives the positive class's numbers without requiring it be present.
@@ -167,7 +183,9 @@ def _classification_metrics(truth: np.ndarray, pred: np.ndarray, score: np.ndarr
     precision, recall, f1, _ = precision_recall_fscore_support(
         truth, pred, labels=chosen, average=None if binary else "macro", zero_division=0.0
     )
-    out["precision"], out["recall"], out["f1"] = (float(np.ravel(v)[0]) for v in (precision, recall, f1))
+    out["precision"], out["recall"], out["f1"] = (
+        float(np.ravel(v)[0]) for v in (precision, recall, f1)
+    )
     if score is None:
         return out
     proba = _as_matrix(score, len(labels))
@@ -181,11 +199,18 @@ def _classification_metrics(truth: np.ndarray, pred: np.ndarray, score: np.ndarr
             out["pr_auc"] = float(average_precision_score(positive, proba[:, 1]))
     elif present == set(labels):
         try:
-            out["roc_auc"] = float(roc_auc_score(truth, proba, multi_class="ovr", average="macro", labels=labels))
+            out["roc_auc"] = float(
+                roc_auc_score(truth, proba, multi_class="ovr", average="macro", labels=labels)
+            )
         except ValueError:
             pass  # decision_function scores: multiclass roc_auc is defined on probabilities only
         out["pr_auc"] = float(
-            np.mean([average_precision_score(truth == label, proba[:, i]) for i, label in enumerate(labels)])
+            np.mean(
+                [
+                    average_precision_score(truth == label, proba[:, i])
+                    for i, label in enumerate(labels)
+                ]
+            )
         )
     if _is_probability(proba):
         out_loss = _log_loss(truth, proba, labels)
@@ -284,7 +309,9 @@ def evaluate_model(
     else:
         metrics = compute_metrics("regression", truth, pred)
         sample = _sample_positions(len(truth), MAX_PLOT_POINTS, rng)
-        plots["residuals.png"] = _plot_residuals(truth[sample].astype(float), pred[sample].astype(float))
+        plots["residuals.png"] = _plot_residuals(
+            truth[sample].astype(float), pred[sample].astype(float)
+        )
         plots["predicted_vs_actual.png"] = _plot_predicted_vs_actual(
             truth[sample].astype(float), pred[sample].astype(float)
         )
@@ -332,8 +359,12 @@ def _feature_importance(
     result = permutation_importance(
         pipeline, sample_x, sample_y, scoring=scoring, n_repeats=3, random_state=seed
     )
-    means = {name: float(value) for name, value in zip(columns, result.importances_mean, strict=True)}
-    ranked = sorted(((n, v) for n, v in means.items() if math.isfinite(v)), key=lambda item: -item[1])
+    means = {
+        name: float(value) for name, value in zip(columns, result.importances_mean, strict=True)
+    }
+    ranked = sorted(
+        ((n, v) for n, v in means.items() if math.isfinite(v)), key=lambda item: -item[1]
+    )
     return {name: round(value, DECIMALS) for name, value in ranked}
 
 
@@ -367,7 +398,14 @@ def _plot_confusion_matrix(truth: np.ndarray, pred: np.ndarray, classes: list[An
     ax.set_yticks(ticks, [str(c) for c in classes])
     threshold = counts.max() / 2 if counts.size else 0
     for (row, col), value in np.ndenumerate(counts):
-        ax.text(col, row, str(value), ha="center", va="center", color="white" if value > threshold else "black")
+        ax.text(
+            col,
+            row,
+            str(value),
+            ha="center",
+            va="center",
+            color="white" if value > threshold else "black",
+        )
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title("Confusion matrix (holdout)")
@@ -391,7 +429,9 @@ def _plot_pr(positive: np.ndarray, score: np.ndarray) -> bytes:
     precision, recall, _ = precision_recall_curve(positive, score)
     figure = _new_figure()
     ax = figure.add_subplot()
-    ax.step(recall, precision, where="post", label=f"AP {average_precision_score(positive, score):.3f}")
+    ax.step(
+        recall, precision, where="post", label=f"AP {average_precision_score(positive, score):.3f}"
+    )
     ax.axhline(positive.mean(), linestyle="--", color="grey", label="prevalence")
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
@@ -471,7 +511,9 @@ def validate_gates(gates: GatesConfig, task: str) -> None:
     """Refuse gates on unknown metrics or thresholds no model could meet, naming the config key."""
     known = METRICS_BY_TASK.get(task)
     if known is None:
-        raise ConfigError(f"model.task: unknown task '{task}' (known: {', '.join(METRICS_BY_TASK)})")
+        raise ConfigError(
+            f"model.task: unknown task '{task}' (known: {', '.join(METRICS_BY_TASK)})"
+        )
     for bound, thresholds in (("min", gates.min_metrics), ("max", gates.max_metrics)):
         for name, threshold in thresholds.items():
             key = f"gates.{bound}_metrics.{name}"
@@ -482,11 +524,15 @@ def validate_gates(gates: GatesConfig, task: str) -> None:
             if threshold < 0 and name not in _CAN_BE_NEGATIVE:
                 raise ConfigError(f"{key}: {name} is never negative, got {threshold:g}")
             if threshold > 1 and name in _AT_MOST_ONE:
-                raise ConfigError(f"{key}: {name} is at most 1 (a fraction, not a percentage), got {threshold:g}")
+                raise ConfigError(
+                    f"{key}: {name} is at most 1 (a fraction, not a percentage), got {threshold:g}"
+                )
     for name in gates.min_metrics.keys() & gates.max_metrics.keys():
         low, high = gates.min_metrics[name], gates.max_metrics[name]
         if low > high:
-            raise ConfigError(f"gates.min_metrics.{name}: {low:g} is above gates.max_metrics.{name} {high:g}")
+            raise ConfigError(
+                f"gates.min_metrics.{name}: {low:g} is above gates.max_metrics.{name} {high:g}"
+            )
 
 
 def check_gates(metrics: Mapping[str, float], gates: GatesConfig) -> tuple[GateResult, ...]:

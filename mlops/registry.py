@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,11 +187,13 @@ class Registry:
     def _download_model(self, ref: ModelRef, dst: str) -> Path:
         import mlflow.artifacts
 
-        return Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=ref.uri, dst_path=dst, tracking_uri=self.tracking_uri
+        # `models:/` URIs are resolved through the fluent registry URI, not the argument.
+        with _fluent_uri(self.tracking_uri):
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=ref.uri, dst_path=dst, tracking_uri=self.tracking_uri
+                )
             )
-        )
 
     def load_contract(self, ref: ModelRef) -> DataContract:
         """The data contract stored inside the model artifact at training time."""
@@ -225,10 +228,10 @@ class Registry:
         for existing in self.client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'"):
             self.client.set_registered_model_alias(model_name, alias, existing.version)
             return self.get_version(model_name, str(existing.version))
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
         signature = infer_signature(input_example, pipeline.predict(input_example))
-        with tempfile.TemporaryDirectory() as tmp:
+        # MLflow resolves `models:/m-...` sources through the fluent globals even inside
+        # MlflowClient calls, so the whole registration runs with them pointed at our store.
+        with tempfile.TemporaryDirectory() as tmp, _fluent_uri(self.tracking_uri):
             contract_path = Path(tmp) / CONTRACT_FILE
             contract_path.write_text(contract.to_json())
             info = mlflow.sklearn.log_model(
@@ -243,23 +246,23 @@ class Registry:
                 # Explicit requirements skip MLflow's slow import-tracing subprocess.
                 pip_requirements=_pip_requirements(),
             )
-        try:
-            self.client.create_registered_model(model_name)
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            try:
+                self.client.create_registered_model(model_name)
+            except MlflowException as err:
+                if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            version = self.client.create_model_version(
+                model_name,
+                source=info.model_uri,
+                run_id=run_id,
+                tags={k: _text(v) for k, v in tags.items()},
+                model_id=info.model_id,
+            )
+            try:
+                self.client.set_registered_model_alias(model_name, alias, version.version)
+            except Exception:
+                self.client.delete_model_version(model_name, version.version)
                 raise
-        version = self.client.create_model_version(
-            model_name,
-            source=info.model_uri,
-            run_id=run_id,
-            tags={k: _text(v) for k, v in tags.items()},
-            model_id=info.model_id,
-        )
-        try:
-            self.client.set_registered_model_alias(model_name, alias, version.version)
-        except Exception:
-            self.client.delete_model_version(model_name, version.version)
-            raise
         return self.get_version(model_name, str(version.version))
 
     def load_model(self, name: str, alias_or_version: str) -> Any:
@@ -289,6 +292,34 @@ class Registry:
             except ValueError as err:
                 raise RegistryError(f"refusing to load {name} v{ref.version}: {err}") from None
             return skops.io.load(path, trusted=trusted)
+
+
+@contextmanager
+def _fluent_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's process-global fluent state at `uri` for one block, then restore it exactly.
+
+    `log_model` and `models:/` resolution only speak the fluent globals, and
+    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI into
+    os.environ. Leaving either behind would silently redirect every other client in the process
+    (later runs, tests, the serving app) to this store, so both are put back as they were.
+    """
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_state
+    from mlflow.tracking._tracking_service import utils as tracking_state
+
+    saved_globals = (tracking_state._tracking_uri, registry_state._registry_uri)
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_state._tracking_uri, registry_state._registry_uri = saved_globals
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _pip_requirements() -> list[str]:

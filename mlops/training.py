@@ -6,6 +6,8 @@ and served applies exactly the preprocessing it was trained with.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import difflib
 import importlib
 import importlib.util
@@ -27,12 +29,22 @@ from mlops.errors import ConfigError, DataError
 
 TASKS = ("classification", "regression")
 
-# skops refuses to load any type not named in its `trusted` list; we only ever name types from
-# these libraries, so a pipeline holding anything else is refused rather than pickled.
-TRUSTED_TYPE_PREFIXES: tuple[str, ...] = ("sklearn.", "numpy.", "scipy.")
-# Types outside those prefixes that are vetted one by one. skops 0.16 trusts builtins itself
-# (int, float, str, bool, list, set, tuple, map), so none has been needed yet.
-TRUSTED_TYPES: frozenset[str] = frozenset()
+# skops refuses to load any type not named in its `trusted` list. We name scikit-learn's own
+# types by prefix and numpy/scipy containers one by one: a blanket "numpy." would also admit
+# functions (numpy.f2py, numpy.testing) that a tampered artifact could smuggle in.
+TRUSTED_TYPE_PREFIXES: tuple[str, ...] = ("sklearn.",)
+# skops 0.16 trusts builtins itself (int, float, str, bool, list, set, tuple, map).
+TRUSTED_TYPES: frozenset[str] = frozenset(
+    {
+        "numpy.dtype",
+        "numpy.ndarray",
+        "numpy.random._generator.Generator",
+        "numpy.random._pcg64.PCG64",
+        "numpy.random.mtrand.RandomState",
+        "scipy.sparse._csr.csr_matrix",
+        "scipy.sparse._csc.csc_matrix",
+    }
+)
 
 
 def load_estimator_class(path: str, task: str) -> type:
@@ -42,7 +54,9 @@ def load_estimator_class(path: str, task: str) -> type:
         raise ConfigError(f"model.task: unknown task '{task}' (known: {', '.join(TASKS)})")
     module_name, _, attr = path.rpartition(".")
     if not module_name or not attr:
-        raise ConfigError(f"{key}: '{path}' is not a dotted import path such as sklearn.linear_model.Ridge")
+        raise ConfigError(
+            f"{key}: '{path}' is not a dotted import path such as sklearn.linear_model.Ridge"
+        )
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
@@ -53,12 +67,16 @@ def load_estimator_class(path: str, task: str) -> type:
             raise ConfigError(f"{key}: module '{module_name}' not found (from '{path}')") from None
         raise ConfigError(f"{key}: module '{module_name}' cannot be imported: {err}") from None
     except Exception as err:  # any import-time failure is the configured path's problem
-        raise ConfigError(f"{key}: module '{module_name}' cannot be imported: {type(err).__name__}: {err}") from None
+        raise ConfigError(
+            f"{key}: module '{module_name}' cannot be imported: {type(err).__name__}: {err}"
+        ) from None
     if not hasattr(module, attr):
         if _is_module(path):
             raise ConfigError(f"{key}: '{path}' is a module, not a class")
         raise ConfigError(f"{key}: module '{module_name}' has no attribute '{attr}'")
     cls = getattr(module, attr)
+    if inspect.ismodule(cls):
+        raise ConfigError(f"{key}: '{path}' is a module, not a class")
     if not inspect.isclass(cls):
         raise ConfigError(f"{key}: '{path}' is not a class (got {type(cls).__name__})")
     if not issubclass(cls, BaseEstimator) or not callable(getattr(cls, "fit", None)):
@@ -87,7 +105,9 @@ def _check_kind(cls: type, task: str, path: str) -> None:
         ok = issubclass(cls, mixin)
     if not ok:
         wanted = "classifier" if task == "classification" else "regressor"
-        raise ConfigError(f"model.estimator: '{path}' is not a {wanted}, but model.task is '{task}'")
+        raise ConfigError(
+            f"model.estimator: '{path}' is not a {wanted}, but model.task is '{task}'"
+        )
 
 
 def _make_estimator(cls: type, model: ModelConfig) -> BaseEstimator:
@@ -102,7 +122,11 @@ def _make_estimator(cls: type, model: ModelConfig) -> BaseEstimator:
         for param in params:
             if param not in known:
                 close = difflib.get_close_matches(param, sorted(known), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(known))})"
+                hint = (
+                    f" (did you mean '{close[0]}'?)"
+                    if close
+                    else f" (known: {', '.join(sorted(known))})"
+                )
                 raise ConfigError(f"model.params.{param}: unknown parameter for {name}{hint}")
         if "random_state" in known and "random_state" not in params:
             params["random_state"] = model.seed
@@ -112,7 +136,9 @@ def _make_estimator(cls: type, model: ModelConfig) -> BaseEstimator:
         if getattr(cls, "_parameter_constraints", None) is not None:
             estimator._validate_params()
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"model.params: invalid parameters for {name}: {_one_line(err)}") from None
+        raise ConfigError(
+            f"model.params: invalid parameters for {name}: {_one_line(err)}"
+        ) from None
     return estimator
 
 
@@ -123,7 +149,9 @@ def _one_line(err: BaseException) -> str:
 def build_pipeline(contract: DataContract, model: ModelConfig) -> Pipeline:
     """Unfitted Pipeline: impute/scale numerics, impute/one-hot categoricals, then the estimator."""
     if model.task != contract.task:
-        raise ConfigError(f"model.task: '{model.task}' does not match the data contract's task '{contract.task}'")
+        raise ConfigError(
+            f"model.task: '{model.task}' does not match the data contract's task '{contract.task}'"
+        )
     cls = load_estimator_class(model.estimator, model.task)
     estimator = _make_estimator(cls, model)
     numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
@@ -135,7 +163,10 @@ def build_pipeline(contract: DataContract, model: ModelConfig) -> Pipeline:
     )
     # Datetime features are dropped (remainder="drop"): raw timestamps do not generalise to the future.
     preprocess = ColumnTransformer(
-        [("numeric", numeric, contract.numeric_features), ("categorical", categorical, contract.categorical_features)],
+        [
+            ("numeric", numeric, contract.numeric_features),
+            ("categorical", categorical, contract.categorical_features),
+        ],
         remainder="drop",
     )
     return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
@@ -170,7 +201,9 @@ def fit_pipeline(frame: pd.DataFrame, contract: DataContract, model: ModelConfig
         pipeline.fit(features, target)
     except InvalidParameterError as err:
         # Nested or third-party parameters are only validated inside fit.
-        raise ConfigError(f"model.params: invalid parameters for {model.estimator}: {_one_line(err)}") from None
+        raise ConfigError(
+            f"model.params: invalid parameters for {model.estimator}: {_one_line(err)}"
+        ) from None
     return pipeline
 
 
@@ -178,11 +211,16 @@ def skops_trusted_types(pipeline: Any) -> list[str]:
     """Types skops must be told to trust to load `pipeline`, each vetted against the allow-list."""
     import skops.io as sio  # lazily: only saving and loading models need it
 
-    untrusted = sio.get_untrusted_types(data=sio.dumps(pipeline))
-    refused = [t for t in untrusted if not (t.startswith(TRUSTED_TYPE_PREFIXES) or t in TRUSTED_TYPES)]
+    return vet_trusted_types(sio.get_untrusted_types(data=sio.dumps(pipeline)))
+
+
+def vet_trusted_types(types: Iterable[str]) -> list[str]:
+    """Return `types` sorted if every one is on the allow-list; else name the first offenders.
+
+    Used when saving (what to tell MLflow) and when loading (what an artifact may contain).
+    """
+    found = sorted(set(types))
+    refused = [t for t in found if not (t.startswith(TRUSTED_TYPE_PREFIXES) or t in TRUSTED_TYPES)]
     if refused:
-        raise ValueError(
-            f"pipeline holds types outside the skops allow-list ({', '.join(TRUSTED_TYPE_PREFIXES)}): "
-            f"{', '.join(sorted(refused))}"
-        )
-    return sorted(untrusted)
+        raise ValueError(f"types outside the skops allow-list: {', '.join(refused)}")
+    return found

@@ -31,14 +31,30 @@ MAX_LISTED_FAILURES = 5
 MAX_EXAMPLES = 3
 
 _NUMPY_NUMERIC = (
-    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "float16", "float32", "float64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
 )
 # GE resolves a pandas nullable dtype only by its class name ("Int64Dtype"), not by "Int64".
 _NULLABLE_NUMERIC = (
-    "Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype",
-    "UInt8Dtype", "UInt16Dtype", "UInt32Dtype", "UInt64Dtype",
-    "Float32Dtype", "Float64Dtype",
+    "Int8Dtype",
+    "Int16Dtype",
+    "Int32Dtype",
+    "Int64Dtype",
+    "UInt8Dtype",
+    "UInt16Dtype",
+    "UInt32Dtype",
+    "UInt64Dtype",
+    "Float32Dtype",
+    "Float64Dtype",
 )
 # Object columns are checked value by value, so a categorical column must hold Python strings.
 TYPE_LISTS: dict[Kind, tuple[str, ...]] = {
@@ -89,7 +105,11 @@ class ValidationReport:
             )
         failed = self.failed
         listed = "; ".join(o.describe() for o in failed[:MAX_LISTED_FAILURES])
-        more = f"; and {len(failed) - MAX_LISTED_FAILURES} more" if len(failed) > MAX_LISTED_FAILURES else ""
+        more = (
+            f"; and {len(failed) - MAX_LISTED_FAILURES} more"
+            if len(failed) > MAX_LISTED_FAILURES
+            else ""
+        )
         return (
             f"data validation failed for {self.data_uri}: {len(failed)} of {len(self.outcomes)} "
             f"expectations failed: {listed}{more}"
@@ -110,7 +130,9 @@ class ValidationReport:
         for o in sorted(self.outcomes, key=lambda o: o.success):
             status = "pass" if o.success else "**FAIL**"
             column = f"`{_cell(o.column)}`" if o.column is not None else ""
-            lines.append(f"| {status} | {o.expectation} | {column} | {o.source} | {_cell(o.observed)} |")
+            lines.append(
+                f"| {status} | {o.expectation} | {column} | {o.source} | {_cell(o.observed)} |"
+            )
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,7 +162,9 @@ class ValidationReport:
             "success": self.success,
             "evaluated": len(self.outcomes),
             "failed": len(self.failed),
-            "failed_expectations": [_clip(o.describe(), 300) for o in self.failed[:MAX_LISTED_FAILURES]],
+            "failed_expectations": [
+                _clip(o.describe(), 300) for o in self.failed[:MAX_LISTED_FAILURES]
+            ],
         }
 
 
@@ -175,14 +199,22 @@ def validate_frame(
     if duplicated:
         frame = frame.loc[:, ~frame.columns.duplicated()]
 
-    planned = _plan(frame, contract, config, require_target=require_target)
-    results = _run_suite(_frame_for_ge(frame, contract), planned)
+    with _quiet_ge():
+        planned = _plan(frame, contract, config, require_target=require_target)
+        results = _run_suite(_frame_for_ge(frame, contract), planned)
     outcomes = [_outcome(p, results.get(i), frame, config) for i, p in enumerate(planned)]
     if duplicated:
-        outcomes.insert(0, ExpectationOutcome(
-            expectation="expect_table_columns_to_match_set", column=None, success=False, source="schema",
-            kwargs={"exact_match": True}, observed=f"duplicate columns: {', '.join(duplicated)}",
-        ))
+        outcomes.insert(
+            0,
+            ExpectationOutcome(
+                expectation="expect_table_columns_to_match_set",
+                column=None,
+                success=False,
+                source="schema",
+                kwargs={"exact_match": True},
+                observed=f"duplicate columns: {', '.join(duplicated)}",
+            ),
+        )
     return ValidationReport(
         success=all(o.success for o in outcomes),
         data_uri=data_uri,
@@ -200,16 +232,30 @@ def _plan(
     tol = config.contract
     present = set(frame.columns)
     target_absent_ok = not require_target and contract.target not in present
-    expected_columns = [c.name for c in contract.columns if not (target_absent_ok and c.name == contract.target)]
+    expected_columns = [
+        c.name for c in contract.columns if not (target_absent_ok and c.name == contract.target)
+    ]
     plan = [
-        _Planned("schema", None, gxe.ExpectTableColumnsToMatchSet(column_set=expected_columns, exact_match=True),
-                 {"column_set": _truncated(expected_columns), "exact_match": True}),
-        _Planned("schema", None, gxe.ExpectTableRowCountToBeBetween(min_value=config.min_rows),
-                 {"min_value": config.min_rows}),
+        _Planned(
+            "schema",
+            None,
+            gxe.ExpectTableColumnsToMatchSet(column_set=expected_columns, exact_match=True),
+            {"column_set": _truncated(expected_columns), "exact_match": True},
+        ),
+        _Planned(
+            "schema",
+            None,
+            gxe.ExpectTableRowCountToBeBetween(min_value=config.min_rows),
+            {"min_value": config.min_rows},
+        ),
     ]
     for col in contract.columns:
         if col.name in present:
-            plan.extend(_contract_checks(gxe, frame[col.name], col, contract, tol, require_target=require_target))
+            plan.extend(
+                _contract_checks(
+                    gxe, frame[col.name], col, contract, tol, require_target=require_target
+                )
+            )
     for rule in config.rules:
         if rule.column == contract.target and target_absent_ok:
             continue
@@ -229,8 +275,13 @@ def _contract_checks(
     name = col.name
     type_list = list(TYPE_LISTS[col.kind])
     checks = [
-        _Planned("contract", name, gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=type_list),
-                 {"type_list": type_list}, kind=col.kind),
+        _Planned(
+            "contract",
+            name,
+            gxe.ExpectColumnValuesToBeInTypeList(column=name, type_list=type_list),
+            {"type_list": type_list},
+            kind=col.kind,
+        ),
     ]
     is_target = name == contract.target
     if is_target and require_target:
@@ -246,13 +297,24 @@ def _contract_checks(
         if contract.classes is not None:
             checks.append(_in_set(gxe, "contract", name, list(contract.classes), 1.0))
         if require_target:
-            checks.append(_Planned(
-                "contract", name, gxe.ExpectColumnUniqueValueCountToBeBetween(column=name, min_value=2),
-                {"min_value": 2},
-            ))
-    elif col.role == "feature" and col.kind == "numeric" and col.min is not None and col.max is not None:
+            checks.append(
+                _Planned(
+                    "contract",
+                    name,
+                    gxe.ExpectColumnUniqueValueCountToBeBetween(column=name, min_value=2),
+                    {"min_value": 2},
+                )
+            )
+    elif (
+        col.role == "feature"
+        and col.kind == "numeric"
+        and col.min is not None
+        and col.max is not None
+    ):
         margin = tol.range_margin * (col.max - col.min)
-        checks.append(_between(gxe, "contract", name, col.min - margin, col.max + margin, tol.mostly))
+        checks.append(
+            _between(gxe, "contract", name, col.min - margin, col.max + margin, tol.mostly)
+        )
     elif col.role == "feature" and col.kind == "categorical" and col.categories is not None:
         checks.append(_in_set(gxe, "contract", name, list(col.categories), tol.mostly))
     return checks
@@ -276,18 +338,29 @@ def _rule_checks(gxe: Any, rule: ColumnRule, present: set[str]) -> list[_Planned
 
 
 def _not_null(gxe: Any, source: Source, name: str, mostly: float) -> _Planned:
-    return _Planned(source, name, gxe.ExpectColumnValuesToNotBeNull(column=name, mostly=mostly), {"mostly": mostly})
+    return _Planned(
+        source,
+        name,
+        gxe.ExpectColumnValuesToNotBeNull(column=name, mostly=mostly),
+        {"mostly": mostly},
+    )
 
 
 def _in_set(gxe: Any, source: Source, name: str, values: list[Any], mostly: float) -> _Planned:
     return _Planned(
-        source, name, gxe.ExpectColumnValuesToBeInSet(column=name, value_set=values, mostly=mostly),
+        source,
+        name,
+        gxe.ExpectColumnValuesToBeInSet(column=name, value_set=values, mostly=mostly),
         {"value_set": _truncated(values), "value_set_size": len(values), "mostly": mostly},
     )
 
 
-def _between(gxe: Any, source: Source, name: str, lo: float | None, hi: float | None, mostly: float) -> _Planned:
-    expectation = gxe.ExpectColumnValuesToBeBetween(column=name, min_value=lo, max_value=hi, mostly=mostly)
+def _between(
+    gxe: Any, source: Source, name: str, lo: float | None, hi: float | None, mostly: float
+) -> _Planned:
+    expectation = gxe.ExpectColumnValuesToBeBetween(
+        column=name, min_value=lo, max_value=hi, mostly=mostly
+    )
     return _Planned(source, name, expectation, {"min_value": lo, "max_value": hi, "mostly": mostly})
 
 
@@ -345,13 +418,14 @@ def _run_suite(frame: pd.DataFrame, planned: list[_Planned]) -> dict[int, Any]:
         item.expectation.meta = {"mlops_index": index}
     # Handing GE the whole list at once: add_expectation re-serialises the suite on every call.
     expectations = [item.expectation for item in planned]
-    suite = context.suites.add(gx.ExpectationSuite(name=f"mlops-suite-{tag}", expectations=expectations))
+    suite = context.suites.add(
+        gx.ExpectationSuite(name=f"mlops-suite-{tag}", expectations=expectations)
+    )
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=f"mlops-validation-{tag}", data=batch, suite=suite)
     )
     result_format = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
-    with _quiet_ge():
-        result = definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+    result = definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
     by_index: dict[int, Any] = {}
     for item in result.results:
         config = item.expectation_config
@@ -367,21 +441,37 @@ def _run_suite(frame: pd.DataFrame, planned: list[_Planned]) -> dict[int, Any]:
 
 @contextmanager
 def _quiet_ge() -> Iterator[None]:
-    """Raise GE's logger to ERROR for the duration of a run; its INFO/WARNING chatter is noise."""
-    logger = logging.getLogger("great_expectations")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    """Hold GE's loggers at WARNING while we use them: its import and every run log INFO chatter."""
+    parent = logging.getLogger("great_expectations")
+    saved = {parent: parent.level}
+    parent.setLevel(max(parent.level, logging.WARNING))
     try:
+        import great_expectations  # noqa: F401  # imported here so its import-time chatter is held too
+
+        # GE pins this module's logger to INFO when imported, bypassing the parent's level.
+        pinned = logging.getLogger("great_expectations.data_context.types.base")
+        saved[pinned] = pinned.level
+        pinned.setLevel(max(pinned.level, logging.WARNING))
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in saved.items():
+            logger.setLevel(level)
 
 
-def _outcome(item: _Planned, result: Any, frame: pd.DataFrame, config: ValidationConfig) -> ExpectationOutcome:
+def _outcome(
+    item: _Planned, result: Any, frame: pd.DataFrame, config: ValidationConfig
+) -> ExpectationOutcome:
     expectation = item.expectation.expectation_type
-    base = {"expectation": expectation, "column": item.column, "source": item.source, "kwargs": _jsonable(item.kwargs)}
+    base = {
+        "expectation": expectation,
+        "column": item.column,
+        "source": item.source,
+        "kwargs": _jsonable(item.kwargs),
+    }
     if result is None:
-        return ExpectationOutcome(**base, success=False, observed="no result returned by Great Expectations")
+        return ExpectationOutcome(
+            **base, success=False, observed="no result returned by Great Expectations"
+        )
     error = _exception_message(result.exception_info)
     if error is not None:
         return ExpectationOutcome(**base, success=False, observed=f"error: {error}")
@@ -403,8 +493,12 @@ def _exception_message(info: Any) -> str | None:
 
 
 def _observed(
-    expectation: str, item: _Planned, result: dict[str, Any], frame: pd.DataFrame,
-    config: ValidationConfig, success: bool,
+    expectation: str,
+    item: _Planned,
+    result: dict[str, Any],
+    frame: pd.DataFrame,
+    config: ValidationConfig,
+    success: bool,
 ) -> str:
     """A short human reading of GE's result dict for one expectation type."""
     observed = result.get("observed_value")
@@ -413,16 +507,20 @@ def _observed(
         expected = set(item.expectation.column_set or [])
         missing = mismatched.get("missing", sorted(expected - set(frame.columns)))
         extra = mismatched.get("unexpected", sorted(set(frame.columns) - expected))
-        parts = [f"missing: {', '.join(map(str, missing))}" if missing else "",
-                 f"extra: {', '.join(map(str, extra))}" if extra else ""]
+        parts = [
+            f"missing: {', '.join(map(str, missing))}" if missing else "",
+            f"extra: {', '.join(map(str, extra))}" if extra else "",
+        ]
         text = "; ".join(p for p in parts if p)
         return _clip(text, 500) if text else f"{len(frame.columns)} columns as expected"
     if expectation == "expect_table_row_count_to_be_between":
-        return f"{observed if observed is not None else len(frame)} rows (minimum {config.min_rows})"
+        return (
+            f"{observed if observed is not None else len(frame)} rows (minimum {config.min_rows})"
+        )
     if expectation == "expect_column_to_exist":
         return "column present" if success else f"column '{item.column}' is not in the data"
     if expectation == "expect_column_unique_value_count_to_be_between":
-        return f"{observed} distinct values (minimum 2)"
+        return f"{observed} distinct value{'' if observed == 1 else 's'} (minimum 2)"
     if expectation == "expect_column_values_to_be_in_type_list":
         dtype = str(frame[item.column].dtype) if item.column in frame.columns else "?"
         if success:
@@ -437,7 +535,11 @@ def _observed(
             "expect_column_values_to_be_unique": "duplicated values",
         }.get(expectation, "unexpected values")
         return _unexpected(result, noun, examples=noun != "null values")
-    return _clip(_one_line(str(observed)), 200) if observed is not None else ("ok" if success else "failed")
+    return (
+        _clip(_one_line(str(observed)), 200)
+        if observed is not None
+        else ("ok" if success else "failed")
+    )
 
 
 def _unexpected(result: dict[str, Any], noun: str, *, examples: bool = True) -> str:

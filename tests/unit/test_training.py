@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import skops.io as sio
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from mlops import training
 from mlops.config import ModelConfig
@@ -65,6 +67,17 @@ THIRD_PARTY = textwrap.dedent(
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_openmp_thread() -> Iterator[None]:
+    """Run HistGradientBoosting on one OpenMP thread in these tests.
+
+    Its OpenMP threads spin-wait for each other, so a fit that takes 0.3 s on an idle machine takes
+    10 s or more while another test suite holds a core; results do not depend on the thread count.
+    """
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
 @pytest.fixture()
 def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """Module name of a throwaway estimator package importable for this test only."""
@@ -111,12 +124,25 @@ def test_load_estimator_class_returns_the_class(path: str, task: str, expected: 
     ("path", "task", "message"),
     [
         ("no_such_package_xyz.Model", "classification", "module 'no_such_package_xyz' not found"),
-        ("sklearn.ensemble.NoSuchForest", "classification", "module 'sklearn.ensemble' has no attribute 'NoSuchForest'"),
+        (
+            "sklearn.ensemble.NoSuchForest",
+            "classification",
+            "module 'sklearn.ensemble' has no attribute 'NoSuchForest'",
+        ),
         ("sklearn.set_config", "classification", "'sklearn.set_config' is not a class"),
         ("sklearn.ensemble", "classification", "'sklearn.ensemble' is a module, not a class"),
+        (
+            "sklearn.experimental.enable_halving_search_cv",
+            "classification",
+            "is a module, not a class",
+        ),
         ("collections.OrderedDict", "classification", "is not a scikit-learn estimator"),
         ("sklearn.preprocessing.StandardScaler", "classification", "is not a classifier"),
-        ("sklearn.linear_model.Ridge", "classification", "is not a classifier, but model.task is 'classification'"),
+        (
+            "sklearn.linear_model.Ridge",
+            "classification",
+            "is not a classifier, but model.task is 'classification'",
+        ),
         (HGB, "regression", "is not a regressor, but model.task is 'regression'"),
     ],
 )
@@ -130,7 +156,9 @@ def test_load_estimator_class_refuses(path: str, task: str, message: str) -> Non
 
 
 def test_load_estimator_class_tells_missing_dependency_from_typo(third_party: str) -> None:
-    with pytest.raises(ConfigError, match="cannot be imported: No module named 'package_that_is_not_installed_xyz'"):
+    with pytest.raises(
+        ConfigError, match="cannot be imported: No module named 'package_that_is_not_installed_xyz'"
+    ):
         load_estimator_class("broken_estimators.Model", "classification")
 
 
@@ -153,16 +181,28 @@ def test_build_pipeline_names_steps_and_routes_columns(contract: DataContract) -
     pipeline = build_pipeline(contract, hgb_model())
     assert list(pipeline.named_steps) == ["preprocess", "estimator"]
     routes = {name: cols for name, _, cols in pipeline.named_steps["preprocess"].transformers}
-    assert routes["numeric"] == ["age", "tenure_months", "monthly_charges", "total_charges", "support_calls", "num_products"]
+    assert routes["numeric"] == [
+        "age",
+        "tenure_months",
+        "monthly_charges",
+        "total_charges",
+        "support_calls",
+        "num_products",
+    ]
     assert routes["categorical"] == ["contract", "plan", "payment_method", "region"]
     assert pipeline.named_steps["estimator"].max_iter == 30
 
 
 def test_build_pipeline_seeds_random_state_unless_set(contract: DataContract) -> None:
     assert build_pipeline(contract, hgb_model()).named_steps["estimator"].random_state == 3
-    assert build_pipeline(contract, hgb_model(random_state=11)).named_steps["estimator"].random_state == 11
+    assert (
+        build_pipeline(contract, hgb_model(random_state=11)).named_steps["estimator"].random_state
+        == 11
+    )
     reg_contract = infer_contract(simulate_churn(50), "monthly_charges", "event_time", "regression")
-    plain = ModelConfig(name="m", task="regression", estimator="sklearn.linear_model.LinearRegression")
+    plain = ModelConfig(
+        name="m", task="regression", estimator="sklearn.linear_model.LinearRegression"
+    )
     estimator = build_pipeline(reg_contract, plain).named_steps["estimator"]
     assert isinstance(estimator, LinearRegression)
     assert "random_state" not in estimator.get_params()
@@ -176,48 +216,71 @@ def test_build_pipeline_unknown_param_names_key_and_suggests(contract: DataContr
     )
 
 
-def test_build_pipeline_unknown_param_without_close_match_lists_known(contract: DataContract) -> None:
-    with pytest.raises(ConfigError, match=r"model.params.zzz: unknown parameter .*\(known: .*learning_rate"):
+def test_build_pipeline_unknown_param_without_close_match_lists_known(
+    contract: DataContract,
+) -> None:
+    with pytest.raises(
+        ConfigError, match=r"model.params.zzz: unknown parameter .*\(known: .*learning_rate"
+    ):
         build_pipeline(contract, hgb_model(zzz=1))
 
 
 @pytest.mark.parametrize(
     ("params", "names"),
-    [({"max_iter": -1}, "'max_iter'"), ({"learning_rate": "fast"}, "'learning_rate'"), ({"loss": "hinge"}, "'loss'")],
+    [
+        ({"max_iter": -1}, "'max_iter'"),
+        ({"learning_rate": "fast"}, "'learning_rate'"),
+        ({"loss": "hinge"}, "'loss'"),
+    ],
 )
 def test_build_pipeline_invalid_param_value_fails_before_fit(
     contract: DataContract, params: dict[str, object], names: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
         build_pipeline(contract, hgb_model(**params))
-    assert str(caught.value).startswith("model.params: invalid parameters for HistGradientBoostingClassifier")
+    assert str(caught.value).startswith(
+        "model.params: invalid parameters for HistGradientBoostingClassifier"
+    )
     assert names in str(caught.value)
 
 
-def test_build_pipeline_constructor_error_is_config_error(contract: DataContract, third_party: str) -> None:
-    model = ModelConfig(name="m", estimator=f"{third_party}.PickyClassifier", params={"alpha": "boom"})
-    with pytest.raises(ConfigError, match="model.params: invalid parameters for PickyClassifier: alpha must be a number"):
+def test_build_pipeline_constructor_error_is_config_error(
+    contract: DataContract, third_party: str
+) -> None:
+    model = ModelConfig(
+        name="m", estimator=f"{third_party}.PickyClassifier", params={"alpha": "boom"}
+    )
+    with pytest.raises(
+        ConfigError,
+        match="model.params: invalid parameters for PickyClassifier: alpha must be a number",
+    ):
         build_pipeline(contract, model)
 
 
 def test_fit_pipeline_param_validation_at_fit_is_config_error(
     churn: pd.DataFrame, contract: DataContract, third_party: str
 ) -> None:
-    model = ModelConfig(name="m", estimator=f"{third_party}.PickyClassifier", params={"alpha": -2.0})
+    model = ModelConfig(
+        name="m", estimator=f"{third_party}.PickyClassifier", params={"alpha": -2.0}
+    )
     with pytest.raises(ConfigError, match=r"model.params: .*'alpha' parameter of PickyClassifier"):
         fit_pipeline(churn, contract, model)
 
 
 def test_build_pipeline_refuses_task_mismatch(contract: DataContract) -> None:
     model = ModelConfig(name="m", task="regression", estimator="sklearn.linear_model.Ridge")
-    with pytest.raises(ConfigError, match="model.task: 'regression' does not match the data contract's task"):
+    with pytest.raises(
+        ConfigError, match="model.task: 'regression' does not match the data contract's task"
+    ):
         build_pipeline(contract, model)
 
 
 # --- feature_frame ----------------------------------------------------------------------------
 
 
-def test_feature_frame_orders_columns_like_the_contract(churn: pd.DataFrame, contract: DataContract) -> None:
+def test_feature_frame_orders_columns_like_the_contract(
+    churn: pd.DataFrame, contract: DataContract
+) -> None:
     shuffled = churn[list(reversed(churn.columns))]
     features = feature_frame(shuffled, contract)
     assert list(features.columns) == contract.feature_names
@@ -229,13 +292,17 @@ def test_feature_frame_names_missing_columns(churn: pd.DataFrame, contract: Data
         feature_frame(churn.drop(columns=["region", "plan"]), contract)
 
 
-def test_feature_frame_turns_pandas_missing_markers_into_nan(churn: pd.DataFrame, contract: DataContract) -> None:
+def test_feature_frame_turns_pandas_missing_markers_into_nan(
+    churn: pd.DataFrame, contract: DataContract
+) -> None:
     frame = churn.head(3).copy()
     frame["plan"] = pd.array(["basic", pd.NA, "premium"], dtype="string")
     frame["region"] = ["north", None, "east"]
     features = feature_frame(frame, contract)
     assert features["plan"].dtype == object and features["region"].dtype == object
-    assert features["plan"].iloc[1] is np.nan and features["region"].iloc[1] is np.nan
+    for name in ("plan", "region"):
+        missing = features[name].iloc[1]
+        assert isinstance(missing, float) and np.isnan(missing)
     assert features["plan"].iloc[0] == "basic"
 
 
@@ -244,7 +311,10 @@ def test_feature_frame_turns_pandas_missing_markers_into_nan(churn: pd.DataFrame
 
 @pytest.mark.parametrize(
     ("estimator", "params"),
-    [(HGB, {"max_iter": 30}), ("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 15, "n_jobs": 2})],
+    [
+        (HGB, {"max_iter": 30}),
+        ("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 15, "n_jobs": 2}),
+    ],
 )
 def test_fit_pipeline_is_deterministic(
     churn: pd.DataFrame, contract: DataContract, estimator: str, params: dict[str, object]
@@ -256,11 +326,16 @@ def test_fit_pipeline_is_deterministic(
     assert np.array_equal(first.predict_proba(features), second.predict_proba(features))
 
 
-def test_fit_pipeline_seed_changes_a_seeded_model(churn: pd.DataFrame, contract: DataContract) -> None:
+def test_fit_pipeline_seed_changes_a_seeded_model(
+    churn: pd.DataFrame, contract: DataContract
+) -> None:
     # Guards the determinism test: it must be the seed that makes the forest repeatable.
     def forest(seed: int) -> Pipeline:
         model = ModelConfig(
-            name="c", estimator="sklearn.ensemble.RandomForestClassifier", params={"n_estimators": 5}, seed=seed
+            name="c",
+            estimator="sklearn.ensemble.RandomForestClassifier",
+            params={"n_estimators": 5},
+            seed=seed,
         )
         return fit_pipeline(churn, contract, model)
 
@@ -269,15 +344,35 @@ def test_fit_pipeline_seed_changes_a_seeded_model(churn: pd.DataFrame, contract:
     assert not np.array_equal(forest(1).predict_proba(features), forest(2).predict_proba(features))
 
 
-def test_pipeline_predicts_with_nan_none_and_unseen_categories(fitted: Pipeline, contract: DataContract) -> None:
+def test_pipeline_predicts_with_nan_none_and_unseen_categories(
+    fitted: Pipeline, contract: DataContract
+) -> None:
     rows = pd.DataFrame(
         [
-            {"age": np.nan, "tenure_months": np.nan, "monthly_charges": np.nan, "total_charges": np.nan,
-             "support_calls": np.nan, "num_products": np.nan, "contract": np.nan, "plan": None,
-             "payment_method": np.nan, "region": None},
-            {"age": 30, "tenure_months": 3, "monthly_charges": 99.0, "total_charges": 297.0,
-             "support_calls": 4, "num_products": 1, "contract": "lifetime", "plan": "platinum",
-             "payment_method": "crypto", "region": "mars"},
+            {
+                "age": np.nan,
+                "tenure_months": np.nan,
+                "monthly_charges": np.nan,
+                "total_charges": np.nan,
+                "support_calls": np.nan,
+                "num_products": np.nan,
+                "contract": np.nan,
+                "plan": None,
+                "payment_method": np.nan,
+                "region": None,
+            },
+            {
+                "age": 30,
+                "tenure_months": 3,
+                "monthly_charges": 99.0,
+                "total_charges": 297.0,
+                "support_calls": 4,
+                "num_products": 1,
+                "contract": "lifetime",
+                "plan": "platinum",
+                "payment_method": "crypto",
+                "region": "mars",
+            },
         ]
     )
     proba = fitted.predict_proba(feature_frame(rows, contract))
@@ -286,7 +381,9 @@ def test_pipeline_predicts_with_nan_none_and_unseen_categories(fitted: Pipeline,
     assert np.allclose(proba.sum(axis=1), 1.0)
 
 
-def test_fit_pipeline_refuses_missing_target_values(churn: pd.DataFrame, contract: DataContract) -> None:
+def test_fit_pipeline_refuses_missing_target_values(
+    churn: pd.DataFrame, contract: DataContract
+) -> None:
     frame = churn.copy()
     frame["churned"] = frame["churned"].astype("float64")
     frame.loc[[0, 5], "churned"] = np.nan
@@ -315,10 +412,12 @@ def test_fit_pipeline_multiclass(churn: pd.DataFrame) -> None:
 # --- skops_trusted_types ----------------------------------------------------------------------
 
 
-def test_skops_trusted_types_round_trip(fitted: Pipeline, churn: pd.DataFrame, contract: DataContract) -> None:
+def test_skops_trusted_types_round_trip(
+    fitted: Pipeline, churn: pd.DataFrame, contract: DataContract
+) -> None:
     types = skops_trusted_types(fitted)
     assert "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor" in types
-    assert all(t.startswith(training.TRUSTED_TYPE_PREFIXES) for t in types)
+    assert all(t.startswith(training.TRUSTED_TYPE_PREFIXES) or t in training.TRUSTED_TYPES for t in types)
     data = sio.dumps(fitted)
     loaded = sio.loads(data, trusted=types)
     features = feature_frame(churn, contract)
@@ -328,8 +427,12 @@ def test_skops_trusted_types_round_trip(fitted: Pipeline, churn: pd.DataFrame, c
         sio.loads(data, trusted=[])
 
 
-def test_skops_trusted_types_lists_tree_for_forests(churn: pd.DataFrame, contract: DataContract) -> None:
-    model = ModelConfig(name="c", estimator="sklearn.ensemble.RandomForestClassifier", params={"n_estimators": 3})
+def test_skops_trusted_types_lists_tree_for_forests(
+    churn: pd.DataFrame, contract: DataContract
+) -> None:
+    model = ModelConfig(
+        name="c", estimator="sklearn.ensemble.RandomForestClassifier", params={"n_estimators": 3}
+    )
     assert "sklearn.tree._tree.Tree" in skops_trusted_types(fit_pipeline(churn, contract, model))
 
 
@@ -338,15 +441,37 @@ def test_skops_trusted_types_refuses_types_outside_allow_list(
 ) -> None:
     model = ModelConfig(name="m", estimator=f"{third_party}.PickyClassifier")
     pipeline = fit_pipeline(churn, contract, model)
-    with pytest.raises(ValueError, match=r"outside the skops allow-list .*: thirdparty_estimators\.PickyClassifier$"):
+    with pytest.raises(
+        ValueError,
+        match=r"outside the skops allow-list: thirdparty_estimators\.PickyClassifier$",
+    ):
         skops_trusted_types(pipeline)
 
 
-def test_skops_trusted_types_follows_the_prefix_constant(fitted: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(training, "TRUSTED_TYPE_PREFIXES", ("numpy.", "scipy."))
-    with pytest.raises(ValueError, match="sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"):
+def test_skops_trusted_types_follows_the_prefix_constant(
+    fitted: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(training, "TRUSTED_TYPE_PREFIXES", ("scipy.",))
+    with pytest.raises(
+        ValueError, match="sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
+    ):
         skops_trusted_types(fitted)
     monkeypatch.setattr(
-        training, "TRUSTED_TYPES", frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
+        training,
+        "TRUSTED_TYPES",
+        training.TRUSTED_TYPES | {"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"},
     )
-    assert "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor" in skops_trusted_types(fitted)
+    assert (
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
+        in skops_trusted_types(fitted)
+    )
+
+
+def test_vet_trusted_types_refuses_smuggled_functions() -> None:
+    assert training.vet_trusted_types(["numpy.dtype", "sklearn.tree._tree.Tree"]) == [
+        "numpy.dtype",
+        "sklearn.tree._tree.Tree",
+    ]
+    for smuggled in ("builtins.eval", "os.system", "numpy.f2py.compile", "subprocess.Popen"):
+        with pytest.raises(ValueError, match=smuggled):
+            training.vet_trusted_types(["numpy.dtype", smuggled])

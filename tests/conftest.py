@@ -1,0 +1,72 @@
+"""Shared fixtures: real servers started once per session, fresh MLflow stores per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Quiet third-party telemetry and progress bars for every test and every child process.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mlops-home")
+
+
+@pytest.fixture(scope="session")
+def prefect_server(session_home: Path) -> Iterator[str]:
+    """A real `prefect server start` on a free loopback port; yields its API URL."""
+    from mlops import stack
+
+    service = stack.prefect_service(session_home, "127.0.0.1", stack.free_port())
+    proc = stack.start(service, session_home, timeout=180)
+    try:
+        yield f"{service.url}/api"
+    finally:
+        if proc is not None:
+            stack.stop_pid(proc.pid)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_server: str) -> Iterator[str]:
+    """Point in-process flows at the session's Prefect server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+        yield prefect_server
+        # Ship buffered run logs while the server is still up, not at interpreter exit.
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler.flush()
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, fully migrated MLflow SQLite store; copying it is much faster than migrating."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh embedded MLflow store for one test, exported the way users configure it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(mlflow_template, home / "mlflow.db")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri

@@ -1,0 +1,157 @@
+"""The `train` flow against a real Prefect server and a temporary MLflow store: one test per gate branch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from flows.train import train
+from mlops.config import PipelineConfig, parse_config
+from mlops.data import write_frame
+from mlops.errors import DataValidationFailed, QualityGateFailed
+from mlops.registry import ALIAS_CHAMPION, Registry
+from mlops.simulate import simulate_churn
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+MODEL = "churn-test"
+
+
+def make_config(data_uri: str, **sections) -> PipelineConfig:
+    raw = {
+        "dataset": {"uri": data_uri, "target": "churned", "timestamp": "event_time"},
+        "model": {
+            "name": MODEL,
+            "task": "classification",
+            "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
+            "params": {"max_iter": 50},
+        },
+        "split": {"method": "time", "test_size": 0.25},
+        "validation": {"min_rows": 100, "rules": [{"column": "age", "min": 18, "max": 100}]},
+        "gates": {"min_metrics": {"roc_auc": 0.6}},
+    }
+    raw.update(sections)
+    return parse_config(raw)
+
+
+@pytest.fixture
+def churn_uri(tmp_path) -> str:
+    return write_frame(simulate_churn(3000, seed=11), str(tmp_path / "churn.parquet"))
+
+
+def _versions(store: str) -> list:
+    return MlflowClient(tracking_uri=store, registry_uri=store).search_model_versions(f"name = '{MODEL}'")
+
+
+def test_first_training_registers_challenger_with_lineage(mlflow_store, churn_uri):
+    state = train(config=make_config(churn_uri), return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert (result.status, result.model_version, result.aliases) == ("registered", "1", ["challenger"])
+    assert {"roc_auc", "accuracy", "f1"} <= set(result.metrics)
+
+    client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
+    version = client.get_model_version(MODEL, "1")
+    assert version.tags["data_fingerprint"] == result.data_fingerprint
+    assert version.tags["prefect_flow_run_id"] == str(state.state_details.flow_run_id)
+    assert version.tags["contract_source"].startswith("inferred")
+    assert json.loads(version.tags["validation"])["success"] is True
+    assert version.tags["lib.scikit-learn"]
+    assert len(version.tags["config_hash"]) == 16
+
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    logged = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert {"plots/confusion_matrix.png", "plots/roc_curve.png", "plots/feature_importance.png"} <= logged
+    assert client.list_artifacts(result.run_id, "validation")
+
+    registry = Registry(mlflow_store)
+    contract = registry.load_contract(registry.get_version(MODEL, "1"))
+    assert contract.target == "churned" and "plan" in contract.categorical_features
+
+
+def test_same_data_and_config_give_identical_predictions(mlflow_store, churn_uri):
+    config = make_config(churn_uri)
+    assert train(config=config, return_state=True).is_completed()
+    assert train(config=config, return_state=True).is_completed()
+    registry = Registry(mlflow_store)
+    first, second = registry.load_model(MODEL, "1"), registry.load_model(MODEL, "2")
+    sample = simulate_churn(500, seed=99).drop(columns=["churned", "event_time"])
+    assert np.array_equal(first.predict_proba(sample), second.predict_proba(sample))
+    tags = [registry.get_version(MODEL, v).tags for v in ("1", "2")]
+    assert tags[0]["data_fingerprint"] == tags[1]["data_fingerprint"]
+    assert tags[0]["config_hash"] == tags[1]["config_hash"]
+
+
+def test_validation_failure_ends_failed_and_registers_nothing(mlflow_store, tmp_path):
+    frame = simulate_churn(3000, seed=12)
+    frame.loc[:200, "age"] = 150  # breaks the declared rule age <= 100
+    uri = write_frame(frame, str(tmp_path / "bad.parquet"))
+    state = train(config=make_config(uri), return_state=True)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, DataValidationFailed)
+    assert "'age'" in str(error) and "expect_column_values_to_be_between" in str(error)
+    assert _versions(mlflow_store) == []
+    # The failed run keeps the validation evidence.
+    client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
+    runs = client.search_runs([client.get_experiment_by_name(MODEL).experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert client.list_artifacts(runs[0].info.run_id, "validation")
+
+
+def test_quality_gate_failure_registers_nothing(mlflow_store, churn_uri):
+    config = make_config(churn_uri, gates={"min_metrics": {"roc_auc": 0.999}})
+    state = train(config=config, return_state=True)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, QualityGateFailed)
+    assert "roc_auc" in str(error) and "0.999" in str(error)
+    assert _versions(mlflow_store) == []
+
+
+def test_new_data_is_checked_against_the_champion_contract(mlflow_store, churn_uri, tmp_path):
+    assert train(config=make_config(churn_uri), return_state=True).is_completed()
+    MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store).set_registered_model_alias(MODEL, ALIAS_CHAMPION, "1")
+    frame = simulate_churn(3000, seed=13)
+    frame["plan"] = "enterprise"  # a category the champion never saw
+    uri = write_frame(frame, str(tmp_path / "new.parquet"))
+    state = train(config=make_config(uri), return_state=True)
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, DataValidationFailed)
+    assert "'plan'" in str(error)
+    assert [str(v.version) for v in _versions(mlflow_store)] == ["1"]
+
+
+def test_second_training_records_champion_contract_source(mlflow_store, churn_uri, tmp_path):
+    assert train(config=make_config(churn_uri), return_state=True).is_completed()
+    MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store).set_registered_model_alias(MODEL, ALIAS_CHAMPION, "1")
+    uri = write_frame(simulate_churn(3000, seed=14), str(tmp_path / "next.parquet"))
+    result = train(config=make_config(uri), return_state=True).result()
+    assert result.model_version == "2"
+    assert result.contract_source == "champion v1"
+    client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
+    assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"
+    assert str(client.get_model_version_by_alias(MODEL, ALIAS_CHAMPION).version) == "1"
+
+
+def test_regression_task(mlflow_store, tmp_path):
+    frame = simulate_churn(2000, seed=15).drop(columns=["churned"]).dropna(subset=["total_charges"])
+    uri = write_frame(frame, str(tmp_path / "reg.csv"))
+    config = parse_config(
+        {
+            "dataset": {"uri": uri, "target": "total_charges", "timestamp": "event_time"},
+            "model": {"name": "charges-reg", "task": "regression", "estimator": "sklearn.linear_model.Ridge"},
+            "validation": {"min_rows": 100, "contract": {"null_rate_margin": 0.05}},
+            "gates": {"min_metrics": {"r2": 0.5}, "max_metrics": {"rmse": 5000}},
+        }
+    )
+    state = train(config=config, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert {"rmse", "mae", "r2"} <= set(result.metrics)
+    artifacts = {a.path for a in MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store).list_artifacts(result.run_id, "plots")}
+    assert "plots/residuals.png" in artifacts

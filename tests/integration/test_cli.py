@@ -1,0 +1,186 @@
+"""The `mlops` command as users run it: a real subprocess, every documented exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from mlops.data import write_frame
+from mlops.simulate import simulate_churn
+from mlops.stack import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+MLOPS = str(Path(sys.executable).parent / "mlops")
+MODEL = "cli-churn"
+
+
+def base_config(data_uri: str, **overrides) -> dict:
+    config = {
+        "dataset": {"uri": data_uri, "target": "churned", "timestamp": "event_time"},
+        "model": {"name": MODEL, "estimator": "sklearn.ensemble.HistGradientBoostingClassifier", "params": {"max_iter": 30}},
+        "split": {"method": "time", "test_size": 0.25},
+        "validation": {"min_rows": 100, "rules": [{"column": "age", "min": 18, "max": 100}]},
+        "gates": {"min_metrics": {"roc_auc": 0.6}},
+    }
+    for key, value in overrides.items():
+        config[key] = value
+    return config
+
+
+@pytest.fixture
+def workdir(tmp_path, mlflow_template) -> Path:
+    import shutil
+
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    write_frame(simulate_churn(2500, seed=21), str(tmp_path / "churn.parquet"))
+    return tmp_path
+
+
+def run_cli(args: list[str], workdir: Path, prefect_api: str | None, **env_overrides) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "MLOPS_"))}
+    env.update(
+        MLOPS_HOME=str(workdir / "home"),
+        MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}",
+        # Nothing listens here, so a developer's own `make up` stack is never picked up.
+        MLOPS_PREFECT_PORT=str(free_port()),
+        MLOPS_MLFLOW_PORT=str(free_port()),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        GX_ANALYTICS_ENABLED="false",
+    )
+    if prefect_api:
+        env["PREFECT_API_URL"] = prefect_api
+    env.update(env_overrides)
+    return subprocess.run([MLOPS, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+
+
+def write_config(workdir: Path, config: dict, name: str = "config.yaml") -> str:
+    path = workdir / name
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def versions(workdir: Path) -> list[str]:
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return [str(v.version) for v in client.search_model_versions(f"name = '{MODEL}'")]
+
+
+def first_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert lines, stderr
+    return lines[0]
+
+
+def test_train_json_success(workdir, prefect_server):
+    cfg = write_config(workdir, base_config("churn.parquet"))
+    proc = run_cli(["train", "--config", cfg, "--json"], workdir, prefect_server)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["status"] == "registered"
+    assert result["model_name"] == MODEL and result["model_version"] == "1"
+    assert len(result["data_fingerprint"]) == 64 and result["run_id"]
+    assert result["metrics"]["roc_auc"] > 0.6
+    assert versions(workdir) == ["1"]
+
+
+def test_train_human_output_and_data_override(workdir, prefect_server):
+    write_frame(simulate_churn(2500, seed=22), str(workdir / "other.csv"))
+    cfg = write_config(workdir, base_config("does-not-exist.parquet"))
+    proc = run_cli(["train", "--config", cfg, "--data", "other.csv"], workdir, prefect_server)
+    assert proc.returncode == 0, proc.stderr
+    assert f"registered: model {MODEL} version 1" in proc.stdout
+    assert "roc_auc=" in proc.stdout and "prefect: " in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c["model"].update(colour="red"), "unknown key 'model.colour'"),
+        (lambda c: c["split"].update(test_size="big"), "invalid value for 'split.test_size'"),
+        (lambda c: c["model"].update(estimator="sklearn.nothing.Here"), "model.estimator"),
+        (lambda c: c["dataset"].update(uri="missing.parquet"), "missing.parquet: file not found"),
+        (lambda c: c["dataset"].update(target="no_such_column"), "target column 'no_such_column'"),
+        (lambda c: c["gates"].update(min_metrics={"roc_auc": -1}), "gates.min_metrics.roc_auc"),
+    ],
+    ids=["unknown-key", "wrong-type", "bad-estimator", "missing-file", "missing-target", "negative-gate"],
+)
+def test_bad_config_or_data_exits_2(workdir, prefect_server, mutate, expected):
+    config = base_config("churn.parquet")
+    mutate(config)
+    proc = run_cli(["train", "--config", write_config(workdir, config), "--json"], workdir, prefect_server)
+    assert proc.returncode == 2, proc.stderr
+    assert expected in first_error_line(proc.stderr)
+    assert json.loads(proc.stdout)["exit_code"] == 2
+    assert versions(workdir) == []
+
+
+def test_empty_file_exits_2(workdir, prefect_server):
+    (workdir / "empty.csv").write_text("")
+    cfg = write_config(workdir, base_config("empty.csv"))
+    proc = run_cli(["train", "--config", cfg], workdir, prefect_server)
+    assert proc.returncode == 2
+    assert "empty.csv: file is empty" in first_error_line(proc.stderr)
+    assert versions(workdir) == []
+
+
+def test_validation_failure_exits_3(workdir, prefect_server):
+    frame = simulate_churn(2500, seed=23)
+    frame["age"] = frame["age"].astype(str)  # wrong dtype
+    write_frame(frame, str(workdir / "strings.parquet"))
+    cfg = write_config(workdir, base_config("strings.parquet"))
+    proc = run_cli(["train", "--config", cfg], workdir, prefect_server)
+    assert proc.returncode == 3, proc.stderr
+    line = first_error_line(proc.stderr)
+    assert "data validation failed" in line and "'age'" in line
+    assert "Traceback" not in proc.stderr.split(line)[0]
+    assert versions(workdir) == []
+
+
+def test_quality_gate_failure_exits_4(workdir, prefect_server):
+    cfg = write_config(workdir, base_config("churn.parquet", gates={"min_metrics": {"roc_auc": 0.999}}))
+    proc = run_cli(["train", "--config", cfg], workdir, prefect_server)
+    assert proc.returncode == 4, proc.stderr
+    assert "quality gate failed" in first_error_line(proc.stderr)
+    assert versions(workdir) == []
+
+
+def test_unexpected_error_exits_1_with_readable_line_first(workdir, prefect_server):
+    cfg = write_config(workdir, base_config("churn.parquet"))
+    proc = run_cli(["train", "--config", cfg], workdir, prefect_server, MLFLOW_TRACKING_URI="nosuchscheme://x")
+    assert proc.returncode == 1
+    line = first_error_line(proc.stderr)
+    assert "Traceback" not in proc.stderr.split(line)[0]
+
+
+def test_runs_without_any_prefect_server(workdir):
+    cfg = write_config(workdir, base_config("churn.parquet"))
+    proc = run_cli(["train", "--config", cfg, "--json"], workdir, prefect_api=None)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["model_version"] == "1"
+    assert "Traceback" not in proc.stderr
+    # The temporary server kept its database in the project home.
+    assert (workdir / "home" / "prefect" / "prefect.db").exists()
+
+
+def test_simulate_writes_deterministic_batches(workdir, tmp_path):
+    out_a, out_b = str(tmp_path / "a.csv"), str(tmp_path / "b.parquet")
+    for out in (out_a, out_b):
+        proc = run_cli(["simulate", "--rows", "300", "--drift", "strong", "--seed", "5", "--out", out, "--json"], workdir, None)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["rows"] == 300
+    from mlops.data import fingerprint_frame, read_frame
+
+    a, b = read_frame(out_a), read_frame(out_b)
+    assert a.drop(columns=["event_time"]).equals(b.drop(columns=["event_time"]))
+    proc = run_cli(["simulate", "--rows", "0", "--out", out_a], workdir, None)
+    assert proc.returncode == 2
+    proc = run_cli(["simulate", "--rows", "10", "--out", str(tmp_path / "x.txt")], workdir, None)
+    assert proc.returncode == 2 and "unsupported file type" in first_error_line(proc.stderr)
+    assert fingerprint_frame(read_frame(out_b)) == fingerprint_frame(simulate_churn(300, "strong", seed=5))

@@ -1,0 +1,458 @@
+"""Unit tests for mlops.evaluation: splits, metrics, evaluation artifacts and the quality gate."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
+
+from mlops.config import GatesConfig, ModelConfig, SplitConfig
+from mlops.contract import DataContract, infer_contract
+from mlops.errors import ConfigError, DataError, QualityGateFailed
+from mlops.evaluation import (
+    CLASSIFICATION_METRICS,
+    REGRESSION_METRICS,
+    Evaluation,
+    GateResult,
+    check_gates,
+    compute_metrics,
+    enforce_gates,
+    evaluate_model,
+    split_frame,
+    validate_gates,
+)
+from mlops.simulate import simulate_churn
+from mlops.training import fit_pipeline
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_openmp_thread() -> Iterator[None]:
+    """Run HistGradientBoosting on one OpenMP thread in these tests.
+
+    Its OpenMP threads spin-wait for each other, so a fit that takes 0.3 s on an idle machine takes
+    10 s or more while another test suite holds a core; results do not depend on the thread count.
+    """
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def churn() -> pd.DataFrame:
+    return simulate_churn(4000, seed=11)
+
+
+@pytest.fixture(scope="module")
+def contract(churn: pd.DataFrame) -> DataContract:
+    return infer_contract(churn, "churned", "event_time", "classification")
+
+
+def tiny(
+    target: list[object], stamps: list[str] | None = None
+) -> tuple[pd.DataFrame, DataContract]:
+    """A small frame with one feature, the target and (optionally) a timestamp."""
+    frame = pd.DataFrame({"x": np.arange(len(target), dtype=float), "y": target})
+    if stamps is not None:
+        frame["t"] = pd.to_datetime(stamps)
+    return frame, infer_contract(frame, "y", "t" if stamps is not None else None, "classification")
+
+
+# --- split_frame ------------------------------------------------------------------------------
+
+
+def test_random_split_is_stratified_complete_and_seeded(
+    churn: pd.DataFrame, contract: DataContract
+) -> None:
+    train, holdout = split_frame(
+        churn, contract, SplitConfig(method="random", test_size=0.2), seed=1
+    )
+    assert len(holdout) == 800 and len(train) == 3200
+    assert set(train.index).isdisjoint(holdout.index)
+    assert set(train.index) | set(holdout.index) == set(churn.index)
+    overall = churn["churned"].sum()
+    # Stratified: each side holds its exact share of churners (to the row).
+    assert abs(holdout["churned"].sum() - overall * 0.2) <= 1
+    again, _ = split_frame(churn, contract, SplitConfig(method="random", test_size=0.2), seed=1)
+    other, _ = split_frame(churn, contract, SplitConfig(method="random", test_size=0.2), seed=2)
+    assert list(again.index) == list(train.index)
+    assert list(other.index) != list(train.index)
+
+
+def test_random_split_skips_stratification_when_a_class_has_one_row() -> None:
+    frame, contract = tiny([0, 1, 0, 1, 0, 1, 0, 1, 0, 2])
+    train, holdout = split_frame(frame, contract, SplitConfig(test_size=0.3), seed=0)
+    assert len(train) == 7 and len(holdout) == 3
+
+
+def test_time_split_puts_every_train_row_before_every_holdout_row(
+    churn: pd.DataFrame, contract: DataContract
+) -> None:
+    shuffled = churn.sample(frac=1.0, random_state=3)
+    train, holdout = split_frame(
+        shuffled, contract, SplitConfig(method="time", test_size=0.25), seed=0
+    )
+    assert len(holdout) == 1000 and len(train) == 3000
+    assert train["event_time"].max() < holdout["event_time"].min()
+    assert holdout["event_time"].max() == churn["event_time"].max()
+
+
+def test_time_split_sends_boundary_ties_to_the_holdout() -> None:
+    stamps = ["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04", "2025-01-04", "2025-01-04"]
+    frame, contract = tiny([0, 1, 0, 1, 0, 1], stamps)
+    train, holdout = split_frame(frame, contract, SplitConfig(method="time", test_size=0.2), seed=0)
+    # 20 % of 6 rows is 2, but the third row sharing the boundary date goes with them.
+    assert len(holdout) == 3 and len(train) == 3
+    assert train["t"].max() < holdout["t"].min()
+
+
+@pytest.mark.parametrize(
+    ("target", "stamps", "split", "message"),
+    [
+        (
+            [0],
+            None,
+            SplitConfig(),
+            "cannot split 1 rows with test_size 0.2: the train or holdout side would be empty",
+        ),
+        (
+            [0, 0, 0, 0, 0, 0],
+            None,
+            SplitConfig(),
+            "the train split holds a single class of 'y' (0)",
+        ),
+        (
+            [0, 0, 0, 0, 1, 1],
+            [f"2025-01-0{d}" for d in range(1, 7)],
+            SplitConfig(method="time", test_size=0.3),
+            "the train split holds a single class of 'y' (0)",
+        ),
+        (
+            [0, 1, 0, 1],
+            ["2025-01-01"] * 4,
+            SplitConfig(method="time"),
+            "cannot split by time: the train side would be empty",
+        ),
+        (
+            [0, 1, 0, 1],
+            None,
+            SplitConfig(method="time"),
+            "a time split needs a timestamp column, and the data contract names none",
+        ),
+    ],
+)
+def test_split_frame_refuses_unusable_splits(
+    target: list[int], stamps: list[str] | None, split: SplitConfig, message: str
+) -> None:
+    frame, contract = tiny(target, stamps)
+    with pytest.raises(DataError) as caught:
+        split_frame(frame, contract, split, seed=0)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_time_split_refuses_absent_timestamp_column() -> None:
+    frame, contract = tiny([0, 1, 0, 1, 0], [f"2025-01-0{d}" for d in range(1, 6)])
+    with pytest.raises(
+        DataError, match="a time split needs the timestamp column 't', which is not in the data"
+    ):
+        split_frame(frame.drop(columns=["t"]), contract, SplitConfig(method="time"), seed=0)
+
+
+def test_time_split_refuses_missing_timestamps() -> None:
+    frame, contract = tiny(
+        [0, 1, 0, 1, 0], ["2025-01-01", "2025-01-02", None, "2025-01-04", "2025-01-05"]
+    )
+    with pytest.raises(DataError, match="timestamp column 't' has 1 missing values"):
+        split_frame(frame, contract, SplitConfig(method="time"), seed=0)
+
+
+# --- compute_metrics --------------------------------------------------------------------------
+
+
+def test_binary_metrics_match_hand_computation() -> None:
+    y_true = [0, 0, 1, 1]
+    y_pred = [0, 1, 1, 1]
+    score = [0.1, 0.85, 0.8, 0.9]
+    metrics = compute_metrics("classification", y_true, y_pred, score, classes=[0, 1])
+    expected_loss = -(math.log(0.9) + math.log(0.15) + math.log(0.8) + math.log(0.9)) / 4
+    assert metrics == {
+        "accuracy": 0.75,
+        "precision": round(2 / 3, 6),
+        "recall": 1.0,
+        "f1": 0.8,
+        # Positive/negative pairs ranked right: (0.8>0.1), (0.9>0.1), (0.9>0.85); wrong: (0.8<0.85).
+        "roc_auc": 0.75,
+        # Ranked: 0.9 pos (P=1, R=.5), 0.85 neg, 0.8 pos (P=2/3, R=1).
+        "pr_auc": round(0.5 * 1 + 0.5 * 2 / 3, 6),
+        "log_loss": round(expected_loss, 6),
+    }
+    assert all(type(value) is float for value in metrics.values())
+    two_columns = np.column_stack([1 - np.array(score), score])
+    assert compute_metrics("classification", y_true, y_pred, two_columns, classes=[0, 1]) == metrics
+
+
+def test_binary_metrics_use_the_second_sorted_label_as_positive() -> None:
+    metrics = compute_metrics(
+        "classification", ["no", "yes", "yes"], ["yes", "yes", "no"], classes=["no", "yes"]
+    )
+    assert metrics == {"accuracy": round(1 / 3, 6), "precision": 0.5, "recall": 0.5, "f1": 0.5}
+
+
+def test_metrics_undefined_for_the_data_are_omitted_not_nan() -> None:
+    one_class = compute_metrics(
+        "classification", [1, 1, 1], [1, 0, 1], [0.9, 0.4, 0.7], classes=[0, 1]
+    )
+    assert set(one_class) == {"accuracy", "precision", "recall", "f1", "log_loss"}
+    no_positive_predictions = compute_metrics("classification", [0, 1], [0, 0], classes=[0, 1])
+    assert no_positive_predictions["precision"] == 0.0
+    decision_scores = compute_metrics(
+        "classification", [0, 1, 1], [0, 1, 0], [-2.0, 3.0, -0.5], classes=[0, 1]
+    )
+    assert decision_scores["roc_auc"] == 1.0 and "log_loss" not in decision_scores
+    for metrics in (one_class, no_positive_predictions, decision_scores):
+        assert all(math.isfinite(v) for v in metrics.values())
+
+
+def test_multiclass_metrics_are_macro_averages() -> None:
+    classes = ["a", "b", "c"]
+    y_true = ["a", "b", "c", "a"]
+    y_pred = ["a", "b", "b", "a"]
+    proba = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.5, 0.4], [0.6, 0.3, 0.1]])
+    metrics = compute_metrics("classification", y_true, y_pred, proba, classes=classes)
+    assert metrics["accuracy"] == 0.75
+    assert metrics["precision"] == 0.5  # a: 2/2, b: 1/2, c: nothing predicted -> 0
+    assert metrics["recall"] == round(2 / 3, 6)  # a: 1, b: 1, c: 0
+    assert metrics["f1"] == round((1 + 2 / 3 + 0) / 3, 6)
+    # Every one-vs-rest ranking is perfect: the true class always has its column's top scores.
+    assert metrics["roc_auc"] == 1.0 and metrics["pr_auc"] == 1.0
+    assert metrics["log_loss"] == round(
+        -(math.log(0.8) + math.log(0.7) + math.log(0.4) + math.log(0.6)) / 4, 6
+    )
+    missing_class = compute_metrics(
+        "classification", ["a", "b", "a"], ["a", "b", "b"], proba[:3], classes=classes
+    )
+    assert "roc_auc" not in missing_class and "pr_auc" not in missing_class
+
+
+def test_regression_metrics_match_hand_computation() -> None:
+    metrics = compute_metrics("regression", [1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 5.0])
+    assert metrics == {"rmse": 0.5, "mae": 0.25, "r2": 0.8, "mape": 0.0625}
+    assert "mape" not in compute_metrics("regression", [0.0, 2.0], [1.0, 2.0])
+    assert "r2" not in compute_metrics("regression", [3.0, 3.0], [2.0, 4.0])
+    assert "r2" not in compute_metrics("regression", [3.0], [2.0])
+
+
+def test_compute_metrics_refuses_unknown_task_and_mismatched_lengths() -> None:
+    with pytest.raises(ValueError, match="unknown task 'ranking'"):
+        compute_metrics("ranking", [1], [1])
+    with pytest.raises(ValueError, match="y_true has 2 rows but y_pred has 1"):
+        compute_metrics("regression", [1.0, 2.0], [1.0])
+
+
+# --- evaluate_model ---------------------------------------------------------------------------
+
+
+def assert_pngs(evaluation: Evaluation, names: set[str]) -> None:
+    assert set(evaluation.plots) == names
+    for name, data in evaluation.plots.items():
+        assert data.startswith(PNG_MAGIC), name
+        assert len(data) > 1000, name
+
+
+@pytest.fixture(scope="module")
+def binary_evaluation(
+    churn: pd.DataFrame, contract: DataContract
+) -> tuple[Evaluation, Pipeline, pd.DataFrame]:
+    train, holdout = split_frame(churn, contract, SplitConfig(), seed=0)
+    pipeline = fit_pipeline(train, contract, ModelConfig(name="churn", params={"max_iter": 40}))
+    return (
+        evaluate_model(pipeline, holdout, contract, seed=0, importance_rows=500),
+        pipeline,
+        holdout,
+    )
+
+
+def test_evaluate_binary_classifier(
+    binary_evaluation: tuple[Evaluation, Pipeline, pd.DataFrame], contract: DataContract
+) -> None:
+    evaluation, _, _ = binary_evaluation
+    assert set(evaluation.metrics) == set(CLASSIFICATION_METRICS)
+    assert 0.6 < evaluation.metrics["roc_auc"] <= 1.0
+    assert_pngs(
+        evaluation,
+        {"confusion_matrix.png", "roc_curve.png", "pr_curve.png", "feature_importance.png"},
+    )
+    importance = evaluation.feature_importance
+    assert set(importance) == set(contract.feature_names)
+    assert list(importance.values()) == sorted(importance.values(), reverse=True)
+    # The simulator drives churn mostly by tenure and contract type; region is pure noise.
+    assert next(iter(importance)) in {"tenure_months", "contract"}
+    assert importance["tenure_months"] > importance["region"]
+
+
+def test_evaluate_model_is_repeatable_and_leaves_no_pyplot_figures(
+    binary_evaluation: tuple[Evaluation, Pipeline, pd.DataFrame], contract: DataContract
+) -> None:
+    import matplotlib.pyplot as plt
+
+    evaluation, pipeline, holdout = binary_evaluation
+    again = evaluate_model(pipeline, holdout, contract, seed=0, importance_rows=500)
+    assert again.feature_importance == evaluation.feature_importance
+    assert again.metrics == evaluation.metrics
+    assert plt.get_fignums() == []
+
+
+def test_evaluate_regressor(churn: pd.DataFrame) -> None:
+    frame = churn.drop(columns=["churned"])
+    reg_contract = infer_contract(frame, "monthly_charges", "event_time", "regression")
+    train, holdout = split_frame(frame, reg_contract, SplitConfig(method="time"), seed=0)
+    model = ModelConfig(
+        name="charges",
+        task="regression",
+        estimator="sklearn.ensemble.HistGradientBoostingRegressor",
+        params={"max_iter": 40},
+    )
+    evaluation = evaluate_model(
+        fit_pipeline(train, reg_contract, model), holdout, reg_contract, seed=0, importance_rows=300
+    )
+    assert set(evaluation.metrics) == set(REGRESSION_METRICS)
+    assert evaluation.metrics["r2"] > 0.3
+    assert_pngs(evaluation, {"residuals.png", "predicted_vs_actual.png", "feature_importance.png"})
+    # total_charges / tenure recovers the monthly charge: nothing else should matter as much.
+    assert max(evaluation.feature_importance, key=evaluation.feature_importance.__getitem__) in {
+        "total_charges",
+        "tenure_months",
+    }
+
+
+def test_evaluate_multiclass(churn: pd.DataFrame) -> None:
+    mc_contract = infer_contract(churn, "plan", "event_time", "classification")
+    train, holdout = split_frame(churn, mc_contract, SplitConfig(), seed=0)
+    model = ModelConfig(name="plan", estimator="sklearn.linear_model.LogisticRegression")
+    evaluation = evaluate_model(
+        fit_pipeline(train, mc_contract, model), holdout, mc_contract, seed=0, importance_rows=300
+    )
+    assert set(evaluation.metrics) == set(CLASSIFICATION_METRICS)
+    assert_pngs(evaluation, {"confusion_matrix.png", "feature_importance.png"})
+
+
+def test_evaluate_model_refuses_bad_input(
+    binary_evaluation: tuple[Evaluation, Pipeline, pd.DataFrame], contract: DataContract
+) -> None:
+    _, pipeline, holdout = binary_evaluation
+    with pytest.raises(ValueError, match="importance_rows must be at least 1"):
+        evaluate_model(pipeline, holdout, contract, seed=0, importance_rows=0)
+    with pytest.raises(DataError, match="the holdout is empty"):
+        evaluate_model(pipeline, holdout.head(0), contract, seed=0)
+
+
+# --- gates ------------------------------------------------------------------------------------
+
+
+def test_check_gates_min_and_max_bounds() -> None:
+    gates = GatesConfig(min_metrics={"roc_auc": 0.8, "f1": 0.5}, max_metrics={"log_loss": 0.5})
+    results = check_gates({"roc_auc": 0.7712, "f1": 0.5, "log_loss": 0.61}, gates)
+    assert results == (
+        GateResult("roc_auc", "min", 0.8, 0.7712, False),
+        GateResult("f1", "min", 0.5, 0.5, True),
+        GateResult("log_loss", "max", 0.5, 0.61, False),
+    )
+    assert [r.describe() for r in results] == [
+        "roc_auc 0.7712 < min 0.8",
+        "f1 0.5000 >= min 0.5",
+        "log_loss 0.6100 > max 0.5",
+    ]
+    passing = check_gates({"roc_auc": 0.9, "log_loss": 0.4, "f1": 0.7}, gates)
+    assert all(r.passed for r in passing)
+    assert passing[2].describe() == "log_loss 0.4000 <= max 0.5"
+
+
+def test_check_gates_fails_a_metric_that_was_not_computed() -> None:
+    (result,) = check_gates({"accuracy": 0.9}, GatesConfig(min_metrics={"roc_auc": 0.7}))
+    assert result.value is None and not result.passed
+    assert result.describe() == "roc_auc was not computed (min 0.7)"
+
+
+def test_describe_shows_enough_digits_to_see_the_miss() -> None:
+    (result,) = check_gates({"roc_auc": 0.79999}, GatesConfig(min_metrics={"roc_auc": 0.8}))
+    assert result.describe() == "roc_auc 0.79999 < min 0.8"
+
+
+def test_enforce_gates_raises_one_line_naming_each_failure() -> None:
+    gates = GatesConfig(
+        min_metrics={"roc_auc": 0.8, "accuracy": 0.7}, max_metrics={"log_loss": 0.5}
+    )
+    results = check_gates({"roc_auc": 0.7712, "accuracy": 0.75, "log_loss": 0.61}, gates)
+    with pytest.raises(QualityGateFailed) as caught:
+        enforce_gates(results)
+    assert (
+        str(caught.value)
+        == "quality gate failed: roc_auc 0.7712 < min 0.8; log_loss 0.6100 > max 0.5"
+    )
+    assert caught.value.gate_results == results
+    assert caught.value.exit_code == 4
+
+
+def test_enforce_gates_passes_silently() -> None:
+    enforce_gates(check_gates({"rmse": 3.0}, GatesConfig(max_metrics={"rmse": 5.0})))
+    enforce_gates(())
+
+
+@pytest.mark.parametrize(
+    ("gates", "task", "message"),
+    [
+        (
+            GatesConfig(min_metrics={"auc": 0.8}),
+            "classification",
+            "gates.min_metrics.auc: unknown metric for classification "
+            "(known: accuracy, precision, recall, f1, roc_auc, pr_auc, log_loss)",
+        ),
+        (
+            GatesConfig(max_metrics={"log_loss": 0.5}),
+            "regression",
+            "gates.max_metrics.log_loss: unknown metric for regression (known: rmse, mae, r2, mape)",
+        ),
+        (
+            GatesConfig(max_metrics={"rmse": -1.0}),
+            "regression",
+            "gates.max_metrics.rmse: rmse is never negative, got -1",
+        ),
+        (
+            GatesConfig(min_metrics={"accuracy": 80.0}),
+            "classification",
+            "gates.min_metrics.accuracy: accuracy is at most 1 (a fraction, not a percentage), got 80",
+        ),
+        (
+            GatesConfig(min_metrics={"f1": float("nan")}),
+            "classification",
+            "gates.min_metrics.f1: threshold must be a finite number",
+        ),
+        (
+            GatesConfig(min_metrics={"r2": 0.9}, max_metrics={"r2": 0.5}),
+            "regression",
+            "gates.min_metrics.r2: 0.9 is above gates.max_metrics.r2 0.5",
+        ),
+        (GatesConfig(), "clustering", "model.task: unknown task 'clustering'"),
+    ],
+)
+def test_validate_gates_refuses(gates: GatesConfig, task: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        validate_gates(gates, task)
+    assert str(caught.value).startswith(message)
+
+
+def test_validate_gates_accepts_sensible_bounds() -> None:
+    # r2 may be negative (worse than predicting the mean), so a negative floor is legitimate.
+    validate_gates(
+        GatesConfig(min_metrics={"r2": -0.5}, max_metrics={"rmse": 12.0, "mape": 1.5}), "regression"
+    )
+    validate_gates(
+        GatesConfig(min_metrics={"roc_auc": 0.7, "pr_auc": 0.4}, max_metrics={"log_loss": 0.6}),
+        "classification",
+    )
