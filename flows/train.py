@@ -10,8 +10,8 @@ from mlops.config import PipelineConfig, Settings
 from mlops.errors import DataValidationFailed
 from mlops.evaluation import enforce_gates, validate_gates
 from mlops.registry import Registry
-from mlops.training import load_estimator_class
 from mlops.summary import GateSummary, TrainResult
+from mlops.training import load_estimator_class
 from tasks.data import load_dataset
 from tasks.evaluation import check_quality_gates, evaluate_model
 from tasks.registry import (

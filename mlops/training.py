@@ -6,12 +6,11 @@ and served applies exactly the preprocessing it was trained with.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import difflib
 import importlib
 import importlib.util
 import inspect
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np

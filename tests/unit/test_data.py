@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from mlops.data import fingerprint_frame, parse_uri, read_frame, write_frame
@@ -96,6 +97,6 @@ def test_write_is_atomic_and_leaves_no_temp_files(tmp_path, frame):
 def test_failed_write_leaves_nothing(tmp_path):
     bad = pd.DataFrame({"a": [object()]})  # parquet cannot encode a bare object
     target = tmp_path / "out.parquet"
-    with pytest.raises(Exception):
+    with pytest.raises((pa.ArrowException, TypeError, ValueError)):
         write_frame(bad, str(target))
     assert list(tmp_path.iterdir()) == []
