@@ -117,6 +117,61 @@ class GatesConfig(_Strict):
     max_metrics: dict[str, float] = Field(default_factory=dict)
 
 
+class PromotionConfig(_Strict):
+    """How the deploy flow decides whether a challenger replaces the champion."""
+
+    primary_metric: str = Field(default="roc_auc", description="Metric both models are compared on")
+    tolerance: float = Field(
+        default=0.0, ge=0.0, description="The challenger may be worse by at most this (absolute)"
+    )
+    significance: Literal["none", "bootstrap", "mcnemar"] = Field(
+        default="none", description="Paired test the challenger must also pass to be promoted"
+    )
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    bootstrap_samples: int = Field(default=1000, ge=100, le=100_000)
+    holdout_uri: str | None = Field(
+        default=None,
+        description="Fresh labelled data both models are scored on; default: the latest "
+        "split.test_size share of dataset.uri",
+    )
+    smoke_sample_rows: int = Field(default=200, ge=1)
+    smoke_max_latency_ms: float = Field(
+        default=500.0, gt=0.0, description="Smoke test: slowest allowed single-row prediction"
+    )
+
+
+class ServingConfig(_Strict):
+    """The prediction service: routing, limits, logging."""
+
+    mode: Literal["champion", "canary", "shadow"] = "champion"
+    canary_share: float = Field(default=0.1, ge=0.0, le=1.0)
+    canary_alias: str = Field(default="challenger", description="Alias the canary/shadow scores with")
+    sticky_header: str = Field(default="X-Request-Key", description="Header that pins a caller to a route")
+    prediction_log_uri: str = Field(
+        default=".mlops/predictions", description="Directory or s3://bucket/prefix of the prediction log"
+    )
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_rows: int = Field(default=1000, ge=1)
+    batch_max_rows: int = Field(default=256, ge=1, description="Micro-batch: most rows per predict call")
+    batch_wait_ms: float = Field(default=2.0, ge=0.0, description="Micro-batch: longest wait to fill a batch")
+    refresh_seconds: float = Field(default=5.0, gt=0.0, description="How often aliases are re-read")
+    api_key_env: str = Field(
+        default="MLOPS_API_KEY", description="Environment variable holding the API key; auth is on when it is set"
+    )
+
+
+class RollbackConfig(_Strict):
+    """The post-deployment check that moves `champion` back on a breach."""
+
+    enabled: bool = True
+    service_url: str = Field(default="http://127.0.0.1:8000", description="The serving app to watch")
+    window_seconds: float = Field(default=300.0, ge=0.0)
+    poll_seconds: float = Field(default=10.0, gt=0.0)
+    min_requests: int = Field(default=20, ge=1, description="Fewer requests in the window: no verdict on rates")
+    max_error_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+    max_p99_ms: float = Field(default=250.0, gt=0.0)
+
+
 class PipelineConfig(_Strict):
     """The whole pipeline config file."""
 
@@ -125,6 +180,9 @@ class PipelineConfig(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    rollback: RollbackConfig = Field(default_factory=RollbackConfig)
     experiment: str | None = Field(
         default=None, description="MLflow experiment name; defaults to the model name"
     )
