@@ -33,6 +33,10 @@ status: install
 
 demo: up
 	$(BIN)/mlops train --config configs/churn.yaml
+	@echo ""
+	@echo "Prefect UI: http://$${MLOPS_STACK_HOST:-127.0.0.1}:$${MLOPS_PREFECT_PORT:-4200}   (flow runs, task runs, logs, artifacts)"
+	@echo "MLflow UI:  http://$${MLOPS_STACK_HOST:-127.0.0.1}:$${MLOPS_MLFLOW_PORT:-5000}   (runs, metrics, plots, registered models)"
+	@echo "The stack keeps running; 'make down' stops it."
 
 test: install
 	$(BIN)/pytest -q

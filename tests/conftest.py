@@ -45,9 +45,9 @@ def prefect_api(prefect_server: str) -> Iterator[str]:
     with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
         yield prefect_server
         # Ship buffered run logs while the server is still up, not at interpreter exit.
-        from prefect.logging.handlers import APILogHandler
+        from prefect.logging.handlers import APILogWorker
 
-        APILogHandler.flush()
+        APILogWorker.drain_all(timeout=5)
 
 
 @pytest.fixture(scope="session")

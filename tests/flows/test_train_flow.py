@@ -72,6 +72,18 @@ def test_first_training_registers_challenger_with_lineage(mlflow_store, churn_ur
     contract = registry.load_contract(registry.get_version(MODEL, "1"))
     assert contract.target == "churned" and "plan" in contract.categorical_features
 
+    # The Prefect server holds the validation report and the run summary as markdown artifacts.
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as prefect:
+        artifacts = prefect.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    by_key = {a.key: a for a in artifacts}
+    assert "data-validation" in by_key and "train-churn-test" in by_key
+    assert "roc_auc" in by_key["train-churn-test"].data
+
 
 def test_same_data_and_config_give_identical_predictions(mlflow_store, churn_uri):
     config = make_config(churn_uri)
