@@ -172,6 +172,39 @@ class RollbackConfig(_Strict):
     max_p99_ms: float = Field(default=250.0, gt=0.0)
 
 
+DriftMethod = Literal[
+    "wasserstein", "jensenshannon", "psi", "ks", "chisquare", "z", "kl_div", "hellinger", "anderson"
+]
+
+
+class MonitoringConfig(_Strict):
+    """Drift checks of the live window against the champion's reference data."""
+
+    num_method: DriftMethod | None = Field(
+        default=None, description="Numeric columns; None = Evidently's default by sample size"
+    )
+    cat_method: DriftMethod | None = Field(
+        default=None, description="Categorical columns; None = Evidently's default by sample size"
+    )
+    per_column_method: dict[str, DriftMethod] = Field(default_factory=dict)
+    threshold: float | None = Field(
+        default=None, gt=0.0, description="Statistic (or p-value) threshold; None = the method's default"
+    )
+    per_column_threshold: dict[str, float] = Field(default_factory=dict)
+    drift_share: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="Dataset drift when at least this share of columns drift"
+    )
+    window_hours: float = Field(default=24.0, gt=0.0, description="Prediction-log window one check reads")
+    min_rows: int = Field(default=100, ge=1, description="Fewer rows in the window: no verdict")
+    max_performance_drop: float = Field(
+        default=0.05, ge=0.0, description="Live primary metric may fall this far below the champion's"
+    )
+    report_sample_rows: int = Field(
+        default=50_000, ge=100, description="Rows of each side in the human HTML report (seeded sample)"
+    )
+    seed: int = Field(default=0, ge=0)
+
+
 class PipelineConfig(_Strict):
     """The whole pipeline config file."""
 
@@ -183,6 +216,7 @@ class PipelineConfig(_Strict):
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     rollback: RollbackConfig = Field(default_factory=RollbackConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     experiment: str | None = Field(
         default=None, description="MLflow experiment name; defaults to the model name"
     )
