@@ -202,6 +202,9 @@ class MonitoringConfig(_Strict):
     report_sample_rows: int = Field(
         default=50_000, ge=100, description="Rows of each side in the human HTML report (seeded sample)"
     )
+    reference_rows: int = Field(
+        default=100_000, ge=100, description="Training rows stored with the model as the drift reference"
+    )
     seed: int = Field(default=0, ge=0)
 
 

@@ -120,15 +120,20 @@ def _csv_header(payload: bytes) -> list[str]:
     return next(csv.reader([first_line]), [])
 
 
-def write_frame(frame: pd.DataFrame, uri: str, client: Any | None = None) -> str:
-    """Write a frame as CSV or Parquet (by extension) atomically; return the URI."""
-    loc = parse_uri(uri)
+def serialize_frame(frame: pd.DataFrame, fmt: str = "parquet") -> bytes:
+    """The bytes of a frame as CSV or Parquet, without an index."""
     buffer = io.BytesIO()
-    if loc.format == "csv":
+    if fmt == "csv":
         frame.to_csv(buffer, index=False)
     else:
         frame.to_parquet(buffer, index=False)
-    payload = buffer.getvalue()
+    return buffer.getvalue()
+
+
+def write_frame(frame: pd.DataFrame, uri: str, client: Any | None = None) -> str:
+    """Write a frame as CSV or Parquet (by extension) atomically; return the URI."""
+    loc = parse_uri(uri)
+    payload = serialize_frame(frame, loc.format)
     if loc.is_s3:
         (client or s3_client()).put_object(Bucket=loc.bucket, Key=loc.key, Body=payload)
         return uri

@@ -173,5 +173,12 @@ def _read_snapshot(raw: dict[str, Any], rows_reference: int, rows_current: int, 
     )
 
 
+def reference_sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """A seeded sample of the training data (all of it when small enough) kept as the reference."""
+    if len(frame) <= max_rows:
+        return frame.reset_index(drop=True)
+    return frame.sample(n=max_rows, random_state=seed).sort_index().reset_index(drop=True)
+
+
 def report_to_json(report: DriftReport) -> str:
     return json.dumps(report.to_dict(), indent=2, default=str)

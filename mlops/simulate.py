@@ -31,13 +31,18 @@ class DriftSpec:
     charges_shift: float = 0.0  # added to the mean monthly charge
     support_rate_factor: float = 1.0  # multiplies the support-call rate
     month_to_month_share: float = 0.55  # share of month-to-month contracts
-    concept: float = 0.0  # 0 = reference relation; 1 = support calls stop mattering, price matters more
+    tenure_mean: float = 24.0  # mean customer tenure in months
+    electronic_check_share: float = 0.3  # share paying by electronic check
+    concept: float = 0.0  # 0 = reference relation; 1 = support calls and contract act reversed
 
 
 DRIFT_LEVELS: dict[str, DriftSpec] = {
     "none": DriftSpec(),
     "mild": DriftSpec(charges_shift=8.0, support_rate_factor=1.3, month_to_month_share=0.62),
-    "strong": DriftSpec(charges_shift=30.0, support_rate_factor=2.5, month_to_month_share=0.8, concept=1.0),
+    "strong": DriftSpec(
+        charges_shift=30.0, support_rate_factor=2.5, month_to_month_share=0.8,
+        tenure_mean=12.0, electronic_check_share=0.55, concept=1.0,
+    ),
 }
 
 
@@ -54,7 +59,7 @@ def simulate_churn(
     rng = np.random.default_rng(seed)
 
     age = rng.integers(18, 81, rows)
-    tenure = np.minimum(rng.exponential(24.0, rows).astype(np.int64), 72)
+    tenure = np.minimum(rng.exponential(spec.tenure_mean, rows).astype(np.int64), 72)
     monthly = np.clip(rng.normal(65.0 + spec.charges_shift, 22.0, rows), 18.0, None).round(2)
     total = (monthly * tenure * rng.uniform(0.95, 1.05, rows)).round(2)
     support_calls = rng.poisson(1.2 * spec.support_rate_factor, rows)
@@ -62,19 +67,25 @@ def simulate_churn(
     others = (1.0 - spec.month_to_month_share) / 2
     contract = rng.choice(CONTRACTS, rows, p=[spec.month_to_month_share, others, others])
     plan = rng.choice(PLANS, rows, p=[0.5, 0.35, 0.15])
-    payment = rng.choice(PAYMENT_METHODS, rows, p=[0.35, 0.25, 0.3, 0.1])
+    rest = (1.0 - spec.electronic_check_share) / 0.7
+    payment = rng.choice(
+        PAYMENT_METHODS, rows, p=[0.35 * rest, 0.25 * rest, spec.electronic_check_share, 0.1 * rest]
+    )
     region = rng.choice(REGIONS, rows)
     # A minute apart, so a time-based split and monitoring windows have something to cut.
     event_time = pd.Timestamp(start) + pd.to_timedelta(np.arange(rows), unit="min")
 
-    support_weight = 0.45 * (1.0 - spec.concept)
+    # Concept drift turns the reference relations around: at 1, support calls and the contract
+    # type push churn the other way and price matters more.
+    turn = 1.0 - 2.0 * spec.concept
+    support_weight = 0.45 * turn
     price_weight = 0.025 + 0.02 * spec.concept
     logit = (
         -1.2
         + support_weight * support_calls
         + price_weight * (monthly - 65.0)
         - 0.05 * tenure
-        + np.select([contract == "month-to-month", contract == "one-year"], [1.1, -0.2], -1.0)
+        + turn * np.select([contract == "month-to-month", contract == "one-year"], [1.1, -0.2], -1.0)
         + np.where(payment == "electronic-check", 0.5, 0.0)
         - 0.15 * (products - 3)
         + np.where(plan == "premium", -0.3, 0.0)

@@ -1,0 +1,176 @@
+"""What one monitoring check does, as pure steps: pick the window, score it, judge it, describe it.
+
+The drift statistics come from `mlops.drift` (Evidently); this module decides which columns are
+watched, adds prediction drift and live performance, and shapes the event a breach emits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops import drift, evaluation, training
+from mlops.config import PipelineConfig
+from mlops.contract import DataContract
+
+PREDICTION_COLUMN = "prediction"
+DRIFT_DETECTED = "mlops.drift.detected"
+PERFORMANCE_DEGRADED = "mlops.performance.degraded"
+# Metrics where a smaller value is better; everything else is compared the other way round.
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "mape", "log_loss"})
+
+
+@dataclass(frozen=True)
+class Window:
+    """The slice of traffic (or the dataset) a check looked at."""
+
+    source: str
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def describe(self) -> str:
+        if self.start is None:
+            return self.source
+        return f"{self.source} [{self.start.isoformat()} .. {self.end.isoformat() if self.end else 'now'})"
+
+
+def log_window(log_uri: str, hours: float, now: datetime | None = None) -> Window:
+    """The last `hours` of the prediction log, ending now (UTC)."""
+    end = now or datetime.now(UTC)
+    return Window(source=log_uri, start=end - timedelta(hours=hours), end=end)
+
+
+def features_from_log(log: pd.DataFrame, contract: DataContract) -> pd.DataFrame:
+    """The contract's feature columns out of a prediction-log frame (which may prefix clashing names)."""
+    columns = {}
+    for name in contract.feature_names:
+        source = name if name in log.columns else f"feature.{name}"
+        if source not in log.columns:
+            raise ValueError(f"the prediction log has no column for feature '{name}'")
+        columns[name] = log[source]
+    return pd.DataFrame(columns)
+
+
+def monitored_columns(contract: DataContract) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) features the drift check compares."""
+    return contract.numeric_features, contract.categorical_features
+
+
+def with_predictions(frame: pd.DataFrame, model: Any, contract: DataContract) -> pd.DataFrame:
+    """The frame plus the champion's prediction for each row (for prediction drift)."""
+    out = frame.copy()
+    out[PREDICTION_COLUMN] = model.predict(training.feature_frame(frame, contract))
+    return out
+
+
+def _prediction_is_numeric(contract: DataContract) -> bool:
+    return contract.task == "regression"
+
+
+def live_performance(
+    truth: pd.Series, predicted: np.ndarray, scores: np.ndarray | None, contract: DataContract,
+    champion_metrics: dict[str, float], metric: str, max_drop: float,
+) -> drift.PerformanceDrift | None:
+    """The champion's metric on labelled live rows against its evaluation metric; None if unknown."""
+    if metric not in champion_metrics or len(truth) == 0:
+        return None
+    live = evaluation.compute_metrics(contract.task, truth.to_numpy(), predicted, scores, contract.classes)
+    if metric not in live:
+        return None
+    return drift.PerformanceDrift(
+        metric=metric,
+        reference=float(champion_metrics[metric]),
+        current=float(live[metric]),
+        higher_is_better=metric not in LOWER_IS_BETTER,
+        max_drop=max_drop,
+    )
+
+
+def check_window(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    contract: DataContract,
+    model: Any,
+    config: PipelineConfig,
+    champion_metrics: dict[str, float],
+    html_path: Path | None = None,
+) -> drift.DriftReport:
+    """Data drift, prediction drift and (when labels exist) live performance for one window."""
+    numeric, categorical = monitored_columns(contract)
+    ref = with_predictions(reference, model, contract)
+    cur = current if PREDICTION_COLUMN in current.columns else with_predictions(current, model, contract)
+    if _prediction_is_numeric(contract):
+        numeric = [*numeric, PREDICTION_COLUMN]
+    else:
+        categorical = [*categorical, PREDICTION_COLUMN]
+        ref[PREDICTION_COLUMN] = ref[PREDICTION_COLUMN].astype(str)
+        cur = cur.assign(**{PREDICTION_COLUMN: cur[PREDICTION_COLUMN].astype(str)})
+    report = drift.run_drift_report(ref, cur, numeric, categorical, config.monitoring, html_path)
+    columns = tuple(c for c in report.columns if c.column != PREDICTION_COLUMN)
+    prediction = next((c for c in report.columns if c.column == PREDICTION_COLUMN), None)
+    # The dataset verdict is about the input features; prediction drift is reported beside it.
+    drifted = sum(c.drifted for c in columns)
+    share = drifted / len(columns) if columns else 0.0
+    performance = None
+    if contract.target in current.columns and current[contract.target].notna().any():
+        labelled = current[current[contract.target].notna()]
+        features = training.feature_frame(labelled, contract)
+        scores = model.predict_proba(features) if hasattr(model, "predict_proba") else None
+        performance = live_performance(
+            labelled[contract.target], model.predict(features), scores, contract, champion_metrics,
+            config.promotion.primary_metric, config.monitoring.max_performance_drop,
+        )
+    return replace(
+        report,
+        columns=columns,
+        prediction=prediction,
+        drift_share=share,
+        dataset_drift=share >= config.monitoring.drift_share,
+        performance=performance,
+    )
+
+
+def breach_event(
+    report: drift.DriftReport, model_name: str, champion_version: str, window: Window
+) -> tuple[str, dict[str, str], dict[str, Any]] | None:
+    """(event name, resource, payload) for a breach, or None when nothing crossed a threshold."""
+    if not report.breach:
+        return None
+    name = DRIFT_DETECTED if report.dataset_drift else PERFORMANCE_DEGRADED
+    payload: dict[str, Any] = {
+        "model_name": model_name,
+        "champion_version": champion_version,
+        "dataset_drift": report.dataset_drift,
+        "drift_share": round(report.drift_share, 6),
+        "drifted_columns": [c.column for c in report.drifted_columns],
+        "window": window.describe(),
+        "report_location": report.report_location,
+        "rows_current": report.rows_current,
+    }
+    if report.performance is not None:
+        p = report.performance
+        payload["performance"] = {"metric": p.metric, "reference": p.reference, "current": p.current, "degraded": p.degraded}
+    resource = {"prefect.resource.id": f"mlops.model.{model_name}", "prefect.resource.name": model_name}
+    return name, resource, json.loads(json.dumps(payload, default=str))
+
+
+def monitoring_metrics(report: drift.DriftReport) -> dict[str, float]:
+    """Numbers logged to the monitoring experiment so their trend can be plotted over time."""
+    metrics = {
+        "drift_share": report.drift_share,
+        "drifted_columns": float(len(report.drifted_columns)),
+        "dataset_drift": float(report.dataset_drift),
+        "rows_current": float(report.rows_current),
+    }
+    metrics.update({f"drift.{c.column}": c.statistic for c in report.columns})
+    if report.prediction is not None:
+        metrics["drift.prediction"] = report.prediction.statistic
+    if report.performance is not None:
+        metrics[f"live.{report.performance.metric}"] = report.performance.current
+    return metrics

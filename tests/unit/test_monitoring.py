@@ -1,0 +1,77 @@
+"""One monitoring check as pure steps: window, prediction drift, live performance, breach event."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from mlops import monitoring
+from mlops.config import parse_config
+from mlops.contract import infer_contract
+from mlops.simulate import simulate_churn
+from mlops.training import fit_pipeline
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = parse_config({
+        "dataset": {"uri": "x.parquet", "target": "churned", "timestamp": "event_time"},
+        "model": {"name": "mon", "params": {"max_iter": 30}},
+    })
+    reference = simulate_churn(3000, seed=41)
+    contract = infer_contract(reference, "churned", "event_time", "classification")
+    model = fit_pipeline(reference, contract, config.model)
+    return config, reference, contract, model
+
+
+def test_log_window_ends_now():
+    now = datetime(2026, 1, 2, 12, tzinfo=UTC)
+    window = monitoring.log_window("s3://b/log", 6, now)
+    assert (window.start, window.end) == (datetime(2026, 1, 2, 6, tzinfo=UTC), now)
+    assert "s3://b/log" in window.describe()
+
+
+def test_features_from_log_handles_prefixed_names(setup):
+    _, reference, contract, _ = setup
+    log = reference.drop(columns=["churned"]).rename(columns={"plan": "feature.plan"})
+    assert list(monitoring.features_from_log(log, contract).columns) == contract.feature_names
+    with pytest.raises(ValueError, match="'age'"):
+        monitoring.features_from_log(log.drop(columns=["age"]), contract)
+
+
+def test_unchanged_population_is_quiet(setup):
+    config, reference, contract, model = setup
+    report = monitoring.check_window(reference, simulate_churn(3000, seed=42), contract, model, config, {"roc_auc": 0.8})
+    assert not report.breach
+    assert report.prediction is not None and not report.prediction.drifted
+    assert report.performance is not None and not report.performance.degraded
+    assert monitoring.breach_event(report, "mon", "1", monitoring.Window("d.parquet")) is None
+
+
+def test_strong_drift_breaches_and_shapes_the_event(setup):
+    config, reference, contract, model = setup
+    current = simulate_churn(3000, "strong", seed=43)
+    report = monitoring.check_window(reference, current, contract, model, config, {"roc_auc": 0.8})
+    assert report.dataset_drift
+    assert "prediction" not in {c.column for c in report.columns}
+    assert report.prediction is not None and report.prediction.drifted  # churn predictions move too
+    name, resource, payload = monitoring.breach_event(report, "mon", "3", monitoring.Window("d.parquet"))
+    assert name == monitoring.DRIFT_DETECTED
+    assert resource["prefect.resource.id"] == "mlops.model.mon"
+    assert payload["champion_version"] == "3" and "monthly_charges" in payload["drifted_columns"]
+    metrics = monitoring.monitoring_metrics(report)
+    assert metrics["dataset_drift"] == 1.0 and "drift.monthly_charges" in metrics
+
+
+def test_concept_drift_alone_degrades_performance(setup):
+    config, reference, contract, model = setup
+    # Same inputs as the reference population, but labels follow the drifted concept.
+    from mlops.simulate import DriftSpec
+
+    current = simulate_churn(3000, DriftSpec(concept=1.0), seed=44)
+    report = monitoring.check_window(reference, current, contract, model, config, {"roc_auc": 0.82})
+    assert report.performance is not None and report.performance.degraded
+    if not report.dataset_drift:
+        event = monitoring.breach_event(report, "mon", "1", monitoring.Window("d"))
+        assert event is not None and event[0] == monitoring.PERFORMANCE_DEGRADED
