@@ -6,10 +6,10 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from mlops import lineage
-from mlops.config import PipelineConfig, Settings
+from mlops.config import PipelineConfig
 from mlops.errors import DataValidationFailed
 from mlops.evaluation import enforce_gates, validate_gates
-from mlops.registry import Registry
+from mlops.registry import open_registry
 from mlops.summary import GateSummary, TrainResult
 from mlops.training import load_estimator_class
 from tasks.data import load_dataset
@@ -17,6 +17,7 @@ from tasks.evaluation import check_quality_gates, evaluate_model
 from tasks.registry import (
     close_tracking_run,
     log_evaluation,
+    log_reference_data,
     log_validation,
     open_tracking_run,
     publish_summary,
@@ -24,15 +25,6 @@ from tasks.registry import (
 )
 from tasks.training import fit_model, split_dataset
 from tasks.validation import infer_contract, stored_contract, validate_dataset
-
-
-def open_registry(settings: Settings | None = None) -> Registry:
-    """The MLflow registry the flows talk to: MLFLOW_TRACKING_URI, else the embedded SQLite store."""
-    settings = settings or Settings()
-    return Registry(
-        settings.mlflow_tracking_uri or settings.default_tracking_uri(),
-        artifact_root=settings.default_artifact_root(),
-    )
 
 
 @flow(name="train", log_prints=True)
@@ -81,6 +73,7 @@ def train(config: PipelineConfig, data_uri: str | None = None) -> TrainResult:
         gates = check_quality_gates(result.metrics, config)
         enforce_gates(gates)
 
+        log_reference_data(registry, run_id, train_frame, config)
         ref = register_model(
             registry, run_id, config, pipeline, own_contract, holdout.head(5),
             {**run_tags, "validation": report.short_summary(), "metrics": result.metrics},

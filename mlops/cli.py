@@ -2,8 +2,8 @@
 
 This is the composition root: unlike the rest of `mlops/`, it may start Prefect flows, and it
 imports them lazily so `mlops --help` and bad-config errors stay fast. Exit codes (README):
-0 success, 1 unexpected error, 2 bad usage / config / unreadable data, 3 data validation
-failed, 4 quality gate failed.
+0 success, 1 unexpected error, 2 bad usage / config / unreadable data / nothing to deploy or roll
+back, 3 data validation failed, 4 quality gate failed, 5 promotion refused (or rolled back).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mlops.config import Settings, load_config
-from mlops.errors import MlopsError
+from mlops.config import PipelineConfig, Settings, load_config
+from mlops.errors import MlopsError, PromotionRefused
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -131,6 +131,113 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _flow_outcome(state: Any) -> Any:
+    """The flow's return value, or the exception that ended it."""
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, BaseException) or not state.is_completed():
+        return outcome if isinstance(outcome, BaseException) else RuntimeError(state.message or "flow did not complete")
+    return outcome
+
+
+def _load(args: argparse.Namespace) -> PipelineConfig | int:
+    """The config, or the exit code after printing why it could not be loaded."""
+    try:
+        return load_config(args.config)
+    except MlopsError as err:
+        return _fail(err, getattr(args, "json", False))
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    settings = Settings()
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    _configure_infrastructure(settings)
+    from prefect.settings import PREFECT_UI_URL
+
+    from flows.deploy import STATUS_REFUSED, STATUS_ROLLED_BACK, deploy
+
+    _quiet_console_tracebacks()
+    with contextlib.redirect_stdout(sys.stderr):
+        state = deploy(config=config, challenger_version=args.version, holdout_uri=args.holdout, return_state=True)
+    result = _flow_outcome(state)
+    if isinstance(result, BaseException):
+        return _fail(result, args.json, {"model_name": config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
+    code = EXIT_OK
+    if result.status in (STATUS_REFUSED, STATUS_ROLLED_BACK):
+        what = "promotion refused" if result.status == STATUS_REFUSED else "promotion rolled back"
+        refused = PromotionRefused(f"{what}: {config.model.name} v{result.candidate_version}: {result.reason}")
+        code = refused.exit_code
+        print(f"error: {str(refused).splitlines()[0]}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({**result.to_dict(), "exit_code": code}, default=str))
+        return code
+    print(result.to_text())
+    ui = PREFECT_UI_URL.value()
+    if ui and result.flow_run_id:
+        print(f"  prefect:    {ui}/runs/flow-run/{result.flow_run_id}")
+    return code
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    settings = Settings()
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    _configure_infrastructure(settings)
+    from flows.rollback import rollback
+
+    _quiet_console_tracebacks()
+    with contextlib.redirect_stdout(sys.stderr):
+        state = rollback(config=config, reason=args.reason, return_state=True)
+    result = _flow_outcome(state)
+    if isinstance(result, BaseException):
+        return _fail(result, args.json, {"model_name": config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
+    print(json.dumps(result.to_dict()) if args.json else result.to_text())
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    _configure_infrastructure(Settings())
+    from mlops.audit import render_table
+    from mlops.registry import open_registry
+
+    try:
+        # Settings are read again: _configure_infrastructure may have pointed MLflow at the local stack.
+        records = open_registry(Settings()).read_audit(config.model.name)
+    except Exception as err:  # the registry is unreachable or refused: one readable line first
+        return _fail(err, args.json)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], default=str))
+    else:
+        print(render_table(records) if records else f"no audit records for model {config.model.name}")
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    _configure_infrastructure(Settings())
+    from mlops.registry import open_registry
+    from mlops.summary import render_versions, version_rows
+
+    try:
+        versions = open_registry(Settings()).list_versions_with_aliases(config.model.name)
+    except Exception as err:
+        return _fail(err, args.json)
+    key_metrics = list(dict.fromkeys([config.promotion.primary_metric, *config.gates.min_metrics, *config.gates.max_metrics]))
+    rows = version_rows(versions, key_metrics)
+    if args.json:
+        print(json.dumps(rows, default=str))
+    else:
+        print(render_versions(config.model.name, rows, key_metrics))
+    return EXIT_OK
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from mlops.data import parse_uri, write_frame
     from mlops.simulate import simulate_churn
@@ -176,6 +283,12 @@ def _positive(value: str) -> int:
     return number
 
 
+def _version(value: str) -> str:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError("must be a version number such as 3")
+    return str(int(value))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops", description="Closed-loop MLOps pipeline on Prefect and MLflow.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +298,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="dataset URI overriding dataset.uri (path or s3://)")
     train.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     train.set_defaults(handler=cmd_train)
+
+    deploy = sub.add_parser("deploy", help="compare the challenger with the champion and promote it if it is not worse")
+    deploy.add_argument("--config", required=True, help="pipeline config YAML")
+    deploy.add_argument("--version", type=_version, help="version to deploy (default: the 'challenger' alias)")
+    deploy.add_argument("--holdout", help="labelled data both models are scored on (overrides promotion.holdout_uri)")
+    deploy.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    deploy.set_defaults(handler=cmd_deploy)
+
+    rollback = sub.add_parser("rollback", help="move 'champion' back to 'previous-champion'")
+    rollback.add_argument("--config", required=True, help="pipeline config YAML")
+    rollback.add_argument("--reason", default="manual rollback", help="why (kept in the audit log)")
+    rollback.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    rollback.set_defaults(handler=cmd_rollback)
+
+    history = sub.add_parser("history", help="the model's audit log: promotions, refusals, rollbacks")
+    history.add_argument("--config", required=True, help="pipeline config YAML")
+    history.add_argument("--json", action="store_true", help="print a JSON list, oldest first")
+    history.set_defaults(handler=cmd_history)
+
+    models = sub.add_parser("models", help="registered versions with their aliases and key metrics")
+    models.add_argument("--config", required=True, help="pipeline config YAML")
+    models.add_argument("--json", action="store_true", help="print a JSON list, oldest version first")
+    models.set_defaults(handler=cmd_models)
 
     simulate = sub.add_parser("simulate", help="write a synthetic churn batch with controllable drift")
     simulate.add_argument("--rows", type=_positive, required=True)

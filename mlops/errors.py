@@ -48,3 +48,15 @@ class RegistryError(MlopsError):
     """The model registry refused an operation or is unreachable."""
 
     exit_code = 1
+
+
+class ModelNotFound(MlopsError):
+    """A named model, version or alias does not exist, so there is nothing to deploy or roll back to."""
+
+    exit_code = 2
+
+
+class PromotionRefused(MlopsError):
+    """The challenger did not replace the champion; the deploy run itself completed normally."""
+
+    exit_code = 5

@@ -17,12 +17,24 @@ from typing import Any
 
 import pandas as pd
 
+from mlops.audit import AuditRecord, sort_records
+from mlops.config import Settings
 from mlops.contract import DataContract
-from mlops.errors import RegistryError
+from mlops.errors import ModelNotFound, RegistryError
 
 ALIAS_CHAMPION = "champion"
 ALIAS_CHALLENGER = "challenger"
+ALIAS_STAGING = "staging"
+ALIAS_PREVIOUS_CHAMPION = "previous-champion"
+ALIAS_ROLLED_BACK = "rolled-back"
+# The append-only audit log: one JSON file per record in a dedicated run of `<model>-audit`.
+AUDIT_EXPERIMENT_SUFFIX = "-audit"
+AUDIT_RUN_NAME = "audit-log"
+AUDIT_RUN_TAG = "mlops.audit_log"
+AUDIT_DIR = "audit"
 CONTRACT_FILE = "contract.json"
+# A seeded sample of the training data, logged with the run: the drift monitor's reference.
+REFERENCE_ARTIFACT = "reference/reference.parquet"
 MODEL_ARTIFACT_NAME = "model"
 SKOPS_FILE = "model.skops"
 # MLflow caps a tag value at 5000 characters (8000 for params); stay well below.
@@ -164,9 +176,33 @@ class Registry:
                 return None
             raise
 
+    def require_alias(self, name: str, alias: str) -> ModelRef:
+        """The version holding `alias`, or ModelNotFound naming what is missing."""
+        ref = self.version_by_alias(name, alias)
+        if ref is None:
+            raise ModelNotFound(f"model {name} has no version with alias '{alias}'")
+        return ref
+
     def list_versions(self, name: str) -> list[ModelRef]:
         versions = self.client.search_model_versions(f"name = '{name}'")
         return sorted((self._ref(v) for v in versions), key=lambda r: int(r.version))
+
+    def list_versions_with_aliases(self, name: str) -> list[ModelRef]:
+        """Every version, oldest first, with its aliases (version search leaves them out on some stores)."""
+        from dataclasses import replace
+
+        from mlflow.exceptions import MlflowException
+
+        try:
+            by_alias = self.client.get_registered_model(name).aliases or {}
+        except MlflowException as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return []
+            raise
+        held: dict[str, list[str]] = {}
+        for alias, version in by_alias.items():
+            held.setdefault(str(version), []).append(alias)
+        return [replace(ref, aliases=tuple(sorted(held.get(ref.version, ())))) for ref in self.list_versions(name)]
 
     def reference_version(self, name: str) -> ModelRef | None:
         """The version whose contract new data must meet: the champion, else the latest."""
@@ -265,6 +301,25 @@ class Registry:
                 raise
         return self.get_version(model_name, str(version.version))
 
+    def log_reference(self, run_id: str, sample: pd.DataFrame) -> None:
+        from mlops.data import serialize_frame
+
+        folder, name = REFERENCE_ARTIFACT.rsplit("/", 1)
+        self.log_files(run_id, {name: serialize_frame(sample)}, folder)
+
+    def load_reference(self, ref: ModelRef) -> pd.DataFrame:
+        """The reference sample of training data logged with the version's run (for drift checks)."""
+        if not ref.run_id:
+            raise RegistryError(f"model {ref.name} v{ref.version} has no training run")
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.client.download_artifacts(ref.run_id, REFERENCE_ARTIFACT, tmp)
+            except Exception as err:  # MLflow raises several types for "not there"
+                raise RegistryError(
+                    f"model {ref.name} v{ref.version} has no stored reference data ({REFERENCE_ARTIFACT})"
+                ) from err
+            return pd.read_parquet(path)
+
     def load_model(self, name: str, alias_or_version: str) -> Any:
         """Load a registered pipeline through skops with our vetted type allow-list.
 
@@ -292,6 +347,135 @@ class Registry:
             except ValueError as err:
                 raise RegistryError(f"refusing to load {name} v{ref.version}: {err}") from None
             return skops.io.load(path, trusted=trusted)
+
+
+    # -- aliases, promotion and rollback ------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point `alias` at `version`; MLflow reassigns an alias atomically."""
+        self.client.set_registered_model_alias(name, alias, str(version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove `alias` if it exists (removing an absent alias is not an error)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.delete_registered_model_alias(name, alias)
+        except MlflowException as err:
+            if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+
+    def set_version_tags(self, name: str, version: str, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, str(version), key, _text(value))
+
+    def promote_champion(self, name: str, version: str) -> str | None:
+        """Make `version` the champion; the old one becomes `previous-champion`. Returns the old version.
+
+        `previous-champion` is written first and `champion` then moves in one atomic reassign, so a
+        reader (the serving app) always finds a champion.
+        """
+        current = self.version_by_alias(name, ALIAS_CHAMPION)
+        if current is not None and current.version != str(version):
+            self.set_alias(name, ALIAS_PREVIOUS_CHAMPION, current.version)
+        self.set_alias(name, ALIAS_CHAMPION, str(version))
+        return None if current is None or current.version == str(version) else current.version
+
+    def rollback_champion(self, name: str) -> tuple[str | None, str]:
+        """Move `champion` back to `previous-champion`; the demoted version gets `rolled-back`.
+
+        Returns (demoted version or None, restored version). `previous-champion` is then removed, so a
+        second rollback has nothing to flip back to (no ping-pong between two versions).
+        """
+        previous = self.version_by_alias(name, ALIAS_PREVIOUS_CHAMPION)
+        if previous is None:
+            raise ModelNotFound(f"model {name} has no '{ALIAS_PREVIOUS_CHAMPION}' version to roll back to")
+        current = self.version_by_alias(name, ALIAS_CHAMPION)
+        demoted = None
+        if current is not None and current.version != previous.version:
+            demoted = current.version
+            self.set_alias(name, ALIAS_ROLLED_BACK, demoted)
+        self.set_alias(name, ALIAS_CHAMPION, previous.version)
+        self.delete_alias(name, ALIAS_PREVIOUS_CHAMPION)
+        return demoted, previous.version
+
+    def load_signature_and_example(self, ref: ModelRef) -> tuple[tuple[str, ...] | None, pd.DataFrame | None]:
+        """The logged input signature's column names and the stored input example, as serving sees them."""
+        from mlflow.models import Model
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self._download_model(ref, tmp)
+            model = Model.load(str(path / "MLmodel"))
+            columns = None
+            if model.signature is not None and model.signature.inputs is not None:
+                columns = tuple(model.signature.inputs.input_names())
+            try:
+                example = model.load_input_example(str(path))
+            except FileNotFoundError:
+                example = None
+        if example is not None and not isinstance(example, pd.DataFrame):
+            example = pd.DataFrame(example)
+        return columns, example
+
+    # -- audit trail -------------------------------------------------------------------------
+
+    def _audit_runs(self, name: str, create: bool) -> list[str]:
+        experiment = f"{name}{AUDIT_EXPERIMENT_SUFFIX}"
+        if create:
+            experiment_id = self.ensure_experiment(experiment)
+        else:
+            found = self.client.get_experiment_by_name(experiment)
+            if found is None:
+                return []
+            experiment_id = found.experiment_id
+        runs = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{AUDIT_RUN_TAG}` = '{name}'", order_by=["attributes.start_time ASC"]
+        )
+        ids = [run.info.run_id for run in runs]
+        if ids or not create:
+            return ids
+        run = self.client.create_run(
+            experiment_id, run_name=AUDIT_RUN_NAME, tags={AUDIT_RUN_TAG: name, "mlops.note": "append-only audit log"}
+        )
+        # The run only holds artifacts; finished, it does not show as running forever in the UI.
+        self.client.set_terminated(run.info.run_id, status="FINISHED")
+        return [run.info.run_id]
+
+    def append_audit(self, record: AuditRecord) -> str:
+        """Write the record as a new JSON artifact (never overwriting one), then mirror it in version tags.
+
+        Returns the artifact path. The log is written first: it is the source of truth, the tags are a view.
+        """
+        run_id = self._audit_runs(record.model_name, create=True)[0]
+        path = f"{AUDIT_DIR}/{record.artifact_name}"
+        existing = {a.path for a in self.client.list_artifacts(run_id, AUDIT_DIR)}
+        if path in existing:  # a uuid4 collision; refusing beats overwriting history
+            raise RegistryError(f"audit record {path} already exists; not overwriting it")
+        self.client.log_text(run_id, record.to_json(), path)
+        if record.affected_version is not None:
+            self.set_version_tags(record.model_name, record.affected_version, record.version_tags())
+        return path
+
+    def read_audit(self, name: str) -> list[AuditRecord]:
+        """Every audit record of model `name`, oldest first."""
+        records = []
+        for run_id in self._audit_runs(name, create=False):
+            if not self.client.list_artifacts(run_id, AUDIT_DIR):
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                local = Path(self.client.download_artifacts(run_id, AUDIT_DIR, tmp))
+                for file in sorted(local.glob("*.json")):
+                    records.append(AuditRecord.from_json(file.read_text()))
+        return sort_records(records)
+
+
+def open_registry(settings: Settings | None = None) -> Registry:
+    """The registry flows and the CLI talk to: MLFLOW_TRACKING_URI, else the embedded SQLite store."""
+    settings = settings or Settings()
+    return Registry(
+        settings.mlflow_tracking_uri or settings.default_tracking_uri(),
+        artifact_root=settings.default_artifact_root(),
+    )
 
 
 @contextmanager

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlops.registry import ModelRef
 
 
 @dataclass(frozen=True)
@@ -86,3 +89,151 @@ class TrainResult:
         if self.model_url:
             lines.append(f"  model:   {self.model_url}")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What `mlops deploy --json` prints and the `deploy` flow returns.
+
+    status: `promoted`, `refused` (comparison, gate or smoke test said no), `rolled-back` (promoted, then
+    the post-deployment watch saw a breach) or `unchanged` (the candidate already is the champion).
+    """
+
+    status: str
+    model_name: str
+    candidate_version: str | None
+    champion_version: str | None  # after the run
+    previous_champion_version: str | None  # before the run
+    reason: str
+    decision: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # challenger / champion
+    holdout: dict[str, Any] = field(default_factory=dict)
+    paired_evidence: dict[str, Any] | None = None
+    smoke: dict[str, Any] | None = None
+    watch: dict[str, Any] | None = None
+    audit_records: list[str] = field(default_factory=list)
+    flow_run_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        """Deploy summary for the Prefect UI: verdict, both models' metrics, each check."""
+        lines = [f"# Deploy: {self.model_name}", ""]
+        lines += [
+            f"- **Status**: {self.status}",
+            f"- **Candidate**: v{self.candidate_version}",
+            f"- **Champion**: {_v(self.previous_champion_version)} -> {_v(self.champion_version)}",
+            f"- **Reason**: {self.reason}",
+        ]
+        if self.holdout:
+            lines.append(
+                f"- **Holdout**: `{self.holdout.get('uri')}`, {self.holdout.get('rows')} rows "
+                f"(fingerprint `{str(self.holdout.get('fingerprint', ''))[:16]}`)"
+            )
+        names = sorted(set().union(*(m.keys() for m in self.metrics.values()))) if self.metrics else []
+        if names:
+            roles = list(self.metrics)
+            lines += ["", "## Metrics on the shared holdout", "", "| metric | " + " | ".join(roles) + " |"]
+            lines.append("|---" * (len(roles) + 1) + "|")
+            for name in names:
+                cells = [_num(self.metrics[role].get(name)) for role in roles]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        checks = list(self.decision.get("checks", []))
+        if self.smoke:
+            checks += [{**c, "name": f"smoke:{c['name']}"} for c in self.smoke.get("checks", [])]
+        if checks:
+            lines += ["", "## Checks", "", "| check | result | detail |", "|---|---|---|"]
+            lines += [f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {c['detail']} |" for c in checks]
+        if self.watch:
+            lines += ["", f"**Post-deployment watch**: {self.watch.get('verdict')}: {self.watch.get('reason')}"]
+        return "\n".join(lines) + "\n"
+
+    def to_text(self) -> str:
+        """The short human summary the CLI prints."""
+        head = {
+            "promoted": f"promoted: model {self.model_name} version {self.candidate_version} is champion",
+            "refused": f"refused: model {self.model_name} version {self.candidate_version} not promoted",
+            "rolled-back": f"rolled back: model {self.model_name} version {self.candidate_version} was promoted, then rolled back",
+            "unchanged": f"unchanged: model {self.model_name} version {self.candidate_version} already is champion",
+        }.get(self.status, f"{self.status}: model {self.model_name}")
+        rows = [("reason", self.reason), ("champion", f"{_v(self.previous_champion_version)} -> {_v(self.champion_version)}")]
+        rows += [(role, ", ".join(f"{k}={v:.4f}" for k, v in sorted(values.items()))) for role, values in self.metrics.items()]
+        if self.holdout:
+            rows.append(("holdout", f"{self.holdout.get('uri')} ({self.holdout.get('rows')} rows)"))
+        if self.watch:
+            rows.append(("watch", f"{self.watch.get('verdict')}: {self.watch.get('reason')}"))
+        return "\n".join([head, *(f"  {label + ':':12s}{text}" for label, text in rows)])
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    """What `mlops rollback --json` prints and the `rollback` flow returns."""
+
+    status: str
+    model_name: str
+    from_version: str | None
+    to_version: str
+    reason: str
+    audit_record: str | None = None
+    flow_run_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_text(self) -> str:
+        return (
+            f"rolled back: model {self.model_name} champion {_v(self.from_version)} -> {_v(self.to_version)}\n"
+            f"  {'reason:':12s}{self.reason}"
+        )
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version else "none"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def version_rows(versions: list[ModelRef], metric_names: list[str]) -> list[dict[str, Any]]:
+    """One row per registered version: aliases, training metrics, last audit action."""
+    import json
+
+    rows = []
+    for ref in versions:
+        tags = dict(ref.tags)
+        try:
+            metrics = json.loads(tags.get("metrics", "{}"))
+        except ValueError:
+            metrics = {}
+        rows.append(
+            {
+                "version": ref.version,
+                "aliases": sorted(ref.aliases),
+                "metrics": metrics if isinstance(metrics, dict) else {},
+                "key_metrics": {name: metrics.get(name) for name in metric_names} if isinstance(metrics, dict) else {},
+                "last_action": tags.get("audit.last_action"),
+                "last_action_at": tags.get("audit.last_at"),
+                "data_fingerprint": tags.get("data_fingerprint"),
+                "run_id": ref.run_id,
+            }
+        )
+    return rows
+
+
+def render_versions(model_name: str, rows: list[dict[str, Any]], metric_names: list[str]) -> str:
+    """The `mlops models` table: versions, newest last, with aliases and key training metrics."""
+    if not rows:
+        return f"model {model_name} has no registered versions"
+    header = ["version", "aliases", *metric_names, "last action"]
+    table = [header]
+    for row in rows:
+        cells = [f"v{row['version']}", ", ".join(row["aliases"]) or "-"]
+        cells += [_num(row["key_metrics"].get(name)) for name in metric_names]
+        cells.append(row["last_action"] or "-")
+        table.append(cells)
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = [f"model {model_name}"]
+    lines += ["  " + "  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip() for r in table]
+    return "\n".join(lines)

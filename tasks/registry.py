@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sklearn.pipeline import Pipeline
 
-from mlops import evaluation, training, validation
+from mlops import drift, evaluation, training, validation
 from mlops.config import PipelineConfig
 from mlops.contract import DataContract
 from mlops.registry import ModelRef, Registry
@@ -63,6 +63,13 @@ def log_evaluation(
     registry.log_params(run_id, {f"rows.{k}": v for k, v in rows.items()})
     registry.log_files(run_id, result.plots, "plots")
     registry.log_json(run_id, result.feature_importance, "evaluation/feature_importance.json")
+
+
+@task(name="log-reference-data", **_IO)
+def log_reference_data(registry: Registry, run_id: str, frame: pd.DataFrame, config: PipelineConfig) -> None:
+    """Keep a seeded sample of the training data with the run: the drift monitor's reference."""
+    sample = drift.reference_sample(frame, config.monitoring.reference_rows, config.model.seed)
+    registry.log_reference(run_id, sample)
 
 
 @task(name="register-model", **_IO)

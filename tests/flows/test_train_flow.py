@@ -69,6 +69,8 @@ def test_first_training_registers_challenger_with_lineage(mlflow_store, churn_ur
     assert client.list_artifacts(result.run_id, "validation")
 
     registry = Registry(mlflow_store)
+    reference = registry.load_reference(registry.get_version(MODEL, "1"))
+    assert len(reference) > 2000 and set(reference.columns) >= {"churned", "plan", "age"}
     contract = registry.load_contract(registry.get_version(MODEL, "1"))
     assert contract.target == "churned" and "plan" in contract.categorical_features
 

@@ -1,0 +1,194 @@
+"""The `deploy` flow: decide whether the challenger replaces the champion, stage, smoke-test, promote."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows.rollback import rollback
+from mlops import audit, lineage, promotion
+from mlops.config import PipelineConfig
+from mlops.evaluation import validate_gates
+from mlops.registry import Registry, open_registry
+from mlops.summary import DeployResult
+from tasks.data import load_dataset
+from tasks.deploy import (
+    clear_staging,
+    current_champion,
+    cut_promotion_holdout,
+    emit_model_event,
+    load_version_contract,
+    paired_significance,
+    promote_version,
+    publish_deploy_summary,
+    record_audit,
+    resolve_candidate,
+    score_version,
+    smoke_test_staging,
+    stage_version,
+    watch_deployment,
+)
+
+STATUS_PROMOTED = "promoted"
+STATUS_REFUSED = "refused"
+STATUS_ROLLED_BACK = "rolled-back"
+STATUS_UNCHANGED = "unchanged"
+
+
+def _flow_run_id() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+def _record(
+    registry: Registry, action: str, name: str, *, from_version: str | None, to_version: str | None,
+    decision: dict[str, Any], reason: str, evidence: dict[str, Any], actor: str,
+) -> str:
+    """Write the audit record, then announce it; the log comes first because it is the evidence."""
+    record = audit.new_record(
+        action, name, from_version=from_version, to_version=to_version, decision=decision, reason=reason,
+        evidence=evidence, flow_run_id=_flow_run_id(), actor=actor,
+    )
+    path = record_audit(registry, record)
+    emit_model_event(record)
+    return path
+
+
+@flow(name="deploy", log_prints=True)
+def deploy(
+    config: PipelineConfig,
+    challenger_version: str | None = None,
+    trigger: dict[str, Any] | None = None,
+    holdout_uri: str | None = None,
+    watch_seconds: float | None = None,
+) -> DeployResult:
+    """Compare the challenger with the champion on the same holdout and promote it if it is not worse.
+
+    The challenger (or `challenger_version`) must meet every quality gate and be no worse than the
+    champion on `promotion.primary_metric` beyond `promotion.tolerance` (plus the paired test, if
+    configured). It is then staged (`staging`), smoke-tested as serving loads it, and made `champion`;
+    the old champion becomes `previous-champion`. With `rollback.enabled`, the serving app is watched
+    for `watch_seconds` (default `rollback.window_seconds`) and a breach rolls the promotion back.
+    A refusal completes the run with status `refused`; every outcome is in the model's audit log.
+    """
+    logger = get_run_logger()
+    if holdout_uri:
+        config = config.model_copy(
+            update={"promotion": config.promotion.model_copy(update={"holdout_uri": holdout_uri})}
+        )
+    task = config.model.task
+    # Config mistakes fail before anything is read or moved.
+    validate_gates(config.gates, task)
+    promotion.validate_policy(config.promotion, task)
+    registry = open_registry()
+    name = config.model.name
+    actor = audit.default_actor("deploy flow")
+
+    candidate = resolve_candidate(registry, name, challenger_version)
+    champion = current_champion(registry, name)
+    champion_version = champion.version if champion else None
+    base = {
+        "model_name": name, "candidate_version": candidate.version,
+        "previous_champion_version": champion_version, "flow_run_id": _flow_run_id(),
+    }
+    if champion is not None and champion.version == candidate.version:
+        result = DeployResult(
+            status=STATUS_UNCHANGED, champion_version=champion_version,
+            reason=f"v{candidate.version} already is champion", **base,
+        )
+        publish_deploy_summary(result)
+        return result
+
+    blocker = promotion.candidate_blocker(candidate.tags)
+    if blocker is not None:
+        evidence = audit.build_evidence(version_tags=candidate.tags, trigger=trigger)
+        decision = {"promote": False, "reason": blocker, "checks": [{"name": "not-rolled-back", "passed": False, "detail": blocker}]}
+        path = _record(registry, audit.ACTION_REFUSED, name, from_version=champion_version,
+                       to_version=candidate.version, decision=decision, reason=blocker, evidence=evidence, actor=actor)
+        result = DeployResult(status=STATUS_REFUSED, champion_version=champion_version, reason=blocker,
+                              decision=decision, audit_records=[path], **base)
+        publish_deploy_summary(result)
+        return result
+
+    # -- fair comparison on the same rows ---------------------------------------------------------
+    contract = load_version_contract(registry, candidate)
+    data_uri = config.promotion.holdout_uri or config.dataset.uri
+    frame, _ = load_dataset(data_uri)
+    holdout, fingerprint = cut_promotion_holdout(frame, contract, config)
+    holdout_info = {"uri": lineage.redact_uri(data_uri), "rows": len(holdout), "fingerprint": fingerprint}
+    truth = holdout[contract.target].to_numpy()
+    new_predictions, new_metrics = score_version(registry, candidate, holdout)
+    old_metrics = paired = None
+    if champion is not None:
+        old_predictions, old_metrics = score_version(registry, champion, holdout)
+        paired = paired_significance(config, truth, new_predictions, old_predictions)
+    decision = promotion.decide_promotion(
+        new_metrics, old_metrics, config.promotion, config.gates, paired, task=task
+    )
+    metrics = {"challenger": new_metrics, **({"champion": old_metrics} if old_metrics is not None else {})}
+    evidence_parts: dict[str, Any] = {
+        "primary_metric": decision.primary_metric, "metrics": metrics, "holdout": holdout_info,
+        "version_tags": candidate.tags, "paired": paired.to_dict() if paired else None, "trigger": trigger,
+    }
+    common = {
+        "decision": decision.to_dict(), "metrics": metrics, "holdout": holdout_info,
+        "paired_evidence": paired.to_dict() if paired else None, **base,
+    }
+
+    def refuse(reason: str, smoke_report: dict[str, Any] | None = None) -> DeployResult:
+        logger.warning("promotion refused: %s", reason)
+        evidence = audit.build_evidence(**evidence_parts, smoke=smoke_report)
+        path = _record(registry, audit.ACTION_REFUSED, name, from_version=champion_version,
+                       to_version=candidate.version, decision=decision.to_dict(), reason=reason,
+                       evidence=evidence, actor=actor)
+        result = DeployResult(status=STATUS_REFUSED, champion_version=champion_version, reason=reason,
+                              smoke=smoke_report, audit_records=[path], **common)
+        publish_deploy_summary(result)
+        return result
+
+    if not decision.promote:
+        return refuse(decision.reason)
+
+    # -- staging and smoke test -----------------------------------------------------------------
+    stage_version(registry, name, candidate.version)
+    try:
+        report = smoke_test_staging(registry, name, holdout, config)
+        if not report.passed:
+            return refuse(report.reason, report.to_dict())
+        previous = promote_version(registry, name, candidate.version)
+    finally:
+        # staging is a waiting room: nothing stays there after the decision, whatever it was.
+        clear_staging(registry, name)
+    reason = decision.reason
+    logger.info("promoted v%s: %s", candidate.version, reason)
+    paths = [
+        _record(registry, audit.ACTION_PROMOTED, name, from_version=previous, to_version=candidate.version,
+                decision=decision.to_dict(), reason=reason,
+                evidence=audit.build_evidence(**evidence_parts, smoke=report.to_dict()), actor=actor)
+    ]
+
+    # -- post-deployment watch --------------------------------------------------------------------
+    status, champion_after, verdict = STATUS_PROMOTED, candidate.version, None
+    window = config.rollback.window_seconds if watch_seconds is None else watch_seconds
+    if config.rollback.enabled and window > 0:
+        verdict = watch_deployment(config.rollback, candidate.version, window)
+        logger.info("post-deployment watch: %s", verdict.reason)
+        if verdict.breached:
+            if previous is None:
+                # A first champion has nothing to fall back to; removing it would leave serving empty.
+                logger.warning("breach on the first champion, nothing to roll back to: %s", verdict.reason)
+            else:
+                rolled = rollback(config=config, reason=f"post-deployment watch: {verdict.reason}",
+                                  trigger={"watch": verdict.to_dict()}, expected_champion=candidate.version)
+                paths.append(rolled.audit_record)
+                status, champion_after, reason = STATUS_ROLLED_BACK, rolled.to_version, rolled.reason
+
+    result = DeployResult(
+        status=status, champion_version=champion_after, reason=reason, smoke=report.to_dict(),
+        watch=verdict.to_dict() if verdict else None, audit_records=[p for p in paths if p], **common,
+    )
+    publish_deploy_summary(result)
+    return result
+
