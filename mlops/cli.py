@@ -238,6 +238,46 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = Settings()
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    _configure_infrastructure(settings)
+    from mlops.serving import run
+
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.default_tracking_uri()
+    print(f"serving {config.model.name}@champion from {tracking_uri} on http://{args.host}:{args.port}", file=sys.stderr)
+    run(config, tracking_uri, host=args.host, port=args.port)
+    return EXIT_OK
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    settings = Settings()
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    _configure_infrastructure(settings)
+    from flows.monitor import monitor
+
+    _quiet_console_tracebacks()
+    with contextlib.redirect_stdout(sys.stderr):
+        state = monitor(config=config, current_uri=args.current, window_hours=args.window_hours, return_state=True)
+    result = _flow_outcome(state)
+    if isinstance(result, BaseException):
+        return _fail(result, args.json, {"model_name": config.model.name})
+    if args.json:
+        print(json.dumps(result.to_dict(), default=str))
+        return EXIT_OK
+    print(f"{result.status}: {config.model.name} champion v{result.champion_version}, {result.rows} rows of {result.window}")
+    print(f"  drift share {result.drift_share:.2f}; drifted: {', '.join(result.drifted_columns) or 'none'}")
+    if result.performance:
+        p = result.performance
+        print(f"  {p['metric']}: live {p['current']:.4f} vs trained {p['reference']:.4f}{' (degraded)' if p['degraded'] else ''}")
+    print(f"  event: {result.event or 'none'}; report: {result.report_location or 'n/a'}")
+    return EXIT_OK
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from mlops.data import parse_uri, write_frame
     from mlops.simulate import simulate_churn
@@ -321,6 +361,19 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--config", required=True, help="pipeline config YAML")
     models.add_argument("--json", action="store_true", help="print a JSON list, oldest version first")
     models.set_defaults(handler=cmd_models)
+
+    serve = sub.add_parser("serve", help="serve the champion over HTTP (canary, shadow, prediction log, metrics)")
+    serve.add_argument("--config", required=True, help="pipeline config YAML")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=cmd_serve)
+
+    monitor = sub.add_parser("monitor", help="check recent traffic (or a dataset) for drift; emit an event on a breach")
+    monitor.add_argument("--config", required=True, help="pipeline config YAML")
+    monitor.add_argument("--current", help="data to check instead of the prediction log window (path or s3://)")
+    monitor.add_argument("--window-hours", type=float, help="prediction-log window (default: monitoring.window_hours)")
+    monitor.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    monitor.set_defaults(handler=cmd_monitor)
 
     simulate = sub.add_parser("simulate", help="write a synthetic churn batch with controllable drift")
     simulate.add_argument("--rows", type=_positive, required=True)

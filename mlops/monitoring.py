@@ -174,3 +174,78 @@ def monitoring_metrics(report: drift.DriftReport) -> dict[str, float]:
     if report.performance is not None:
         metrics[f"live.{report.performance.metric}"] = report.performance.current
     return metrics
+
+
+def champion_metrics(tags: dict[str, str] | Any) -> dict[str, float]:
+    """The champion's holdout metrics as recorded on its version at training time."""
+    try:
+        raw = json.loads(tags.get("metrics", "{}"))
+    except (TypeError, ValueError):
+        return {}
+    return {k: float(v) for k, v in raw.items() if isinstance(v, int | float)}
+
+
+def report_markdown(report: drift.DriftReport, window: Window, run_url: str | None) -> str:
+    """The drift check for the Prefect UI: verdict, per-column table, link to the full report."""
+    lines = [
+        f"# Drift check: {'BREACH' if report.breach else 'ok'}",
+        "",
+        f"- **Window**: {window.describe()} ({report.rows_current} rows; reference {report.rows_reference})",
+        f"- **Verdict**: {report.summary()}",
+    ]
+    if run_url:
+        lines.append(f"- **Evidently report and metrics**: [{run_url}]({run_url})")
+    lines += ["", "| column | method | statistic | threshold | drifted |", "|---|---|---|---|---|"]
+    rows = [*report.columns, *([report.prediction] if report.prediction else [])]
+    for c in sorted(rows, key=lambda c: (not c.drifted, c.column)):
+        lines.append(f"| {c.column} | {c.method} | {c.statistic:.4f} | {c.threshold} | {'yes' if c.drifted else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    """What one `monitor` run found; printed by `mlops monitor --json`."""
+
+    status: str
+    model_name: str
+    champion_version: str
+    window: str
+    rows: int
+    dataset_drift: bool = False
+    drift_share: float = 0.0
+    drifted_columns: tuple[str, ...] = ()
+    prediction_drift: bool = False
+    performance: dict[str, Any] | None = None
+    report_location: str | None = None
+    run_id: str | None = None
+    event: str | None = None
+
+    @classmethod
+    def from_report(
+        cls, report: drift.DriftReport, model_name: str, version: str, window: str, run_id: str, event: str | None
+    ) -> MonitorResult:
+        perf = report.performance
+        return cls(
+            status="breach" if report.breach else "ok",
+            model_name=model_name,
+            champion_version=version,
+            window=window,
+            rows=report.rows_current,
+            dataset_drift=report.dataset_drift,
+            drift_share=report.drift_share,
+            drifted_columns=tuple(c.column for c in report.drifted_columns),
+            prediction_drift=bool(report.prediction and report.prediction.drifted),
+            performance=None if perf is None else {
+                "metric": perf.metric, "reference": perf.reference, "current": perf.current, "degraded": perf.degraded,
+            },
+            report_location=report.report_location,
+            run_id=run_id,
+            event=event,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        out = asdict(self)
+        out["event_emitted"] = self.event is not None
+        return out

@@ -267,7 +267,8 @@ class Registry:
         signature = infer_signature(input_example, pipeline.predict(input_example))
         # MLflow resolves `models:/m-...` sources through the fluent globals even inside
         # MlflowClient calls, so the whole registration runs with them pointed at our store.
-        with tempfile.TemporaryDirectory() as tmp, _fluent_uri(self.tracking_uri):
+        experiment_id = self.client.get_run(run_id).info.experiment_id
+        with tempfile.TemporaryDirectory() as tmp, _fluent_uri(self.tracking_uri, experiment_id):
             contract_path = Path(tmp) / CONTRACT_FILE
             contract_path.write_text(contract.to_json())
             info = mlflow.sklearn.log_model(
@@ -479,7 +480,7 @@ def open_registry(settings: Settings | None = None) -> Registry:
 
 
 @contextmanager
-def _fluent_uri(uri: str) -> Iterator[None]:
+def _fluent_uri(uri: str, experiment_id: str | None = None) -> Iterator[None]:
     """Point MLflow's process-global fluent state at `uri` for one block, then restore it exactly.
 
     `log_model` and `models:/` resolution only speak the fluent globals, and
@@ -492,9 +493,12 @@ def _fluent_uri(uri: str) -> Iterator[None]:
     from mlflow.tracking._tracking_service import utils as tracking_state
 
     saved_globals = (tracking_state._tracking_uri, registry_state._registry_uri)
-    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if experiment_id is not None:
+        # Logged models land in the fluent "current" experiment, not the run's, unless told.
+        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
     try:
         yield
     finally:

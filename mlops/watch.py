@@ -184,12 +184,16 @@ def judge(stats: WindowStats, policy: RollbackConfig, version: str, scrapes: int
     )
 
 
-def fetch_metrics(service_url: str, timeout: float = 5.0) -> str | None:
-    """GET {service_url}/metrics; None when the service cannot be reached or answers with an error."""
+def fetch_metrics(service_url: str, api_key: str | None = None, timeout: float = 5.0) -> str | None:
+    """GET {service_url}/metrics; None when the service cannot be reached or answers with an error.
+
+    `api_key` is sent as X-API-Key: with the serving app's optional auth on, /metrics needs it too.
+    """
     import httpx
 
+    headers = {"X-API-Key": api_key} if api_key else {}
     try:
-        response = httpx.get(f"{service_url.rstrip('/')}/metrics", timeout=timeout)
+        response = httpx.get(f"{service_url.rstrip('/')}/metrics", headers=headers, timeout=timeout)
         response.raise_for_status()
     except (httpx.HTTPError, OSError):
         return None

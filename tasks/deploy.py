@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -158,10 +159,13 @@ def emit_model_event(record: AuditRecord) -> str | None:
 
 
 @task(name="watch-deployment", cache_policy=NO_CACHE)
-def watch_deployment(policy: RollbackConfig, version: str, window_seconds: float) -> watch.WatchVerdict:
+def watch_deployment(
+    policy: RollbackConfig, version: str, window_seconds: float, api_key_env: str
+) -> watch.WatchVerdict:
     """Poll the serving app's /metrics for the window and judge the new champion."""
+    api_key = os.environ.get(api_key_env)
     return watch.watch_version(
-        lambda: watch.fetch_metrics(policy.service_url), version, policy, window_seconds
+        lambda: watch.fetch_metrics(policy.service_url, api_key), version, policy, window_seconds
     )
 
 

@@ -1,0 +1,345 @@
+"""Serving throughput and latency: our app against `mlflow models serve`, same model, same load.
+
+Baseline: `mlflow models serve -m models:/<name>@champion --env-manager local` (MLflow's own
+scoring server, one uvicorn worker, body `{"dataframe_records": [row]}` on /invocations).
+Ours: `python -m mlops.serving` (one worker, prediction logging on, body `{"records": [row]}`
+on /predict). The model is the `configs/churn.yaml` estimator trained on 20,000 simulated rows
+and registered in a fresh SQLite MLflow store. Only one server runs at a time.
+
+Load: single-row requests, 1 and 32 concurrent keep-alive connections, each for a fixed
+duration after a short unmeasured warm-up. The load generator is a separate process: a tight
+asyncio client on raw sockets (uvloop when installed) that pre-encodes every request and parses
+only the status line and Content-Length, so it needs a small share of one core and is not the
+bottleneck on a 2-core machine (its own CPU time is printed alongside).
+
+    .venv/bin/python benchmarks/serving.py [--duration 12] [--warmup 3] [--concurrency 1 32]
+
+Prints requests/s and p50/p99 latency for both servers and the ratio ours / mlflow
+(target: >= 5x mlflow's throughput at 32 clients, with our p99 <= 50 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from array import array
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "bench-churn"
+BIN = Path(sys.executable).parent
+
+
+# -- load generator (runs in its own process) ---------------------------------------------------
+
+
+def _group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds used so far by every live process in a process group (Linux /proc)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # Fields after "(comm)": [0] state, [1] ppid, [2] pgrp, ..., [11] utime, [12] stime.
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection sending requests back to back and timing each response."""
+
+    def __init__(self, requests: list[bytes], offset: int, latencies: array, stats: dict[str, int]) -> None:
+        self.requests = requests
+        self.index = offset
+        self.latencies = latencies
+        self.stats = stats
+        self.buffer = bytearray()
+        self.sent_at = 0.0
+        self.transport: asyncio.Transport | None = None
+        self.stopped = False
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._send()
+
+    def _send(self) -> None:
+        self.sent_at = time.perf_counter()
+        self.transport.write(self.requests[self.index % len(self.requests)])  # type: ignore[union-attr]
+        self.index += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        start = head.find(b"content-length:")
+        if start < 0:
+            raise RuntimeError("response without Content-Length")
+        length = int(head[start + 15 : head.find(b"\r\n", start) if head.find(b"\r\n", start) > 0 else None])
+        if len(self.buffer) < end + 4 + length:
+            return
+        status = int(head[9:12])
+        self.latencies.append(time.perf_counter() - self.sent_at)
+        self.stats["ok" if status == 200 else "failed"] += 1
+        del self.buffer[: end + 4 + length]
+        if self.stopped:
+            self.transport.close()  # type: ignore[union-attr]
+        else:
+            self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def _load(
+    host: str, port: int, requests: list[bytes], clients: int, warmup: float, duration: float, server_pgid: int
+) -> dict:
+    loop = asyncio.get_running_loop()
+    warm_lat, lat = array("d"), array("d")
+    warm_stats, stats = {"ok": 0, "failed": 0}, {"ok": 0, "failed": 0}
+    conns = []
+    for i in range(clients):
+        _, proto = await loop.create_connection(
+            lambda i=i: _Conn(requests, i * 7919, warm_lat, warm_stats), host, port
+        )
+        conns.append(proto)
+    await asyncio.sleep(warmup)
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    server0 = _group_cpu_seconds(server_pgid)
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    for conn in conns:
+        conn.latencies, conn.stats = lat, stats
+    await asyncio.sleep(duration)
+    for conn in conns:
+        conn.latencies = array("d")  # responses after the window are not counted
+        conn.stats = {"ok": 0, "failed": 0}
+        conn.stopped = True
+    elapsed = time.perf_counter() - started
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    server_cpu = _group_cpu_seconds(server_pgid) - server0
+    await asyncio.wait([c.done for c in conns], timeout=10)
+    ordered = sorted(lat)
+
+    def pct(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+
+    cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+    return {
+        "clients": clients, "seconds": elapsed, "ok": stats["ok"], "failed": stats["failed"],
+        "rps": stats["ok"] / elapsed, "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+        "client_cpu_share": cpu / elapsed,
+        "server_cpu_ms": 1000 * server_cpu / max(1, stats["ok"] + stats["failed"]),
+        "server_cpu_share": server_cpu / elapsed,
+        "loadavg": load,
+    }
+
+
+def client_main(args: argparse.Namespace) -> int:
+    payloads = json.loads(Path(args.payloads).read_text())
+    requests = [
+        (
+            f"POST {args.path} HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body.encode())}\r\n\r\n{body}"
+        ).encode()
+        for body in payloads
+    ]
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    result = asyncio.run(
+        _load(args.host, args.port, requests, args.clients, args.warmup, args.duration, args.server_pgid)
+    )
+    print(json.dumps(result))
+    return 0
+
+
+# -- orchestration ------------------------------------------------------------------------------
+
+
+def _register(store: str, workdir: Path) -> None:
+    from mlops import contract as contracts
+    from mlops import training
+    from mlops.config import load_config
+    from mlops.registry import ALIAS_CHAMPION, Registry
+    from mlops.simulate import simulate_churn
+
+    config = load_config(REPO / "configs" / "churn.yaml")
+    model = config.model.model_copy(update={"name": MODEL})
+    frame = simulate_churn(20_000, seed=0)
+    contract = contracts.infer_contract(frame, "churned", "event_time", "classification")
+    pipeline = training.fit_pipeline(frame, contract, model)
+    registry = Registry(store, artifact_root=workdir / "mlartifacts")
+    run_id = registry.start_run(MODEL, "bench-serving", {})
+    registry.register_model(
+        run_id, MODEL, pipeline, contract, training.feature_frame(frame.head(5), contract),
+        training.skops_trusted_types(pipeline), tags={}, alias=ALIAS_CHAMPION,
+    )
+    registry.end_run(run_id, True)
+
+
+def _payloads(workdir: Path) -> tuple[Path, Path]:
+    from mlops.simulate import simulate_churn
+
+    rows = simulate_churn(1000, seed=7).drop(columns=["churned", "event_time"])
+    records = json.loads(rows.to_json(orient="records"))
+    ours, theirs = workdir / "ours.json", workdir / "mlflow.json"
+    ours.write_text(json.dumps([json.dumps({"records": [r]}) for r in records]))
+    theirs.write_text(json.dumps([json.dumps({"dataframe_records": [r]}) for r in records]))
+    return ours, theirs
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout:.0f}s; see {log}")
+
+
+def _serve(command: list[str], env: dict[str, str], ready_url: str, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        # cwd: the log dir, so nothing a server writes beside itself lands in the repository.
+        proc = subprocess.Popen(
+            command, env=env, cwd=log.parent, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    _wait_healthy(ready_url, proc, 180, log)
+    return proc
+
+
+def _run_load(port: int, path: str, payloads: Path, clients: int, args: argparse.Namespace, pgid: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--load-client", "--port", str(port), "--path", path,
+         "--payloads", str(payloads), "--clients", str(clients),
+         "--warmup", str(args.warmup), "--duration", str(args.duration), "--server-pgid", str(pgid)],
+        capture_output=True, text=True, check=True, timeout=args.warmup + args.duration + 60,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(args: argparse.Namespace) -> int:
+    from mlops import stack
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    store = f"sqlite:///{workdir / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    results: dict[str, dict[int, dict]] = {"mlflow": {}, "ours": {}}
+    log_rows = None
+    try:
+        print("registering the model ...", file=sys.stderr)
+        # MLflow writes logged-model artifacts under ./mlruns of the directory the store is
+        # created in; keep them in the scratch folder.
+        cwd = os.getcwd()
+        os.chdir(workdir)
+        try:
+            _register(store, workdir)
+        finally:
+            os.chdir(cwd)
+        ours_payloads, mlflow_payloads = _payloads(workdir)
+
+        port = stack.free_port()
+        proc = _serve(
+            [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion",
+             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+            # It runs `uvicorn` by name, so the venv's bin must be on PATH.
+            {**env, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true", "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"},
+            f"http://127.0.0.1:{port}/ping", workdir / "mlflow-serve.log",
+        )
+        try:
+            for clients in args.concurrency:
+                results["mlflow"][clients] = r = _run_load(port, "/invocations", mlflow_payloads, clients, args, proc.pid)
+                print(f"  mlflow  c={clients:<3d} {r['rps']:8.1f} req/s", file=sys.stderr)
+        finally:
+            stack.stop_pid(proc.pid)
+
+        log_uri = workdir / "predictions"
+        config = workdir / "serving.yaml"
+        config.write_text(
+            (REPO / "configs" / "churn.yaml").read_text().replace("name: churn-classifier", f"name: {MODEL}")
+            + f"serving:\n  prediction_log_uri: {log_uri}\n"
+        )
+        port = stack.free_port()
+        proc = _serve(
+            [sys.executable, "-m", "mlops.serving", "--config", str(config), "--port", str(port)],
+            env, f"http://127.0.0.1:{port}/ready", workdir / "ours.log",
+        )
+        try:
+            for clients in args.concurrency:
+                results["ours"][clients] = r = _run_load(port, "/predict", ours_payloads, clients, args, proc.pid)
+                print(f"  ours    c={clients:<3d} {r['rps']:8.1f} req/s", file=sys.stderr)
+        finally:
+            stack.stop_pid(proc.pid)
+        from mlops.serving.prediction_log import read_prediction_log
+
+        log_rows = len(read_prediction_log(str(log_uri)))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"single-row requests, {args.duration:g} s per run after {args.warmup:g} s warm-up, one worker each")
+    print(
+        f"{'server':<8} {'clients':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'failed':>7} "
+        f"{'srv cpu ms/req':>14} {'client cpu':>10} {'loadavg':>8}"
+    )
+    for name in ("mlflow", "ours"):
+        for clients, r in results[name].items():
+            print(
+                f"{name:<8} {clients:>7d} {r['rps']:>9.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+                f"{r['failed']:>7d} {r['server_cpu_ms']:>14.2f} {100 * r['client_cpu_share']:>9.0f}% "
+                f"{r['loadavg']:>8.2f}"
+            )
+    for clients in args.concurrency:
+        ratio = results["ours"][clients]["rps"] / results["mlflow"][clients]["rps"]
+        print(f"throughput ratio ours / mlflow at {clients} client(s): {ratio:.2f}x")
+    top = max(args.concurrency)
+    ratio = results["ours"][top]["rps"] / results["mlflow"][top]["rps"]
+    p99 = results["ours"][top]["p99_ms"]
+    met = ratio >= 5.0 and p99 <= 50.0
+    print(f"target (>= 5x at {top} clients, our p99 <= 50 ms): {'met' if met else 'NOT met'} ({ratio:.2f}x, p99 {p99:.1f} ms)")
+    print(f"prediction log rows written by ours (warm-up included): {log_rows}")
+    return 0
+
+
+def _parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=12.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each run")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    # Internal: the load-generator child process.
+    parser.add_argument("--load-client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    parser.add_argument("--payloads", help=argparse.SUPPRESS)
+    parser.add_argument("--clients", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--server-pgid", type=int, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = _parse()
+    sys.exit(client_main(arguments) if arguments.load_client else main(arguments))

@@ -1,0 +1,50 @@
+"""The `monitor` flow: is the champion still looking at the data it was trained on?"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from prefect import flow, get_run_logger
+
+from mlops.config import PipelineConfig
+from mlops.monitoring import MonitorResult
+from mlops.registry import open_registry
+from tasks.monitoring import (
+    check_drift,
+    emit_breach_event,
+    html_report_path,
+    load_champion,
+    log_monitoring_run,
+    publish_drift_report,
+    read_window,
+)
+
+
+@flow(name="monitor", log_prints=True)
+def monitor(
+    config: PipelineConfig, current_uri: str | None = None, window_hours: float | None = None
+) -> MonitorResult:
+    """Compare recent traffic (or a dataset) with the champion's training data using Evidently.
+
+    On data drift or degraded live performance it emits `mlops.drift.detected` or
+    `mlops.performance.degraded` for `mlops.model.<name>`, which the retrain automation listens to.
+    No breach, no event. Too few rows in the window gives no verdict and no event.
+    """
+    logger = get_run_logger()
+    registry = open_registry()
+    champion, model, contract, reference = load_champion(registry, config.model.name)
+    hours = window_hours or config.monitoring.window_hours
+    current, window = read_window(config, contract, current_uri, hours)
+    if len(current) < config.monitoring.min_rows:
+        logger.info(f"{len(current)} rows in {window.describe()}: fewer than {config.monitoring.min_rows}, no verdict")
+        return MonitorResult(status="insufficient-data", model_name=config.model.name,
+                             champion_version=champion.version, window=window.describe(), rows=len(current))
+
+    html = html_report_path()
+    report = check_drift(reference, current, contract, model, config, champion, html)
+    run_id, run_url = log_monitoring_run(registry, config, champion, report, window, html)
+    report = replace(report, report_location=run_url or f"runs:/{run_id}/drift/report.html")
+    publish_drift_report(report, window, run_url)
+    event = emit_breach_event(report, config.model.name, champion, window)
+    logger.info(report.summary())
+    return MonitorResult.from_report(report, config.model.name, champion.version, window.describe(), run_id, event)

@@ -1,0 +1,105 @@
+"""Prometheus metrics of the serving app: names in one place, one registry per app.
+
+The rollback watcher reads these names from /metrics, so they are a contract: change them only
+together with the watcher.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REQUESTS_TOTAL = "mlops_requests_total"
+REQUEST_ERRORS_TOTAL = "mlops_request_errors_total"
+REJECTED_REQUESTS_TOTAL = "mlops_rejected_requests_total"
+REQUEST_LATENCY_SECONDS = "mlops_request_latency_seconds"
+MODEL_INFO = "mlops_model_info"
+BATCH_ROWS = "mlops_batch_rows"
+PREDICTION_LOG_ERRORS_TOTAL = "mlops_prediction_log_errors_total"
+
+ROUTE_CHAMPION = "champion"
+ROUTE_CANARY = "canary"
+ROUTE_SHADOW = "shadow"
+
+# Fine-grained where a healthy service lives (1-100 ms), coarse beyond, so a p99 read from the
+# buckets is accurate to a few milliseconds where rollback thresholds sit.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.02, 0.025,
+    0.03, 0.04, 0.05, 0.06, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+BATCH_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ServingMetrics:
+    """The app's metrics on a private CollectorRegistry, so two apps in one process never collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ("model_version", "route")
+        self.requests = Counter(
+            REQUESTS_TOTAL, "Prediction requests routed to a model", labels, registry=self.registry
+        )
+        self.errors = Counter(
+            REQUEST_ERRORS_TOTAL, "Routed requests whose prediction failed (5xx)", labels,
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            REJECTED_REQUESTS_TOTAL, "Requests refused before prediction (4xx)", ("reason",),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            REQUEST_LATENCY_SECONDS, "Time from request received to response ready", labels,
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.model_info = Gauge(
+            MODEL_INFO, "1 for each model version loaded, by alias", ("alias", "version"),
+            registry=self.registry,
+        )
+        self.batch_rows = Histogram(
+            BATCH_ROWS, "Rows per model predict call (micro-batch size)", ("model_version",),
+            buckets=BATCH_BUCKETS, registry=self.registry,
+        )
+        self.log_errors = Counter(
+            PREDICTION_LOG_ERRORS_TOTAL, "Failed writes of the prediction or label log", ("store",),
+            registry=self.registry,
+        )
+        self._children: dict[tuple[str, str], tuple[Counter, Counter, Histogram]] = {}
+
+    def _series(self, version: str, route: str) -> tuple[Counter, Counter, Histogram]:
+        # .labels() takes a lock and a dict lookup per call; the hot path reuses the children.
+        key = (version, route)
+        found = self._children.get(key)
+        if found is None:
+            found = (
+                self.requests.labels(version, route),
+                self.errors.labels(version, route),
+                self.latency.labels(version, route),
+            )
+            self._children[key] = found
+        return found
+
+    def observe(self, version: str, route: str, seconds: float, failed: bool) -> None:
+        """Count one routed request, its latency, and whether it failed."""
+        requests, errors, latency = self._series(version, route)
+        requests.inc()
+        latency.observe(seconds)
+        if failed:
+            errors.inc()
+
+    def reject(self, reason: str) -> None:
+        self.rejected.labels(reason).inc()
+
+    def set_model(self, alias: str, old_version: str | None, new_version: str | None) -> None:
+        """Move the model_info series of `alias` from the old version to the new one."""
+        if old_version is not None:
+            try:
+                self.model_info.remove(alias, old_version)
+            except KeyError:
+                pass
+        if new_version is not None:
+            self.model_info.labels(alias, new_version).set(1)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,151 @@
+"""The prediction log and the ground-truth labels that are joined to it later.
+
+Predictions live under ``<prediction_log_uri>/date=.../part-*.parquet``, one row per scored
+record; labels under ``<prediction_log_uri>/labels/date=.../part-*.parquet``. The drift monitor
+reads them with `read_prediction_log` (every row, shadow ones included) and
+`read_labelled_predictions` (answered rows joined to their latest label).
+
+Prediction rows have the columns in `LOG_COLUMNS` plus one column per model feature, under the
+feature's own name (a feature whose name clashes with a log column is stored as ``feature.<name>``).
+Numeric features are stored as floats; ``probabilities`` holds the per-class list for classifiers
+(in the order of ``classes``, a JSON array string) and is null for regressors. In shadow mode a
+request has two rows per record, one per route.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pandas as pd
+
+from mlops.serving import logstore
+from mlops.serving.logstore import TIMESTAMP, PartitionWriter
+from mlops.serving.metrics import ROUTE_SHADOW
+
+if TYPE_CHECKING:  # scoring pulls in scikit-learn; the log readers must stay light
+    from mlops.serving.scoring import Scores
+
+LABELS_DIR = "labels"
+LOG_COLUMNS = (
+    "request_id", "row", TIMESTAMP, "model_name", "model_version", "model_alias", "route",
+    "prediction", "probabilities", "classes",
+)
+LABEL_COLUMNS = ("request_id", "row", "label", "labelled_at")
+
+
+def labels_root(uri: str) -> str:
+    return logstore.join(uri, LABELS_DIR)
+
+
+def prediction_columns(
+    request_id: str,
+    records: list[dict[str, Any]],
+    scores: Scores,
+    model_name: str,
+    model_version: str,
+    model_alias: str,
+    route: str,
+    timestamp: float,
+) -> dict[str, list[Any]]:
+    """One answered request (or its shadow scoring) as log columns, one row per record."""
+    n = len(records)
+    columns: dict[str, list[Any]] = {
+        "request_id": [request_id] * n,
+        "row": list(range(n)),
+        TIMESTAMP: [timestamp] * n,
+        "model_name": [model_name] * n,
+        "model_version": [model_version] * n,
+        "model_alias": [model_alias] * n,
+        "route": [route] * n,
+        "prediction": scores.predictions,
+        "probabilities": scores.probabilities if scores.probabilities is not None else [None] * n,
+        # A JSON string, not a list: Parquet dictionary-encodes the repeats at almost no cost.
+        "classes": [orjson.dumps(scores.classes).decode() if scores.classes is not None else None] * n,
+    }
+    for name in records[0] if records else ():
+        columns[f"feature.{name}" if name in columns else name] = [record[name] for record in records]
+    return columns
+
+
+def label_columns(labels: list[tuple[str, int, Any]], timestamp: float) -> dict[str, list[Any]]:
+    """Labels received together as log columns (partitioned by when they arrived)."""
+    n = len(labels)
+    return {
+        "request_id": [rid for rid, _, _ in labels],
+        "row": [row for _, row, _ in labels],
+        "label": [label for _, _, label in labels],
+        "labelled_at": [timestamp] * n,
+        TIMESTAMP: [timestamp] * n,
+    }
+
+
+def prediction_writer(uri: str, **options: Any) -> PartitionWriter:
+    """The background writer of prediction rows under `uri`."""
+    return PartitionWriter(uri, time_columns=(TIMESTAMP,), name="prediction-log", **options)
+
+
+def label_writer(uri: str, **options: Any) -> PartitionWriter:
+    """The background writer of labels under `uri`/labels."""
+    return PartitionWriter(labels_root(uri), time_columns=(TIMESTAMP, "labelled_at"), name="label-log", **options)
+
+
+def _utc(value: datetime | date | str | pd.Timestamp | None) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def read_prediction_log(
+    uri: str,
+    since: datetime | date | str | pd.Timestamp | None = None,
+    until: datetime | date | str | pd.Timestamp | None = None,
+    client: Any | None = None,
+) -> pd.DataFrame:
+    """Logged prediction rows with since <= timestamp < until (naive times are UTC), oldest first."""
+    start, end = _utc(since), _utc(until)
+    files = logstore.list_files(
+        uri, first=start.date() if start is not None else None, last=end.date() if end is not None else None,
+        client=client,
+    )
+    frame = logstore.read_files(files, client=client)
+    if frame.empty:
+        return pd.DataFrame(columns=list(LOG_COLUMNS))
+    if start is not None:
+        frame = frame[frame[TIMESTAMP] >= start]
+    if end is not None:
+        frame = frame[frame[TIMESTAMP] < end]
+    return frame.sort_values([TIMESTAMP, "request_id", "row"], kind="stable").reset_index(drop=True)
+
+
+def read_labels(uri: str, client: Any | None = None) -> pd.DataFrame:
+    """Every label received, latest per (request_id, row) only."""
+    frame = logstore.read_files(logstore.list_files(labels_root(uri), client=client), client=client)
+    if frame.empty:
+        return pd.DataFrame(columns=list(LABEL_COLUMNS))
+    frame = frame.sort_values("labelled_at", kind="stable")
+    return frame.drop_duplicates(["request_id", "row"], keep="last")[list(LABEL_COLUMNS)].reset_index(drop=True)
+
+
+def read_labelled_predictions(
+    uri: str,
+    since: datetime | date | str | pd.Timestamp | None = None,
+    until: datetime | date | str | pd.Timestamp | None = None,
+    client: Any | None = None,
+    include_shadow: bool = False,
+) -> pd.DataFrame:
+    """Prediction rows that have a label, with `label` and `labelled_at` columns added.
+
+    One row per (request_id, row) by default: the answer the caller got. Shadow scorings of the
+    same rows are left out unless `include_shadow` (to judge a challenger on live labels), so
+    that training on this frame never counts a shadowed request twice.
+    """
+    predictions = read_prediction_log(uri, since, until, client=client)
+    if not include_shadow and not predictions.empty:
+        predictions = predictions[predictions["route"] != ROUTE_SHADOW]
+    labels = read_labels(uri, client=client)
+    if predictions.empty or labels.empty:
+        return pd.DataFrame(columns=[*predictions.columns, "label", "labelled_at"])
+    return predictions.merge(labels, on=["request_id", "row"], how="inner", validate="many_to_one")

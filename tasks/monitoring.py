@@ -1,0 +1,105 @@
+"""Steps of the monitor flow: load the champion's reference, read the window, check it, report it."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+
+from mlops import data, monitoring
+from mlops.config import PipelineConfig
+from mlops.contract import DataContract
+from mlops.drift import DriftReport
+from mlops.registry import ModelRef, Registry
+from tasks import retry_if_transient
+
+_IO: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": [2, 10],
+    "retry_condition_fn": retry_if_transient,
+    "cache_policy": NO_CACHE,
+}
+
+
+@task(name="load-champion", **_IO)
+def load_champion(registry: Registry, name: str) -> tuple[ModelRef, Any, DataContract, pd.DataFrame]:
+    """The champion version, its model, its contract and its training reference sample."""
+    ref = registry.require_alias(name, "champion")
+    return ref, registry.load_model(name, ref.version), registry.load_contract(ref), registry.load_reference(ref)
+
+
+@task(name="read-window", **_IO)
+def read_window(
+    config: PipelineConfig, contract: DataContract, current_uri: str | None, window_hours: float
+) -> tuple[pd.DataFrame, monitoring.Window]:
+    """The data to check: a dataset URI when given, else the prediction log's recent window."""
+    if current_uri:
+        return data.read_frame(current_uri), monitoring.Window(source=current_uri)
+    from mlops.serving.prediction_log import read_labelled_predictions, read_prediction_log
+
+    window = monitoring.log_window(config.serving.prediction_log_uri, window_hours)
+    log = read_prediction_log(window.source, since=window.start, until=window.end)
+    log = log[log["route"] != "shadow"] if "route" in log.columns else log
+    frame = monitoring.features_from_log(log, contract) if len(log) else pd.DataFrame(columns=contract.feature_names)
+    frame[monitoring.PREDICTION_COLUMN] = log["prediction"].to_numpy() if len(log) else []
+    labelled = read_labelled_predictions(window.source, since=window.start, until=window.end)
+    if len(labelled):
+        keyed = labelled.set_index(["request_id", "row"])["label"]
+        index = pd.MultiIndex.from_arrays([log["request_id"], log["row"]])
+        frame[contract.target] = keyed.reindex(index).to_numpy()
+    return frame, window
+
+
+@task(name="check-drift", cache_policy=NO_CACHE)
+def check_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, contract: DataContract, model: Any,
+    config: PipelineConfig, champion: ModelRef, html_path: Path,
+) -> DriftReport:
+    """Evidently's per-column verdicts plus prediction drift and live performance."""
+    metrics = monitoring.champion_metrics(champion.tags)
+    return monitoring.check_window(reference, current, contract, model, config, metrics, html_path)
+
+
+@task(name="log-monitoring-run", **_IO)
+def log_monitoring_run(
+    registry: Registry, config: PipelineConfig, champion: ModelRef, report: DriftReport,
+    window: monitoring.Window, html_path: Path,
+) -> tuple[str, str | None]:
+    """Drift metrics into the monitoring experiment (a trend over time); the HTML report beside them."""
+    run_id = registry.start_run(
+        f"{config.model.name}-monitoring", "monitor",
+        {"model_name": config.model.name, "champion_version": champion.version, "window": window.describe()},
+    )
+    registry.log_metrics(run_id, monitoring.monitoring_metrics(report))
+    registry.log_json(run_id, report.to_dict(), "drift/report.json")
+    registry.log_files(run_id, {"report.html": html_path.read_bytes()}, "drift")
+    registry.end_run(run_id, True)
+    return run_id, registry.run_url(run_id)
+
+
+@task(name="publish-drift-report", cache_policy=NO_CACHE)
+def publish_drift_report(report: DriftReport, window: monitoring.Window, run_url: str | None) -> None:
+    create_markdown_artifact(
+        key="drift-report", markdown=monitoring.report_markdown(report, window, run_url), description=report.summary()
+    )
+
+
+@task(name="emit-breach-event", cache_policy=NO_CACHE)
+def emit_breach_event(report: DriftReport, name: str, champion: ModelRef, window: monitoring.Window) -> str | None:
+    """Announce a breach to Prefect (automations start retraining on it); nothing when all is well."""
+    event = monitoring.breach_event(report, name, champion.version, window)
+    if event is None:
+        return None
+    event_name, resource, payload = event
+    emit_event(event=event_name, resource=resource, payload=payload)
+    return event_name
+
+
+def html_report_path() -> Path:
+    return Path(tempfile.mkdtemp(prefix="mlops-drift-")) / "report.html"

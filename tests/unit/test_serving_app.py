@@ -1,0 +1,253 @@
+"""The serving app in-process (ASGI, fake registry): status codes, bodies, metrics, auth, routes.
+
+The same behaviour over real HTTP against a real MLflow registry is in
+tests/integration/test_serving.py; these run in a second and cover the branches.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlops.config import parse_config
+from mlops.serving.app import create_app
+from mlops.serving.metrics import (
+    MODEL_INFO,
+    REJECTED_REQUESTS_TOTAL,
+    REQUEST_ERRORS_TOTAL,
+    REQUEST_LATENCY_SECONDS,
+    REQUESTS_TOTAL,
+)
+from mlops.serving.prediction_log import read_labelled_predictions, read_prediction_log
+from tests.unit.test_serving_models import FakeRegistry, fitted
+
+with warnings.catch_warnings():
+    # Starlette nudges towards `httpx2`; the pinned httpx works and is what the project locks.
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+ROW = {
+    "age": 40, "tenure_months": 12, "monthly_charges": 70.5, "total_charges": None,
+    "support_calls": 1, "num_products": 2, "contract": "one-year", "plan": "basic",
+    "payment_method": "card", "region": "north",
+}
+
+
+def config(tmp_path, **serving: Any):
+    return parse_config(
+        {
+            "dataset": {"uri": "x.parquet", "target": "churned"},
+            "model": {"name": "churn"},
+            "serving": {"prediction_log_uri": str(tmp_path / "log"), "refresh_seconds": 0.05, **serving},
+        }
+    )
+
+
+@contextmanager
+def serve(
+    tmp_path, registry: FakeRegistry, ready: bool = True, headers: dict[str, str] | None = None, **serving: Any
+) -> Iterator[TestClient]:
+    """The app with its lifespan running (refresher, log writers); stopping it flushes the log."""
+    app = create_app(config(tmp_path, **serving), "unused://", registry_factory=lambda: registry)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        if ready:
+            wait_for(lambda: client.get("/ready", headers=headers or {}).status_code == 200)
+        yield client
+
+
+def wait_for(check, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def metric(client: TestClient, name: str, **labels: str) -> float:
+    """The value of one series in /metrics, 0 when absent."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f"{name}{{") and line.split("{", 1)[1].split("}", 1)[0] == want:
+            return float(line.rsplit(" ", 1)[1])
+        if not labels and line.startswith(f"{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_predict_answers_with_version_alias_and_probabilities(tmp_path):
+    with serve(tmp_path, FakeRegistry(aliases={"champion": "1"})) as client:
+        response = client.post("/predict", json={"records": [ROW, {**ROW, "support_calls": 6}]})
+        assert response.status_code == 200
+        body = response.json()
+        assert set(body) == {"predictions", "probabilities", "classes", "model_version", "model_alias", "route", "request_id"}
+        assert (body["model_version"], body["model_alias"], body["route"]) == ("1", "champion", "champion")
+        assert body["classes"] == [0, 1] and len(body["probabilities"]) == 2
+        assert all(abs(sum(p) - 1.0) < 1e-9 for p in body["probabilities"])
+        assert response.headers["X-Request-ID"] == body["request_id"]
+        # The same pipeline, called directly, agrees.
+        pipeline, _ = fitted(1)
+        import pandas as pd
+
+        frame = pd.DataFrame([ROW, {**ROW, "support_calls": 6}]).astype({"total_charges": float})
+        assert body["predictions"] == pipeline.predict(frame).tolist()
+        assert np.allclose(body["probabilities"], pipeline.predict_proba(frame))
+        assert metric(client, REQUESTS_TOTAL, model_version="1", route="champion") == 1
+        assert metric(client, MODEL_INFO, alias="champion", version="1") == 1
+        assert metric(client, f"{REQUEST_LATENCY_SECONDS}_count", model_version="1", route="champion") == 1
+
+
+def test_refusals_carry_status_detail_and_reason(tmp_path):
+    with serve(tmp_path, FakeRegistry(aliases={"champion": "1"}), max_rows=2, max_body_bytes=2048) as client:
+        cases = [
+            (client.post("/predict", json={"records": [{**ROW, "age": "abc"}]}), 422, "record 0: field 'age' must be a number, got 'abc'"),
+            (client.post("/predict", json={"records": [ROW, ROW, ROW]}), 422, "too many records: 3 > serving.max_rows 2"),
+            (client.post("/predict", content=b"{oops"), 400, "malformed JSON"),
+            (client.post("/predict", content=b""), 422, "request body is empty"),
+            (client.post("/predict", json={"records": []}), 422, "no records"),
+            (client.post("/predict", content=b"x" * 3000), 413, "over 2048 bytes"),
+        ]
+        for response, status, text in cases:
+            assert response.status_code == status, response.text
+            assert text in response.json()["detail"]
+        assert client.post("/predict", json={"records": [{**ROW, "age": "abc"}]}).json()["field"] == "age"
+        assert metric(client, REJECTED_REQUESTS_TOTAL, reason="invalid_type") == 2
+        assert metric(client, REJECTED_REQUESTS_TOTAL, reason="body_too_large") == 1
+        assert metric(client, REQUESTS_TOTAL, model_version="1", route="champion") == 0
+
+
+def test_body_limit_counts_the_bytes_actually_sent(tmp_path):
+    with serve(tmp_path, FakeRegistry(aliases={"champion": "1"}), max_body_bytes=2048) as client:
+        def chunks():
+            for _ in range(10):
+                yield b" " * 500
+
+        # A generator body goes out chunked: no Content-Length to trust.
+        response = client.post("/predict", content=chunks())
+        assert response.status_code == 413
+        bad_length = client.post("/predict", content=b"12", headers={"Content-Length": "abc"})
+        assert bad_length.status_code == 400 and "Content-Length" in bad_length.json()["detail"]
+
+
+def test_ready_is_503_until_a_champion_loads_and_predict_too(tmp_path):
+    registry = FakeRegistry()
+    with serve(tmp_path, registry, ready=False) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        wait_for(lambda: client.get("/ready").json()["last_refresh"] is not None)
+        response = client.get("/ready")
+        assert response.status_code == 503 and response.json()["ready"] is False
+        assert client.post("/predict", json={"records": [ROW]}).status_code == 503
+        assert client.post("/labels", json={"labels": [{"request_id": "a", "row": 0, "label": 1}]}).status_code == 503
+        registry.aliases["champion"] = "1"
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        assert client.post("/predict", json={"records": [ROW]}).json()["model_version"] == "1"
+
+
+def test_unreachable_registry_keeps_serving_and_ready_says_why(tmp_path):
+    registry = FakeRegistry(aliases={"champion": "1"})
+    with serve(tmp_path, registry) as client:
+        registry.reachable = False
+        wait_for(lambda: client.get("/ready").json()["registry_reachable"] is False)
+        ready = client.get("/ready")
+        assert ready.status_code == 200
+        assert ready.json()["ready_for_swap"] is False and "ConnectionError" in ready.json()["last_error"]
+        assert client.post("/predict", json={"records": [ROW]}).status_code == 200
+
+
+def test_alias_move_swaps_the_model_between_requests(tmp_path):
+    registry = FakeRegistry(aliases={"champion": "1"})
+    with serve(tmp_path, registry) as client:
+        assert client.post("/predict", json={"records": [ROW]}).json()["model_version"] == "1"
+        registry.aliases["champion"] = "2"
+        wait_for(lambda: client.post("/predict", json={"records": [ROW]}).json()["model_version"] == "2")
+        assert metric(client, MODEL_INFO, alias="champion", version="2") == 1
+        assert metric(client, MODEL_INFO, alias="champion", version="1") == 0
+
+
+def test_api_key_guards_everything_but_health(tmp_path, monkeypatch):
+    monkeypatch.setenv("SERVING_TEST_KEY", "s3cret-key")
+    good = {"X-API-Key": "s3cret-key"}
+    with serve(tmp_path, FakeRegistry(aliases={"champion": "1"}), api_key_env="SERVING_TEST_KEY", headers=good) as client:
+        assert client.get("/health").status_code == 200
+        for method, path in (("GET", "/ready"), ("GET", "/metrics"), ("POST", "/predict"), ("POST", "/labels")):
+            assert client.request(method, path).status_code == 401
+            assert client.request(method, path, headers={"X-API-Key": "wrong"}).status_code == 401
+        response = client.post("/predict", json={"records": [ROW]}, headers=good)
+        assert response.status_code == 200
+        assert "s3cret-key" not in client.get("/metrics", headers=good).text
+
+
+def test_canary_mode_routes_its_share_to_the_canary_alias(tmp_path):
+    registry = FakeRegistry(aliases={"champion": "1", "challenger": "2"})
+    with serve(tmp_path, registry, mode="canary", canary_share=1.0) as client:
+        wait_for(lambda: client.get("/ready").json()["models"]["canary"] is not None)
+        body = client.post("/predict", json={"records": [ROW]}, headers={"X-Request-Key": "k1"}).json()
+        assert (body["model_version"], body["model_alias"], body["route"]) == ("2", "challenger", "canary")
+        assert metric(client, REQUESTS_TOTAL, model_version="2", route="canary") == 1
+        assert metric(client, MODEL_INFO, alias="challenger", version="2") == 1
+
+
+def test_shadow_mode_scores_silently_and_logs_both(tmp_path):
+    registry = FakeRegistry(aliases={"champion": "1", "challenger": "2"})
+    with serve(tmp_path, registry, mode="shadow") as client:
+        wait_for(lambda: client.get("/ready").json()["models"]["canary"] is not None)
+        ids = [client.post("/predict", json={"records": [ROW, ROW]}).json() for _ in range(3)]
+        assert {(b["model_version"], b["route"]) for b in ids} == {("1", "champion")}
+        wait_for(lambda: metric(client, REQUESTS_TOTAL, model_version="2", route="shadow") == 3)
+    log = read_prediction_log(str(tmp_path / "log"))
+    assert sorted(log.groupby(["route", "model_version"]).size().items()) == [(("champion", "1"), 6), (("shadow", "2"), 6)]
+    assert set(log["request_id"]) == {b["request_id"] for b in ids}
+
+
+def test_prediction_failure_is_a_500_and_an_error_count(tmp_path, monkeypatch):
+    from mlops.serving import scoring
+
+    real = scoring.LoadedModel.score
+
+    def flaky(self, records):
+        if any(r["age"] == 99.0 for r in records):
+            raise RuntimeError("model exploded")
+        return real(self, records)
+
+    monkeypatch.setattr(scoring.LoadedModel, "score", flaky)
+    with serve(tmp_path, FakeRegistry(aliases={"champion": "1"})) as client:
+        response = client.post("/predict", json={"records": [{**ROW, "age": 99}]})
+        assert response.status_code == 500
+        assert response.json()["detail"] == "prediction failed (RuntimeError)" and response.json()["request_id"]
+        assert client.post("/predict", json={"records": [ROW]}).status_code == 200
+        assert metric(client, REQUEST_ERRORS_TOTAL, model_version="1", route="champion") == 1
+        assert metric(client, REQUESTS_TOTAL, model_version="1", route="champion") == 2
+
+
+def test_every_answered_row_and_label_is_logged_on_shutdown(tmp_path):
+    with serve(tmp_path, FakeRegistry(aliases={"champion": "1"})) as client:
+        bodies = [client.post("/predict", json={"records": [ROW] * n}).json() for n in (1, 3, 2)]
+        client.post("/predict", json={"records": [{**ROW, "age": "x"}]})  # refused: not logged
+        labels = [{"request_id": bodies[1]["request_id"], "row": r, "label": r % 2} for r in range(3)]
+        response = client.post("/labels", json={"labels": labels})
+        assert response.json() == {"accepted": 3}
+        bad = client.post("/labels", json={"labels": [{"request_id": "a", "row": 0, "label": "maybe"}]})
+        assert bad.status_code == 422 and bad.json()["field"] == "label"
+    log = read_prediction_log(str(tmp_path / "log"))
+    assert log.groupby("request_id").size().to_dict() == {b["request_id"]: n for b, n in zip(bodies, (1, 3, 2), strict=True)}
+    assert set(log["model_version"]) == {"1"} and set(log["route"]) == {"champion"}
+    first = log[log["request_id"] == bodies[1]["request_id"]].sort_values("row")
+    assert first["prediction"].tolist() == bodies[1]["predictions"]
+    joined = read_labelled_predictions(str(tmp_path / "log"))
+    assert sorted(zip(joined["row"], joined["label"], strict=True)) == [(0, 0), (1, 1), (2, 0)]
+
+
+@pytest.mark.parametrize("fmt", ["dataframe_records", "dataframe_split"])
+def test_mlflow_body_formats(tmp_path, fmt):
+    doc: dict[str, Any] = (
+        {"dataframe_records": [ROW]}
+        if fmt == "dataframe_records"
+        else {"dataframe_split": {"columns": list(ROW), "data": [list(ROW.values())]}}
+    )
+    with serve(tmp_path, FakeRegistry(aliases={"champion": "1"})) as client:
+        response = client.post("/predict", json=doc)
+        assert response.status_code == 200 and len(response.json()["predictions"]) == 1

@@ -1,0 +1,235 @@
+"""Prediction log and labels: rows written as date partitions, read back, joined by request and row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from mlops.serving import logstore
+from mlops.serving.logstore import PartitionWriter
+from mlops.serving.prediction_log import (
+    label_columns,
+    label_writer,
+    prediction_columns,
+    prediction_writer,
+    read_labelled_predictions,
+    read_labels,
+    read_prediction_log,
+)
+from mlops.serving.scoring import Scores
+
+DAY1 = dt.datetime(2026, 11, 25, 23, 59, 0, tzinfo=dt.UTC).timestamp()
+DAY2 = dt.datetime(2026, 11, 26, 0, 1, 0, tzinfo=dt.UTC).timestamp()
+NUMERIC = frozenset({"age", "tenure"})
+
+
+def columns(request_id: str, n: int = 1, at: float = DAY1, version: str = "1", route: str = "champion", **extra: Any) -> dict:
+    records = [{"age": 30.0 + i, "plan": "basic" if i % 2 else None, **extra} for i in range(n)]
+    scores = Scores([i % 2 for i in range(n)], [[0.6, 0.4]] * n, [0, 1])
+    alias = "champion" if route == "champion" else "challenger"
+    return prediction_columns(request_id, records, scores, "churn", version, alias, route, at)
+
+
+def log_rows(writer: PartitionWriter, request_id: str, n: int = 1, **kwargs: Any) -> None:
+    writer.append(columns(request_id, n, **kwargs), n, float_columns=NUMERIC)
+
+
+def test_a_request_becomes_one_row_per_record(tmp_path):
+    writer = prediction_writer(str(tmp_path / "log"))
+    log_rows(writer, "a", 3)
+    log_rows(writer, "b", 1, version="2")
+    writer.flush()
+    frame = read_prediction_log(str(tmp_path / "log"))
+    assert list(frame["request_id"]) == ["a", "a", "a", "b"]
+    assert list(frame["row"]) == [0, 1, 2, 0]
+    assert list(frame["model_version"]) == ["1", "1", "1", "2"]
+    assert frame["age"].dtype == "float64" and list(frame["age"]) == [30.0, 31.0, 32.0, 30.0]
+    assert frame["plan"].tolist() == [None, "basic", None, None]
+    assert list(frame["probabilities"].iloc[0]) == [0.6, 0.4] and frame["classes"].iloc[0] == "[0,1]"
+    assert str(frame["timestamp"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_features_missing_from_some_requests_are_null_and_clashes_are_prefixed(tmp_path):
+    writer = prediction_writer(str(tmp_path / "log"))
+    log_rows(writer, "a", 1)
+    log_rows(writer, "b", 1, tenure=3.0, route="shadow")
+    log_rows(writer, "c", 1, prediction="x")
+    writer.flush()
+    frame = read_prediction_log(str(tmp_path / "log")).set_index("request_id")
+    assert pd.isna(frame.loc["a", "tenure"]) and frame.loc["b", "tenure"] == 3.0
+    assert frame.loc["c", "feature.prediction"] == "x" and frame.loc["c", "prediction"] == 0
+    assert pd.isna(frame.loc["a", "feature.prediction"])
+
+
+def test_all_null_numeric_feature_stays_numeric(tmp_path):
+    writer = prediction_writer(str(tmp_path / "log"))
+    writer.append(prediction_columns("a", [{"age": None}], Scores([1]), "m", "1", "champion", "champion", DAY1), 1, {"age"})
+    writer.flush()
+    frame = read_prediction_log(str(tmp_path / "log"))
+    assert frame["age"].dtype == "float64" and frame["probabilities"].isna().all()
+
+
+def test_rows_are_partitioned_by_utc_date_and_read_back(tmp_path):
+    root = str(tmp_path / "log")
+    writer = prediction_writer(root)
+    log_rows(writer, "a", 2, at=DAY1)
+    log_rows(writer, "b", 1, at=DAY2)
+    assert writer.flush() == 3
+    dirs = sorted(p.name for p in Path(root).iterdir())
+    assert dirs == ["date=2026-11-25", "date=2026-11-26"]
+    assert all(p.name.startswith("part-") and p.suffix == ".parquet" for p in Path(root).rglob("*.parquet"))
+    frame = read_prediction_log(root)
+    assert list(frame["request_id"]) == ["a", "a", "b"]
+    assert frame["timestamp"].dt.date.astype(str).tolist() == ["2026-11-25", "2026-11-25", "2026-11-26"]
+
+
+def test_since_and_until_filter_by_timestamp(tmp_path):
+    root = str(tmp_path / "log")
+    writer = prediction_writer(root)
+    for request_id, at in (("a", DAY1), ("b", DAY2), ("c", DAY2 + 3600)):
+        log_rows(writer, request_id, at=at)
+    writer.flush()
+    assert list(read_prediction_log(root, since=dt.datetime(2026, 11, 26))["request_id"]) == ["b", "c"]
+    assert list(read_prediction_log(root, until="2026-11-26 00:30")["request_id"]) == ["a", "b"]
+    window = read_prediction_log(
+        root, since=pd.Timestamp(DAY2, unit="s", tz="UTC"), until=dt.datetime(2026, 11, 26, 1, 1)
+    )
+    assert list(window["request_id"]) == ["b"]
+
+
+def test_empty_or_missing_log_reads_as_empty_frame(tmp_path):
+    frame = read_prediction_log(str(tmp_path / "nothing"))
+    assert frame.empty and "request_id" in frame.columns
+    assert read_labelled_predictions(str(tmp_path / "nothing")).empty
+    assert prediction_writer(str(tmp_path / "nothing")).flush() == 0
+
+
+def test_half_written_files_are_not_read(tmp_path):
+    root = tmp_path / "log"
+    writer = prediction_writer(str(root))
+    log_rows(writer, "a")
+    writer.flush()
+    (root / "date=2026-11-25" / ".part-x.parquet.123.tmp").write_bytes(b"partial")
+    (root / "not-a-partition").mkdir()
+    assert list(read_prediction_log(str(root))["request_id"]) == ["a"]
+
+
+def test_labels_join_predictions_by_request_and_row(tmp_path):
+    root = str(tmp_path / "log")
+    writer = prediction_writer(root)
+    log_rows(writer, "a", 2)
+    log_rows(writer, "b", 1)
+    log_rows(writer, "a", 2, route="shadow", version="2")
+    writer.flush()
+    labels = label_writer(root)
+    labels.append(label_columns([("a", 0, 1), ("a", 1, 0)], DAY2), 2)
+    labels.append(label_columns([("a", 1, 1), ("zzz", 0, 1)], DAY2 + 10), 2)  # later label wins
+    labels.flush()
+    assert len(read_labels(root)) == 3
+    joined = read_labelled_predictions(root)
+    # One row per answered (request_id, row); b has no label, zzz was never logged.
+    assert sorted(zip(joined["route"], joined["row"], joined["label"], strict=True)) == [
+        ("champion", 0, 1), ("champion", 1, 1),
+    ]
+    # On request, shadow scorings of the same rows join too, to judge a challenger on live labels.
+    with_shadow = read_labelled_predictions(root, include_shadow=True)
+    assert sorted(zip(with_shadow["route"], with_shadow["row"], with_shadow["label"], strict=True)) == [
+        ("champion", 0, 1), ("champion", 1, 1), ("shadow", 0, 1), ("shadow", 1, 1),
+    ]
+    assert str(joined["labelled_at"].dtype) == "datetime64[ns, UTC]"
+    # The label store sits beside the partitions and is never mistaken for one.
+    assert set(read_prediction_log(root)["request_id"]) == {"a", "b"}
+
+
+def test_writer_flushes_on_row_threshold_and_on_close(tmp_path):
+    root = str(tmp_path / "log")
+    writer = prediction_writer(root, flush_rows=5, flush_seconds=60)
+    writer.start()
+    try:
+        for i in range(5):
+            log_rows(writer, f"r{i}")
+        deadline = time.monotonic() + 10
+        while writer.written_rows < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writer.written_rows == 5  # the threshold woke the writer long before flush_seconds
+        log_rows(writer, "last", 2)
+    finally:
+        writer.close()
+    assert writer.written_rows == 7
+    frame = read_prediction_log(root)
+    assert frame.groupby("request_id").size().to_dict() == {**{f"r{i}": 1 for i in range(5)}, "last": 2}
+
+
+def test_failed_write_keeps_rows_for_the_next_flush(tmp_path, monkeypatch):
+    root = str(tmp_path / "log")
+    errors: list[BaseException] = []
+    writer = prediction_writer(root, flush_seconds=0.01, on_error=errors.append)
+    real = logstore.write_table
+    calls = {"n": 0}
+
+    def flaky(table, uri, client=None):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("store down")
+        return real(table, uri, client=client)
+
+    monkeypatch.setattr(logstore, "write_table", flaky)
+    log_rows(writer, "a")
+    assert writer.flush() == 0 and len(errors) == 1
+    log_rows(writer, "b")
+    assert writer.flush() == 2
+    assert list(read_prediction_log(root)["request_id"]) == ["a", "b"]
+
+
+def test_buffer_is_bounded_when_the_store_stays_down(tmp_path, monkeypatch):
+    writer = prediction_writer(str(tmp_path), flush_seconds=0.0, max_buffered_rows=3)
+
+    def down(*_args, **_kwargs):
+        raise OSError("store down")
+
+    monkeypatch.setattr(logstore, "write_table", down)
+    for i in range(5):
+        log_rows(writer, f"r{i}")
+    writer.flush()
+    assert writer.dropped_rows == 2
+    log_rows(writer, "r5")
+    writer.flush()
+    assert writer.dropped_rows == 3  # still only the newest 3 kept
+
+
+@pytest.fixture
+def s3_prefix(monkeypatch):
+    moto = pytest.importorskip("moto")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("MLOPS_S3_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with moto.mock_aws():
+        from mlops.data import s3_client
+
+        s3_client().create_bucket(Bucket="prediction-logs")
+        yield "s3://prediction-logs/serving/predictions"
+
+
+def test_s3_prefix_works_like_a_directory(s3_prefix):
+    writer = prediction_writer(s3_prefix)
+    log_rows(writer, "a", 2, at=DAY1)
+    log_rows(writer, "b", 1, at=DAY2)
+    writer.flush()
+    labels = label_writer(s3_prefix)
+    labels.append(label_columns([("b", 0, 1)], DAY2), 1)
+    labels.flush()
+    from mlops.data import s3_client
+
+    keys = [o["Key"] for o in s3_client().list_objects_v2(Bucket="prediction-logs")["Contents"]]
+    assert any(k.startswith("serving/predictions/date=2026-11-25/part-") for k in keys)
+    assert any(k.startswith("serving/predictions/labels/date=2026-11-26/part-") for k in keys)
+    assert list(read_prediction_log(s3_prefix)["request_id"]) == ["a", "a", "b"]
+    assert list(read_prediction_log(s3_prefix, since="2026-11-26")["request_id"]) == ["b"]
+    assert read_labelled_predictions(s3_prefix)[["request_id", "label"]].values.tolist() == [["b", 1]]
