@@ -108,16 +108,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from flows.train import train
 
-    _quiet_console_tracebacks()
-    # Libraries print progress to stdout (MLflow's "View run" links); stdout carries only our
-    # result, so everything said during the run goes to stderr.
-    with contextlib.redirect_stdout(sys.stderr):
-        state = train(config=config, return_state=True)
-    outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, BaseException) or not state.is_completed():
-        err = outcome if isinstance(outcome, BaseException) else RuntimeError(state.message or "flow did not complete")
-        return _fail(err, args.json, {"model_name": config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
-    result = outcome
+    state, result = _run_flow(train, config=config)
+    if isinstance(result, BaseException):
+        return _fail(result, args.json, {"model_name": config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
     if args.json:
         print(json.dumps(result.to_dict(), default=str))
         return EXIT_OK
@@ -129,6 +122,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"  mlflow store: {os.environ.get('MLFLOW_TRACKING_URI') or settings.default_tracking_uri()}"
               " (`make up` serves its UI)")
     return EXIT_OK
+
+
+def _run_flow(flow: Any, **params: Any) -> tuple[Any, Any]:
+    """Run a flow in-process; return its final state and its result or the exception that ended it."""
+    _quiet_console_tracebacks()
+    # Libraries print progress to stdout (MLflow's "View run" links); stdout carries only our
+    # result, so everything said during the run goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        state = flow(**params, return_state=True)
+    return state, _flow_outcome(state)
 
 
 def _flow_outcome(state: Any) -> Any:
@@ -157,10 +160,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     from flows.deploy import STATUS_REFUSED, STATUS_ROLLED_BACK, deploy
 
-    _quiet_console_tracebacks()
-    with contextlib.redirect_stdout(sys.stderr):
-        state = deploy(config=config, challenger_version=args.version, holdout_uri=args.holdout, return_state=True)
-    result = _flow_outcome(state)
+    state, result = _run_flow(deploy, config=config, challenger_version=args.version, holdout_uri=args.holdout)
     if isinstance(result, BaseException):
         return _fail(result, args.json, {"model_name": config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
     code = EXIT_OK
@@ -187,10 +187,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     _configure_infrastructure(settings)
     from flows.rollback import rollback
 
-    _quiet_console_tracebacks()
-    with contextlib.redirect_stdout(sys.stderr):
-        state = rollback(config=config, reason=args.reason, return_state=True)
-    result = _flow_outcome(state)
+    state, result = _run_flow(rollback, config=config, reason=args.reason)
     if isinstance(result, BaseException):
         return _fail(result, args.json, {"model_name": config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
     print(json.dumps(result.to_dict()) if args.json else result.to_text())
@@ -260,10 +257,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     _configure_infrastructure(settings)
     from flows.monitor import monitor
 
-    _quiet_console_tracebacks()
-    with contextlib.redirect_stdout(sys.stderr):
-        state = monitor(config=config, current_uri=args.current, window_hours=args.window_hours, return_state=True)
-    result = _flow_outcome(state)
+    state, result = _run_flow(monitor, config=config, current_uri=args.current, window_hours=args.window_hours)
     if isinstance(result, BaseException):
         return _fail(result, args.json, {"model_name": config.model.name})
     if args.json:

@@ -130,15 +130,15 @@ def serialize_frame(frame: pd.DataFrame, fmt: str = "parquet") -> bytes:
     return buffer.getvalue()
 
 
-def write_frame(frame: pd.DataFrame, uri: str, client: Any | None = None) -> str:
-    """Write a frame as CSV or Parquet (by extension) atomically; return the URI."""
+def write_bytes(uri: str, payload: bytes, client: Any | None = None) -> str:
+    """Write a file all-or-nothing: beside its target then renamed locally; one put on S3."""
     loc = parse_uri(uri)
-    payload = serialize_frame(frame, loc.format)
     if loc.is_s3:
         (client or s3_client()).put_object(Bucket=loc.bucket, Key=loc.key, Body=payload)
         return uri
     target = Path(loc.key)
     target.parent.mkdir(parents=True, exist_ok=True)
+    # A hidden ".<name>.*.tmp" file: readers listing "*.parquet" never see a half-written one.
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -152,6 +152,11 @@ def write_frame(frame: pd.DataFrame, uri: str, client: Any | None = None) -> str
         Path(tmp).unlink(missing_ok=True)
         raise
     return uri
+
+
+def write_frame(frame: pd.DataFrame, uri: str, client: Any | None = None) -> str:
+    """Write a frame as CSV or Parquet (by extension) atomically; return the URI."""
+    return write_bytes(uri, serialize_frame(frame, parse_uri(uri).format), client)
 
 
 def fingerprint_frame(frame: pd.DataFrame) -> str:

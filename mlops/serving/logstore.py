@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import tempfile
 import threading
 import time
 import uuid
@@ -25,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops.data import parse_uri, s3_client
+from mlops.data import parse_uri, s3_client, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -45,28 +43,6 @@ def join(root: str, *parts: str) -> str:
     return str(Path(root).joinpath(*parts))
 
 
-def put_bytes(uri: str, payload: bytes, client: Any | None = None) -> None:
-    """Write a file all-or-nothing: beside its target then renamed locally; one put on S3."""
-    loc = parse_uri(uri)
-    if loc.is_s3:
-        (client or s3_client()).put_object(Bucket=loc.bucket, Key=loc.key, Body=payload)
-        return
-    target = Path(loc.key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # The hidden ".part-..." name never matches a reader's "part-*.parquet".
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_table(table: pa.Table, root: str, client: Any | None = None) -> list[str]:
     """Write `table` as one new Parquet file per UTC date of its TIMESTAMP column; return the URIs."""
     if table.num_rows == 0:
@@ -80,7 +56,7 @@ def write_table(table: pa.Table, root: str, client: Any | None = None) -> list[s
         uri = join(root, f"{PARTITION_PREFIX}{stamp}", f"part-{uuid.uuid4().hex}.parquet")
         buffer = io.BytesIO()
         pq.write_table(part, buffer)
-        put_bytes(uri, buffer.getvalue(), client=client)
+        write_bytes(uri, buffer.getvalue(), client=client)
         written.append(uri)
     return written
 

@@ -90,3 +90,30 @@ def test_too_few_rows_give_no_verdict(champion, tmp_path):
     small = write_frame(simulate_churn(50, "strong", seed=54), str(tmp_path / "small.parquet"))
     result = monitor(config=champion, current_uri=small)
     assert result.status == "insufficient-data" and result.event is None
+
+
+def test_retrain_trains_on_reference_plus_labelled_traffic_and_deploys(mlflow_store, tmp_path):
+    from flows.deploy import deploy
+    from flows.retrain import retrain
+    from mlops.registry import Registry
+
+    config = parse_config({
+        "dataset": {"uri": write_frame(simulate_churn(2000, seed=61), str(tmp_path / "train.parquet")),
+                    "target": "churned", "timestamp": "event_time"},
+        "model": {"name": MODEL, "params": {"max_iter": 30}},
+        "validation": {"min_rows": 100},
+        "serving": {"prediction_log_uri": str(tmp_path / "empty-log")},
+        "rollback": {"enabled": False},
+    })
+    assert train(config=config, return_state=True).is_completed()
+    assert deploy(config=config).status == "promoted"
+
+    trigger = {"drift_share": 0.6, "drifted_columns": ["monthly_charges"], "champion_version": "1"}
+    result = retrain(config=config, trigger=trigger)
+    assert result["model_version"] == "2"
+    assert result["status"] in ("promoted", "refused", "unchanged")
+    # With no labelled traffic the configured dataset is used as is.
+    assert result["data_uri"] == config.dataset.uri
+    records = Registry(mlflow_store).read_audit(MODEL)
+    assert records[-1].to_version == "2"
+    assert records[-1].evidence["trigger"]["drifted_columns"] == ["monthly_charges"]
