@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # The local stack keeps all its state here (Prefect DB, MLflow store and artifacts, logs, pids).
 export MLOPS_HOME ?= $(CURDIR)/.mlops
 
-.PHONY: install up down status demo test test-unit lint bench lock clean
+.PHONY: install up down status demo test test-unit lint bench bench-serving lock clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -49,6 +49,9 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/train_overhead.py
+
+bench-serving: install
+	$(BIN)/python benchmarks/serving.py
 
 lock: $(UV)
 	$(UV) lock

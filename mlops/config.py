@@ -288,7 +288,9 @@ def load_config(path: str | Path) -> PipelineConfig:
 class Settings(BaseSettings):
     """Infrastructure settings, read from the environment once, with embedded local defaults."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # Only the aliases name environment variables: matching field names too would read the
+    # shell's HOME into `home` and put the embedded stores in the user's home directory.
+    model_config = SettingsConfigDict(extra="ignore")
 
     home: Path = Field(default=Path(".mlops"), alias="MLOPS_HOME")
     mlflow_tracking_uri: str | None = Field(default=None, alias="MLFLOW_TRACKING_URI")

@@ -121,3 +121,12 @@ def test_settings_from_environment(monkeypatch, tmp_path):
     assert settings.local_prefect_url == "http://127.0.0.1:4321/api"
     assert settings.mlflow_tracking_uri is None
     assert settings.default_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+
+
+def test_settings_ignore_same_named_shell_variables(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLOPS_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    settings = Settings()
+    assert settings.home == Path(".mlops")
+    assert settings.default_tracking_uri() == f"sqlite:///{(tmp_path / '.mlops' / 'mlflow.db').resolve()}"
