@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
-from threadpoolctl import threadpool_limits
 
 from mlops.config import GatesConfig, ModelConfig, SplitConfig
 from mlops.contract import DataContract, infer_contract
@@ -32,15 +30,8 @@ from mlops.training import fit_pipeline
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_openmp_thread() -> Iterator[None]:
-    """Run HistGradientBoosting on one OpenMP thread in these tests.
-
-    Its OpenMP threads spin-wait for each other, so a fit that takes 0.3 s on an idle machine takes
-    10 s or more while another test suite holds a core; results do not depend on the thread count.
-    """
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
+# HistGradientBoosting's OpenMP threads spin-wait for each other on a loaded machine (conftest).
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
 
 @pytest.fixture(scope="module")

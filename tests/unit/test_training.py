@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,6 @@ import skops.io as sio
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.pipeline import Pipeline
-from threadpoolctl import threadpool_limits
 
 from mlops import training
 from mlops.config import ModelConfig
@@ -67,15 +65,8 @@ THIRD_PARTY = textwrap.dedent(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_openmp_thread() -> Iterator[None]:
-    """Run HistGradientBoosting on one OpenMP thread in these tests.
-
-    Its OpenMP threads spin-wait for each other, so a fit that takes 0.3 s on an idle machine takes
-    10 s or more while another test suite holds a core; results do not depend on the thread count.
-    """
-    with threadpool_limits(limits=1, user_api="openmp"):
-        yield
+# HistGradientBoosting's OpenMP threads spin-wait for each other on a loaded machine (conftest).
+pytestmark = pytest.mark.usefixtures("one_openmp_thread")
 
 
 @pytest.fixture()
