@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops import drift, evaluation, training
+from mlops import drift, evaluation, events, training
 from mlops.config import PipelineConfig
 from mlops.contract import DataContract
 
@@ -156,8 +156,7 @@ def breach_event(
     if report.performance is not None:
         p = report.performance
         payload["performance"] = {"metric": p.metric, "reference": p.reference, "current": p.current, "degraded": p.degraded}
-    resource = {"prefect.resource.id": f"mlops.model.{model_name}", "prefect.resource.name": model_name}
-    return name, resource, json.loads(json.dumps(payload, default=str))
+    return name, events.model_resource(model_name), json.loads(json.dumps(payload, default=str))
 
 
 def monitoring_metrics(report: drift.DriftReport) -> dict[str, float]:

@@ -18,11 +18,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mlops.config import RollbackConfig
+from mlops.serving import metrics as serving_metrics
 
 # The serving app's metric and label names (it exports them; the watch reads them).
-REQUESTS_TOTAL = "mlops_requests_total"
-ERRORS_TOTAL = "mlops_request_errors_total"
-LATENCY_SECONDS = "mlops_request_latency_seconds"
+# The serving app owns the metric names; reading them from there keeps the two from drifting apart.
+REQUESTS_TOTAL = serving_metrics.REQUESTS_TOTAL
+ERRORS_TOTAL = serving_metrics.REQUEST_ERRORS_TOTAL
+LATENCY_SECONDS = serving_metrics.REQUEST_LATENCY_SECONDS
 LABEL_VERSION = "model_version"
 LABEL_ROUTE = "route"
 
