@@ -5,37 +5,56 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from flows.deploy import deploy
 from flows.train import train
+from mlops import retraining
 from mlops.config import PipelineConfig
-from mlops.summary import DeployResult, TrainResult
-from tasks.retraining import assemble_training_data
+from mlops.registry import open_registry
+from mlops.summary import DeployResult, RetrainResult, TrainResult
+from tasks.retraining import assemble_training_data, check_cooldown, publish_retrain_summary
+
+STATUS_SKIPPED = "skipped"
 
 
 @flow(name="retrain", log_prints=True)
 def retrain(
     config: PipelineConfig,
     trigger: dict[str, Any] | None = None,
-    include_recent_labels: bool = True,
-) -> dict[str, Any]:
+    include_recent_labels: bool | None = None,
+    cooldown_minutes: float | None = None,
+) -> RetrainResult:
     """Train on the configured data plus recent labelled traffic, then run `deploy`.
 
     The retrained model replaces the champion only through deploy's gate and audit trail; the
-    triggering event's payload (`trigger`) is recorded there. A refused challenger is a result
-    of this run (status `refused`), not a failure.
+    triggering event (`trigger`: event name, id and payload) is recorded there. A refused challenger
+    is a result of this run (status `refused`), not a failure. Within `retrain.cooldown_minutes`
+    (or `cooldown_minutes`) of the last finished retrain the run is `skipped` and trains nothing.
     """
     logger = get_run_logger()
-    data_uri = assemble_training_data(config, include_recent_labels)
+    name = config.model.name
+    run_id = str(flow_run.get_id()) if flow_run.get_id() else None
+    registry = open_registry()
+    minutes = config.retrain.cooldown_minutes if cooldown_minutes is None else cooldown_minutes
+    cooldown = check_cooldown(registry, name, minutes)
+    if cooldown.active:
+        logger.info(f"retrain of {name} skipped: {cooldown.reason()}")
+        result = RetrainResult(status=STATUS_SKIPPED, model_name=name, reason=cooldown.reason(),
+                               champion_version=None, trigger=trigger, flow_run_id=run_id)
+        publish_retrain_summary(result)
+        return result
+
+    labels = config.retrain.include_recent_labels if include_recent_labels is None else include_recent_labels
+    data_uri = assemble_training_data(config, labels)
     trained: TrainResult = train(config=config, data_uri=data_uri)
-    deployed: DeployResult = deploy(config=config, challenger_version=trained.model_version, trigger=trigger)
-    logger.info(f"retrained {trained.model_name} v{trained.model_version}: deploy {deployed.status} ({deployed.reason})")
-    return {
-        "status": deployed.status,
-        "model_name": trained.model_name,
-        "model_version": trained.model_version,
-        "champion_version": deployed.champion_version,
-        "reason": deployed.reason,
-        "data_uri": data_uri,
-        "trigger": trigger,
-    }
+    deployed: DeployResult = deploy(
+        config=config, challenger_version=trained.model_version, trigger=retraining.trigger_evidence(trigger)
+    )
+    logger.info(f"retrained {name} v{trained.model_version}: deploy {deployed.status} ({deployed.reason})")
+    result = RetrainResult(
+        status=deployed.status, model_name=name, reason=deployed.reason, model_version=trained.model_version,
+        champion_version=deployed.champion_version, data_uri=data_uri, trigger=trigger, flow_run_id=run_id,
+    )
+    publish_retrain_summary(result)
+    return result

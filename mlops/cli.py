@@ -296,7 +296,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
     if args.action == "up":
         try:
             for service, state in stack.up(settings):
-                print(f"{service.name:8s} {state:16s} {service.url}")
+                print(f"{service.name:8s} {state:16s} {'' if state.startswith('skipped') else service.url}".rstrip())
         except RuntimeError as err:
             return _fail(err, False)
     elif args.action == "down":
@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--json", action="store_true")
     simulate.set_defaults(handler=cmd_simulate)
 
-    stack = sub.add_parser("stack", help="start, stop or check the local Prefect + MLflow servers")
+    stack = sub.add_parser("stack", help="start, stop or check the local stack: Prefect and MLflow servers, worker (with prefect.yaml deployed), serving app")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.set_defaults(handler=cmd_stack)
     return parser

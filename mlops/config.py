@@ -208,6 +208,18 @@ class MonitoringConfig(_Strict):
     seed: int = Field(default=0, ge=0)
 
 
+class RetrainConfig(_Strict):
+    """What an event-triggered retrain does, and how often it may happen."""
+
+    cooldown_minutes: float = Field(
+        default=60.0, ge=0.0,
+        description="After a finished retrain, further triggers within this many minutes are skipped",
+    )
+    include_recent_labels: bool = Field(
+        default=True, description="Add labelled prediction-log rows to the training data"
+    )
+
+
 class PipelineConfig(_Strict):
     """The whole pipeline config file."""
 
@@ -220,6 +232,7 @@ class PipelineConfig(_Strict):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     rollback: RollbackConfig = Field(default_factory=RollbackConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     experiment: str | None = Field(
         default=None, description="MLflow experiment name; defaults to the model name"
     )
@@ -299,6 +312,12 @@ class Settings(BaseSettings):
     stack_host: str = Field(default="127.0.0.1", alias="MLOPS_STACK_HOST")
     prefect_port: int = Field(default=4200, alias="MLOPS_PREFECT_PORT")
     mlflow_port: int = Field(default=5000, alias="MLOPS_MLFLOW_PORT")
+    # The rest of the loop `make up` runs: a worker on the process pool and the serving app.
+    serving_port: int = Field(default=8000, alias="MLOPS_SERVING_PORT")
+    worker_port: int = Field(default=8081, alias="MLOPS_WORKER_PORT")
+    worker_poll_seconds: float = Field(default=2.0, gt=0.0, alias="MLOPS_WORKER_POLL_SECONDS")
+    prefect_file: Path = Field(default=Path("prefect.yaml"), alias="MLOPS_PREFECT_FILE")
+    stack_config: Path = Field(default=Path("configs/churn.yaml"), alias="MLOPS_STACK_CONFIG")
     s3_endpoint_url: str | None = Field(default=None, alias="MLOPS_S3_ENDPOINT_URL")
 
     @property

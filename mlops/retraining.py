@@ -1,12 +1,16 @@
-"""Training data for a retrain: the reference dataset plus labelled live traffic."""
+"""Retraining: the data it learns from (reference plus labelled live traffic) and its cooldown."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from mlops.audit import ACTION_PROMOTED, ACTION_REFUSED, AuditRecord, sort_records
 from mlops.config import PipelineConfig
 
 
@@ -34,3 +38,56 @@ def snapshot_uri(home: Path, model_name: str) -> str:
     """Where the assembled training data of one retrain is kept (its fingerprint is in lineage)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return str((home / "retrain" / f"{model_name}-{stamp}.parquet").resolve())
+
+
+# -- storm protection --------------------------------------------------------------------------------
+# Prefect's deployment concurrency limit (1, CANCEL_NEW) stops a burst of events from starting
+# parallel retrains. The cooldown covers the time after one has finished: the audit trail, which
+# every retrain's deploy writes to, says when that was, so the cooldown survives server restarts and
+# does not depend on which worker ran what.
+RETRAIN_SOURCE = "retrain"
+_FINISHING_ACTIONS = (ACTION_PROMOTED, ACTION_REFUSED)
+
+
+def trigger_evidence(trigger: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What the audit trail keeps about why a retrain ran: the event (or 'manual') marked as a retrain."""
+    return {**(dict(trigger) if trigger else {"event": "manual"}), "source": RETRAIN_SOURCE}
+
+
+def last_retrain_finished(records: Iterable[AuditRecord]) -> datetime | None:
+    """When the latest retrain's deploy reached its decision (promoted or refused), if ever."""
+    for record in reversed(sort_records(records)):
+        trigger = record.evidence.get("trigger") or {}
+        if record.action in _FINISHING_ACTIONS and trigger.get("source") == RETRAIN_SOURCE:
+            return datetime.fromisoformat(record.recorded_at)
+    return None
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    """Whether a retrain must wait, and until when."""
+
+    minutes: float
+    last_finished: datetime | None
+    until: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.until is not None
+
+    def reason(self) -> str:
+        if self.until is None or self.last_finished is None:
+            return "no retrain within the cooldown"
+        return (
+            f"cooldown: the last retrain finished at {self.last_finished.isoformat(timespec='seconds')}, "
+            f"next one allowed after {self.until.isoformat(timespec='seconds')} ({self.minutes:g} min)"
+        )
+
+
+def cooldown_state(records: Iterable[AuditRecord], minutes: float, now: datetime | None = None) -> Cooldown:
+    """Cooldown after the last finished retrain; inactive when `minutes` is 0 or it has passed."""
+    last = last_retrain_finished(records)
+    if last is None or minutes <= 0:
+        return Cooldown(minutes, last, None)
+    until = last + timedelta(minutes=minutes)
+    return Cooldown(minutes, last, until if (now or datetime.now(UTC)) < until else None)

@@ -1,8 +1,13 @@
-"""The local stack: a Prefect server and an MLflow server as background processes.
+"""The local stack: Prefect server, MLflow server, a worker and the serving app as background processes.
 
 `make up` / `make down` and the test fixtures share this module, so the tests exercise exactly
-what users run. Each service runs in its own process group (so stopping it stops its workers
+what users run. Each service runs in its own process group (so stopping it stops its children
 too), logs to <home>/logs/<name>.log and records its pid in <home>/run/<name>.pid.
+
+The servers always start. The closed loop needs the project around them: with a prefect.yaml
+(MLOPS_PREFECT_FILE) the deployments are registered and a worker polls the process pool; with a
+pipeline config (MLOPS_STACK_CONFIG) the serving app serves its champion. Outside a project
+checkout those two are reported as skipped.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class Service:
     health_url: str
     url: str
     env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -95,10 +101,96 @@ def mlflow_service(home: Path, host: str, port: int) -> Service:
 
 
 def local_services(settings: Settings) -> list[Service]:
+    """The two servers every local run can use."""
     return [
         prefect_service(settings.home, settings.stack_host, settings.prefect_port),
         mlflow_service(settings.home, settings.stack_host, settings.mlflow_port),
     ]
+
+
+# The process work pool prefect.yaml deploys to.
+WORK_POOL = "local-process"
+
+
+def _stack_env(settings: Settings) -> dict[str, str]:
+    """What a worker's flow runs and the serving app need to find the stack's servers and state."""
+    return {
+        "PREFECT_API_URL": settings.local_prefect_url,
+        "MLFLOW_TRACKING_URI": settings.local_mlflow_url,
+        "MLOPS_HOME": str(settings.home.resolve()),
+    }
+
+
+def worker_service(settings: Settings, project: Path) -> Service:
+    """A process worker on WORK_POOL polling every MLOPS_WORKER_POLL_SECONDS (Prefect's default is 10 s).
+
+    The poll interval is most of the delay between a drift event and its retrain starting.
+    """
+    host, port = settings.stack_host, settings.worker_port
+    return Service(
+        name="worker",
+        command=[_bin("prefect"), "worker", "start", "--pool", WORK_POOL, "--type", "process",
+                 "--name", f"mlops-local-{port}", "--with-healthcheck"],
+        health_url=f"http://{host}:{port}/health",
+        url=f"pool {WORK_POOL}",
+        env={
+            **_stack_env(settings),
+            "PREFECT_WORKER_QUERY_SECONDS": f"{settings.worker_poll_seconds:g}",
+            "PREFECT_WORKER_WEBSERVER_HOST": host,
+            "PREFECT_WORKER_WEBSERVER_PORT": str(port),
+        },
+        cwd=project,
+    )
+
+
+def serving_service(settings: Settings, project: Path, config: Path) -> Service:
+    """The serving app (`python -m mlops.serving`) for the model of `config`."""
+    host, port = settings.stack_host, settings.serving_port
+    return Service(
+        name="serving",
+        command=[sys.executable, "-m", "mlops.serving", "--config", str(config), "--host", host, "--port", str(port)],
+        health_url=f"http://{host}:{port}/health",
+        url=f"http://{host}:{port}",
+        env=_stack_env(settings),
+        cwd=project,
+    )
+
+
+def _in_project(project: Path, path: Path) -> Path:
+    return path if path.is_absolute() else project / path
+
+
+def loop_services(settings: Settings, project: Path) -> list[tuple[Service, str | None]]:
+    """Worker and serving app, each with the reason it is skipped (None when it runs)."""
+    prefect_file = _in_project(project, settings.prefect_file)
+    config = _in_project(project, settings.stack_config)
+    return [
+        (worker_service(settings, project), None if prefect_file.is_file() else f"skipped: no {prefect_file}"),
+        (serving_service(settings, project, config), None if config.is_file() else f"skipped: no {config}"),
+    ]
+
+
+def all_services(settings: Settings, project: Path) -> list[Service]:
+    return [*local_services(settings), *(service for service, _ in loop_services(settings, project))]
+
+
+def _run(command: list[str], env: dict[str, str], cwd: Path, what: str, timeout: float = 600) -> None:
+    proc = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}): {tail[0]}")
+
+
+def deploy_flows(settings: Settings, project: Path) -> None:
+    """Create the process pool if needed and register every deployment in the prefect file."""
+    prefect_file = _in_project(project, settings.prefect_file).resolve()
+    # prefect.yaml's pull step reads {{ $PWD }}; a child started with cwd= keeps the parent's PWD.
+    env = {**os.environ, **_stack_env(settings), "PWD": str(project.resolve())}
+    _run([_bin("prefect"), "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"], env, project,
+         f"creating work pool {WORK_POOL}")
+    _run([_bin("prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)], env, project,
+         f"prefect deploy --all ({prefect_file})")
 
 
 def _pid_file(home: Path, name: str) -> Path:
@@ -137,6 +229,7 @@ def start(service: Service, home: Path, timeout: float = 120.0) -> subprocess.Po
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         env={**os.environ, **service.env},
+        cwd=service.cwd,
         start_new_session=True,
     )
     log.close()
@@ -145,13 +238,13 @@ def start(service: Service, home: Path, timeout: float = 120.0) -> subprocess.Po
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(
-                f"{service.name} server exited with code {proc.returncode}; see {home / 'logs' / (service.name + '.log')}"
+                f"{service.name} exited with code {proc.returncode}; see {home / 'logs' / (service.name + '.log')}"
             )
         if is_healthy(service.health_url):
             return proc
         time.sleep(0.5)
     stop_pid(proc.pid)
-    raise RuntimeError(f"{service.name} server did not become healthy within {timeout:.0f}s")
+    raise RuntimeError(f"{service.name} did not become healthy within {timeout:.0f}s")
 
 
 def stop_pid(pid: int, timeout: float = 20.0) -> None:
@@ -188,21 +281,32 @@ def stop(service: Service, home: Path) -> bool:
     return True
 
 
-def up(settings: Settings) -> list[tuple[Service, str]]:
-    """Start every local service that is not already answering; report each one's state."""
+def up(settings: Settings, project: Path | None = None) -> list[tuple[Service, str]]:
+    """Start every service that is not already answering and deploy the flows; report each one's state."""
+    project = (project or Path.cwd()).resolve()
     report = []
     for service in local_services(settings):
+        proc = start(service, settings.home)
+        report.append((service, "started" if proc else "already running"))
+    for service, skipped in loop_services(settings, project):
+        if skipped:
+            report.append((service, skipped))
+            continue
+        if service.name == "worker":
+            deploy_flows(settings, project)
         proc = start(service, settings.home)
         report.append((service, "started" if proc else "already running"))
     return report
 
 
-def down(settings: Settings) -> list[tuple[Service, str]]:
-    return [
-        (service, "stopped" if stop(service, settings.home) else "not running")
-        for service in local_services(settings)
-    ]
+def down(settings: Settings, project: Path | None = None) -> list[tuple[Service, str]]:
+    """Stop the serving app and the worker first, so no run starts against servers going away."""
+    services = list(reversed(all_services(settings, (project or Path.cwd()).resolve())))
+    return [(service, "stopped" if stop(service, settings.home) else "not running") for service in services]
 
 
-def status(settings: Settings) -> list[tuple[Service, bool]]:
-    return [(s, is_healthy(s.health_url)) for s in local_services(settings)]
+def status(settings: Settings, project: Path | None = None) -> list[tuple[Service, bool]]:
+    """Health of the servers, and of the worker and serving app where this project runs them."""
+    project = (project or Path.cwd()).resolve()
+    expected = [*local_services(settings), *(s for s, skipped in loop_services(settings, project) if not skipped)]
+    return [(s, is_healthy(s.health_url)) for s in expected]

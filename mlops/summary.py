@@ -188,6 +188,40 @@ class RollbackResult:
         )
 
 
+@dataclass(frozen=True)
+class RetrainResult:
+    """What the `retrain` flow returns.
+
+    status: the deploy outcome of the retrained version (`promoted`, `refused`, `rolled-back`), or
+    `skipped` when a retrain finished within the cooldown, so nothing was trained.
+    """
+
+    status: str
+    model_name: str
+    reason: str
+    model_version: str | None = None
+    champion_version: str | None = None
+    data_uri: str | None = None
+    trigger: dict[str, Any] | None = None
+    flow_run_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        event = (self.trigger or {}).get("event", "manual")
+        lines = [
+            f"# Retrain: {self.model_name}", "",
+            f"- **Status**: {self.status}",
+            f"- **Triggered by**: {event}",
+            f"- **Reason**: {self.reason}",
+        ]
+        if self.model_version:
+            lines += [f"- **Retrained version**: v{self.model_version} (data `{self.data_uri}`)",
+                      f"- **Champion after the run**: {_v(self.champion_version)}"]
+        return "\n".join(lines) + "\n"
+
+
 def _v(version: str | None) -> str:
     return f"v{version}" if version else "none"
 

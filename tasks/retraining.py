@@ -1,12 +1,25 @@
-"""Assemble the data a retraining learns from."""
+"""Steps of the retrain flow: is a retrain allowed now, and what data does it learn from."""
 
 from __future__ import annotations
 
+import re
+
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from mlops import data, retraining
 from mlops.config import PipelineConfig, Settings
+from mlops.registry import Registry
+from mlops.summary import RetrainResult
+from tasks import retry_if_transient
+
+
+@task(name="check-cooldown", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient,
+      cache_policy=NO_CACHE)
+def check_cooldown(registry: Registry, name: str, minutes: float) -> retraining.Cooldown:
+    """The cooldown left after the model's last finished retrain, read from its audit trail."""
+    return retraining.cooldown_state(registry.read_audit(name), minutes)
 
 
 @task(name="assemble-training-data", cache_policy=NO_CACHE)
@@ -22,3 +35,13 @@ def assemble_training_data(config: PipelineConfig, include_recent_labels: bool) 
     if combined is base:
         return config.dataset.uri
     return data.write_frame(combined, retraining.snapshot_uri(Settings().home, config.model.name))
+
+
+@task(name="publish-retrain-summary", cache_policy=NO_CACHE)
+def publish_retrain_summary(result: RetrainResult) -> None:
+    """The retrain outcome as a Prefect markdown artifact."""
+    create_markdown_artifact(
+        key=re.sub(r"[^a-z0-9-]+", "-", f"retrain-{result.model_name}".lower()),
+        markdown=result.to_markdown(),
+        description=f"{result.status}: {result.reason}"[:500],
+    )

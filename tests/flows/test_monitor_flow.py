@@ -108,12 +108,19 @@ def test_retrain_trains_on_reference_plus_labelled_traffic_and_deploys(mlflow_st
     assert train(config=config, return_state=True).is_completed()
     assert deploy(config=config).status == "promoted"
 
-    trigger = {"drift_share": 0.6, "drifted_columns": ["monthly_charges"], "champion_version": "1"}
-    result = retrain(config=config, trigger=trigger)
-    assert result["model_version"] == "2"
-    assert result["status"] in ("promoted", "refused", "unchanged")
+    trigger = {"event": "mlops.drift.detected", "payload": {"drift_share": 0.6, "drifted_columns": ["monthly_charges"]}}
+    result = retrain(config=config, trigger=trigger, cooldown_minutes=0)
+    assert result.model_version == "2"
+    assert result.status in ("promoted", "refused")
     # With no labelled traffic the configured dataset is used as is.
-    assert result["data_uri"] == config.dataset.uri
+    assert result.data_uri == config.dataset.uri
     records = Registry(mlflow_store).read_audit(MODEL)
     assert records[-1].to_version == "2"
-    assert records[-1].evidence["trigger"]["drifted_columns"] == ["monthly_charges"]
+    assert records[-1].evidence["trigger"]["payload"]["drifted_columns"] == ["monthly_charges"]
+    assert records[-1].evidence["trigger"]["source"] == "retrain"
+
+    # A second trigger right after it falls inside the cooldown: nothing is trained or registered.
+    again = retrain(config=config, trigger=trigger, cooldown_minutes=30)
+    assert again.status == "skipped" and again.model_version is None
+    assert "cooldown" in again.reason
+    assert [str(v.version) for v in Registry(mlflow_store).list_versions(MODEL)] == ["1", "2"]

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pandas as pd
 
+from mlops import audit
 from mlops.config import parse_config
-from mlops.retraining import combine_with_labelled
+from mlops.retraining import (
+    combine_with_labelled,
+    cooldown_state,
+    last_retrain_finished,
+    trigger_evidence,
+)
 from mlops.simulate import simulate_churn
 
 CONFIG = parse_config({
@@ -35,3 +43,43 @@ def test_nothing_labelled_or_missing_feature_keeps_the_reference():
     base = simulate_churn(20, seed=2)
     assert combine_with_labelled(base, pd.DataFrame(), CONFIG) is base
     assert combine_with_labelled(base, _labelled(base).drop(columns=["age"]), CONFIG) is base
+
+
+# -- cooldown ------------------------------------------------------------------------------------------
+
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _record(action: str, minutes_after: float, trigger: dict | None) -> audit.AuditRecord:
+    return audit.new_record(
+        action, "m", from_version="1", to_version="2", decision={}, reason="r",
+        evidence=audit.build_evidence(trigger=trigger), flow_run_id=None, actor="t",
+        now=T0 + timedelta(minutes=minutes_after),
+    )
+
+
+def test_only_retrain_decisions_start_a_cooldown():
+    manual_deploy = _record(audit.ACTION_PROMOTED, 50, None)
+    rollback = _record(audit.ACTION_ROLLED_BACK, 55, trigger_evidence(None))
+    retrain = _record(audit.ACTION_REFUSED, 10, trigger_evidence({"event": "mlops.drift.detected"}))
+    assert last_retrain_finished([manual_deploy, rollback]) is None
+    assert last_retrain_finished([retrain, manual_deploy, rollback]) == T0 + timedelta(minutes=10)
+
+
+def test_cooldown_runs_from_the_last_retrain_and_then_lifts():
+    records = [
+        _record(audit.ACTION_PROMOTED, 0, trigger_evidence({"event": "mlops.drift.detected"})),
+        _record(audit.ACTION_REFUSED, 20, trigger_evidence(None)),
+    ]
+    inside = cooldown_state(records, 60, now=T0 + timedelta(minutes=79))
+    assert inside.active and inside.until == T0 + timedelta(minutes=80)
+    assert "cooldown" in inside.reason() and "2026-05-01T12:20:00" in inside.reason()
+    assert not cooldown_state(records, 60, now=T0 + timedelta(minutes=80)).active
+    assert not cooldown_state(records, 0, now=T0 + timedelta(minutes=21)).active
+    assert not cooldown_state([], 60, now=T0).active
+
+
+def test_trigger_evidence_keeps_the_event_and_marks_the_source():
+    event = {"event": "mlops.drift.detected", "payload": {"drift_share": 0.6}}
+    assert trigger_evidence(event) == {**event, "source": "retrain"}
+    assert trigger_evidence(None) == {"event": "manual", "source": "retrain"}

@@ -1,0 +1,223 @@
+"""The whole loop with nobody in it: monitor -> event -> automation -> retrain -> deploy.
+
+Real processes only, started the way users start them (`mlops stack up`): a Prefect server with
+its event and automation services, an MLflow server, a process worker and the serving app, with
+the project's prefect.yaml deployed. The only change to prefect.yaml is the pipeline config
+(a small dataset in a temporary folder, no cooldown, no post-deployment watch), so triggers,
+schedules and concurrency limits are exactly the ones users get. The test talks to Prefect over
+its REST API and to the serving app over HTTP, as a user's tooling would.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from mlops import stack
+from mlops.config import Settings
+from mlops.data import write_frame
+from mlops.registry import Registry
+from mlops.simulate import simulate_churn
+from mlops.traffic import send_labels, send_predictions
+
+REPO = Path(__file__).resolve().parents[2]
+MLOPS = str(Path(sys.executable).parent / "mlops")
+MODEL = "churn-classifier"  # prefect.yaml's trigger matches this model's resource id
+RESOURCE = f"mlops.model.{MODEL}"
+FEATURES_DROP = ["churned", "event_time"]
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+
+
+def _wait(what: str, probe: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class Prefect:
+    """The few Prefect REST calls the test needs."""
+
+    def __init__(self, api_url: str) -> None:
+        self.http = httpx.Client(base_url=api_url, timeout=30)
+
+    def deployment_id(self, flow: str, name: str) -> str:
+        response = self.http.get(f"/deployments/name/{flow}/{name}")
+        response.raise_for_status()
+        return response.json()["id"]
+
+    def run(self, flow: str, name: str, parameters: dict[str, Any] | None = None, timeout: float = 300) -> dict:
+        """Start a deployment run (what the UI's Run button does) and wait for it to end."""
+        created = self.http.post(f"/deployments/{self.deployment_id(flow, name)}/create_flow_run",
+                                 json={"parameters": parameters or {}})
+        created.raise_for_status()
+        return self.wait_run(created.json()["id"], timeout)
+
+    def wait_run(self, run_id: str, timeout: float = 300) -> dict:
+        def ended() -> dict | None:
+            run = self.http.get(f"/flow_runs/{run_id}").json()
+            return run if run["state_type"] in TERMINAL else None
+
+        return _wait(f"flow run {run_id}", ended, timeout)
+
+    def runs_of(self, flow: str, name: str) -> list[dict]:
+        body = {"deployments": {"id": {"any_": [self.deployment_id(flow, name)]}}, "sort": "EXPECTED_START_TIME_ASC"}
+        response = self.http.post("/flow_runs/filter", json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def events(self, name: str, since: datetime) -> list[dict]:
+        body = {"filter": {"event": {"name": [name]}, "occurred": {"since": since.isoformat()}}, "limit": 50}
+        response = self.http.post("/events/filter", json=body)
+        response.raise_for_status()
+        return response.json()["events"]
+
+    def emit(self, name: str, payload: dict[str, Any]) -> str:
+        event_id = str(uuid.uuid4())
+        event = {"id": event_id, "occurred": datetime.now(UTC).isoformat(), "event": name,
+                 "resource": {"prefect.resource.id": RESOURCE}, "payload": payload}
+        self.http.post("/events", json=[event]).raise_for_status()
+        return event_id
+
+
+def _retrains_for(prefect: Prefect, event_ids: set[str]) -> list[dict]:
+    return [r for r in prefect.runs_of("retrain", "on-drift")
+            if (r["parameters"].get("trigger") or {}).get("event_id") in event_ids]
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("loop")
+    train_uri = write_frame(simulate_churn(3000, seed=71), str(tmp / "churn.parquet"))
+    config = {
+        "dataset": {"uri": train_uri, "target": "churned", "timestamp": "event_time"},
+        "model": {"name": MODEL, "params": {"max_iter": 40}},
+        "validation": {"min_rows": 100},
+        "serving": {"prediction_log_uri": str(tmp / "predictions"), "refresh_seconds": 1},
+        "rollback": {"enabled": False},
+        "retrain": {"cooldown_minutes": 0},
+    }
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+    project = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    for deployment in project["deployments"]:
+        deployment["parameters"]["config"] = config
+    (tmp / "prefect.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "MLOPS_"))}
+    env.update(
+        MLOPS_HOME=str(tmp / "home"),
+        MLOPS_PREFECT_PORT=str(stack.free_port()),
+        MLOPS_MLFLOW_PORT=str(stack.free_port()),
+        MLOPS_SERVING_PORT=str(stack.free_port()),
+        MLOPS_WORKER_PORT=str(stack.free_port()),
+        MLOPS_WORKER_POLL_SECONDS="1",
+        MLOPS_PREFECT_FILE=str(tmp / "prefect.yaml"),
+        MLOPS_STACK_CONFIG=str(tmp / "config.yaml"),
+    )
+    settings = Settings(**{k: v for k, v in env.items() if k.startswith("MLOPS_")})
+
+    def mlops(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([MLOPS, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+    try:
+        up = mlops("stack", "up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "skipped" not in up.stdout
+        prefect = Prefect(settings.local_prefect_url)
+        serving_url = f"http://{settings.stack_host}:{settings.serving_port}"
+        # A champion to watch: the manual deployments, run through the worker.
+        assert prefect.run("train", "manual")["state_type"] == "COMPLETED"
+        assert prefect.run("deploy", "manual")["state_type"] == "COMPLETED"
+        with httpx.Client(base_url=serving_url, timeout=30) as client:
+            _wait("the serving app to load the champion", lambda: client.get("/ready").status_code == 200, 120)
+        yield {
+            "prefect": prefect, "registry": Registry(settings.local_mlflow_url), "serving": serving_url,
+            "tmp": tmp, "settings": settings,
+        }
+    finally:
+        down = mlops("stack", "down")
+        assert down.returncode == 0, down.stderr
+
+
+def _versions(loop: dict[str, Any]) -> list[str]:
+    return [str(v.version) for v in loop["registry"].list_versions(MODEL)]
+
+
+def test_drifted_traffic_triggers_a_retrain_that_goes_through_deploy(loop):
+    prefect: Prefect = loop["prefect"]
+    before = _versions(loop)
+    started = datetime.now(UTC)
+    drifted = simulate_churn(800, "strong", seed=72, start="2026-01-01")
+    with httpx.Client(base_url=loop["serving"], timeout=30) as client:
+        sent = send_predictions(client, drifted.drop(columns=FEATURES_DROP))
+        assert sent.failed == 0 and sent.rows == 800
+        send_labels(client, sent, drifted["churned"])
+        _wait("the prediction log to be written",
+              lambda: client.get("/ready").json()["prediction_log"]["written_rows"] >= 800, 60)
+
+    # The scheduled check, started now instead of at the top of the hour, on the served traffic.
+    monitor = prefect.run("monitor", "hourly", {"window_hours": 1})
+    assert monitor["state_type"] == "COMPLETED", monitor["state"]["message"]
+
+    (event,) = _wait("the drift event", lambda: prefect.events("mlops.drift.detected", started), 60)
+    assert event["resource"]["prefect.resource.id"] == RESOURCE
+    assert event["payload"]["champion_version"] == before[-1]
+    assert event["payload"]["drifted_columns"] and event["payload"]["drift_share"] >= 0.5
+    assert event["payload"]["report_location"]
+
+    (retrain,) = _wait("the automation's retrain run", lambda: _retrains_for(prefect, {event["id"]}), 90)
+    assert retrain["created_by"]["type"] == "AUTOMATION"
+    assert retrain["parameters"]["trigger"]["payload"]["drifted_columns"] == event["payload"]["drifted_columns"]
+    finished = prefect.wait_run(retrain["id"], 400)
+    assert finished["state_type"] == "COMPLETED", finished["state"]["message"]
+
+    # A new version was registered and went through deploy: its decision is in the audit trail.
+    after = _versions(loop)
+    assert len(after) == len(before) + 1
+    record = loop["registry"].read_audit(MODEL)[-1]
+    assert record.to_version == after[-1] and record.action in ("promoted", "refused")
+    assert record.evidence["trigger"]["event_id"] == event["id"]
+    assert record.evidence["trigger"]["source"] == "retrain"
+    # It learned from the served traffic too: the labelled rows were added to the training data.
+    assert "retrain" in loop["registry"].get_version(MODEL, after[-1]).tags.get("data_uri", "")
+
+
+def test_undrifted_data_starts_no_retrain(loop):
+    prefect: Prefect = loop["prefect"]
+    started = datetime.now(UTC)
+    retrains_before = len(prefect.runs_of("retrain", "on-drift"))
+    calm = write_frame(simulate_churn(1500, seed=73, start="2026-02-01"), str(loop["tmp"] / "calm.parquet"))
+    monitor = prefect.run("monitor", "hourly", {"current_uri": calm})
+    assert monitor["state_type"] == "COMPLETED", monitor["state"]["message"]
+    # Longer than the event -> automation -> run chain took in the drifted case.
+    time.sleep(15)
+    assert prefect.events("mlops.drift.detected", started) == []
+    assert prefect.events("mlops.performance.degraded", started) == []
+    assert len(prefect.runs_of("retrain", "on-drift")) == retrains_before
+
+
+def test_a_burst_of_events_starts_exactly_one_retrain(loop):
+    prefect: Prefect = loop["prefect"]
+    before = _versions(loop)
+    ids = {prefect.emit("mlops.drift.detected", {"drift_share": 0.8, "burst": i, "champion_version": before[-1]})
+           for i in range(5)}
+    runs = _wait("a run for each of the five events", lambda: (r := _retrains_for(prefect, ids)) and len(r) == 5 and r, 90)
+    ended = [prefect.wait_run(r["id"], 400) for r in runs]
+    states = sorted(r["state_type"] for r in ended)
+    assert states == ["CANCELLED"] * 4 + ["COMPLETED"], [(r["state_type"], r["state"]["message"]) for r in ended]
+    assert all("concurrency" in (r["state"]["message"] or "").lower() for r in ended if r["state_type"] == "CANCELLED")
+    assert len(_versions(loop)) == len(before) + 1
