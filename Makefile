@@ -31,12 +31,13 @@ down:
 status: install
 	$(BIN)/mlops stack status
 
+# The whole loop: train, deploy, serve, drift, and the automation's retrain and redeploy.
 demo: up
-	$(BIN)/mlops train --config configs/churn.yaml
+	$(BIN)/python deployments/loop_demo.py
 	@echo ""
-	@echo "Prefect UI: http://$${MLOPS_STACK_HOST:-127.0.0.1}:$${MLOPS_PREFECT_PORT:-4200}   (flow runs, task runs, logs, artifacts)"
+	@echo "Prefect UI: http://$${MLOPS_STACK_HOST:-127.0.0.1}:$${MLOPS_PREFECT_PORT:-4200}   (flow runs, task runs, logs, artifacts, automations)"
 	@echo "MLflow UI:  http://$${MLOPS_STACK_HOST:-127.0.0.1}:$${MLOPS_MLFLOW_PORT:-5000}   (runs, metrics, plots, registered models)"
-	@echo "The stack keeps running; 'make down' stops it."
+	@echo "The stack keeps running (monitor/hourly checks every hour); 'make down' stops it."
 
 test: install
 	$(BIN)/pytest -q
@@ -45,7 +46,7 @@ test-unit: install
 	$(BIN)/pytest -q tests/unit
 
 lint: install
-	$(BIN)/ruff check mlops tasks flows tests benchmarks
+	$(BIN)/ruff check mlops tasks flows tests benchmarks deployments
 
 bench: install
 	$(BIN)/python benchmarks/train_overhead.py

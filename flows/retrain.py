@@ -7,15 +7,34 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.deploy import deploy
+from flows.deploy import STATUS_REFUSED, deploy
 from flows.train import train
 from mlops import retraining
 from mlops.config import PipelineConfig
-from mlops.registry import open_registry
+from mlops.errors import QualityGateFailed
+from mlops.registry import Registry, open_registry
 from mlops.summary import DeployResult, RetrainResult, TrainResult
+from tasks.deploy import current_champion, emit_model_event, record_audit
 from tasks.retraining import assemble_training_data, check_cooldown, publish_retrain_summary
 
 STATUS_SKIPPED = "skipped"
+
+
+def _refuse_unregistered(
+    registry: Registry, name: str, err: QualityGateFailed, trigger: dict[str, Any] | None, data_uri: str,
+    run_id: str | None,
+) -> RetrainResult:
+    """Record a retrained model that missed a gate (never registered) as a refusal, and say so."""
+    champion = current_champion(registry, name)
+    champion_version = champion.version if champion else None
+    gates = getattr(err, "gate_results", None) or ()
+    record = retraining.gate_refusal(name, str(err), gates, champion_version, trigger, run_id)
+    record_audit(registry, record)
+    emit_model_event(record)
+    result = RetrainResult(status=STATUS_REFUSED, model_name=name, reason=str(err), champion_version=champion_version,
+                           data_uri=data_uri, trigger=trigger, flow_run_id=run_id)
+    publish_retrain_summary(result)
+    return result
 
 
 @flow(name="retrain", log_prints=True)
@@ -29,8 +48,11 @@ def retrain(
 
     The retrained model replaces the champion only through deploy's gate and audit trail; the
     triggering event (`trigger`: event name, id and payload) is recorded there. A refused challenger
-    is a result of this run (status `refused`), not a failure. Within `retrain.cooldown_minutes`
-    (or `cooldown_minutes`) of the last finished retrain the run is `skipped` and trains nothing.
+    is a result of this run (status `refused`), not a failure, and so is a retrained model that misses
+    a quality gate (`refused`, recorded in the audit trail; nothing registered). With enough labelled
+    traffic both models are judged on its newest rows (`retrain.recent_holdout_share`) and the
+    challenger learns from the rest. Within `retrain.cooldown_minutes` (or `cooldown_minutes`) of
+    the last finished retrain the run is `skipped` and trains nothing.
     """
     logger = get_run_logger()
     name = config.model.name
@@ -46,8 +68,16 @@ def retrain(
         return result
 
     labels = config.retrain.include_recent_labels if include_recent_labels is None else include_recent_labels
-    data_uri = assemble_training_data(config, labels)
-    trained: TrainResult = train(config=config, data_uri=data_uri)
+    training_data = assemble_training_data(config, labels)
+    data_uri = training_data.uri
+    config = retraining.retrain_config(config, training_data)
+    try:
+        trained: TrainResult = train(config=config)
+    except QualityGateFailed as err:
+        # Not good enough is an answer, not a crash: recorded like a refusal, the run completes.
+        logger.warning(f"retrained {name} refused: {err}")
+        return _refuse_unregistered(registry, name, err, trigger, data_uri, run_id)
+    # deploy cuts its promotion holdout from the same data and split: the newest labelled traffic.
     deployed: DeployResult = deploy(
         config=config, challenger_version=trained.model_version, trigger=retraining.trigger_evidence(trigger)
     )

@@ -218,6 +218,15 @@ class RetrainConfig(_Strict):
     include_recent_labels: bool = Field(
         default=True, description="Add labelled prediction-log rows to the training data"
     )
+    # A drift-triggered retrain is judged on the data it answers: the newest labelled traffic.
+    recent_holdout_share: float = Field(
+        default=0.5, gt=0.0, lt=1.0,
+        description="Share of the labelled traffic (its newest rows) held out to judge both models; "
+                    "the older rest is trained on",
+    )
+    min_labelled_rows: int = Field(
+        default=200, ge=2, description="Fewer labelled rows than this: retrain on the dataset alone"
+    )
 
 
 class PipelineConfig(_Strict):

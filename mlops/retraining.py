@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -10,8 +11,9 @@ from typing import Any
 
 import pandas as pd
 
+from mlops import audit
 from mlops.audit import ACTION_PROMOTED, ACTION_REFUSED, AuditRecord, sort_records
-from mlops.config import PipelineConfig
+from mlops.config import PipelineConfig, SplitConfig
 
 
 def combine_with_labelled(base: pd.DataFrame, labelled: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
@@ -32,6 +34,32 @@ def combine_with_labelled(base: pd.DataFrame, labelled: pd.DataFrame, config: Pi
             return base  # the log lacks a column the model needs: train on the reference only
     rows = rows.astype(base.dtypes.to_dict(), errors="ignore")
     return pd.concat([base, rows], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Where a retrain's data is, and how much of it is labelled live traffic (its newest rows)."""
+
+    uri: str
+    rows: int
+    labelled_rows: int
+
+
+def retrain_config(config: PipelineConfig, data: TrainingData) -> PipelineConfig:
+    """The config a retrain trains and deploys with: its data, and a holdout of the newest traffic.
+
+    The holdout is the newest `recent_holdout_share` of the labelled traffic, cut by time: the
+    champion never saw it, the challenger learns from the older rest, and both are judged on the
+    data that drifted. The train flow's split and deploy's promotion holdout cut the same rows.
+    Without a timestamp, or with too little labelled traffic, the configured split stays.
+    """
+    config = config.with_data_uri(data.uri)
+    if data.labelled_rows < config.retrain.min_labelled_rows or not config.dataset.timestamp:
+        return config
+    held_out = math.ceil(config.retrain.recent_holdout_share * data.labelled_rows)
+    # split_frame holds out ceil(test_size * rows) rows: aim half a row low so it rounds to `held_out`.
+    split = SplitConfig(method="time", test_size=(held_out - 0.5) / data.rows)
+    return config.model_copy(update={"split": split})
 
 
 def snapshot_uri(home: Path, model_name: str) -> str:
@@ -91,3 +119,24 @@ def cooldown_state(records: Iterable[AuditRecord], minutes: float, now: datetime
         return Cooldown(minutes, last, None)
     until = last + timedelta(minutes=minutes)
     return Cooldown(minutes, last, until if (now or datetime.now(UTC)) < until else None)
+
+
+def gate_refusal(
+    model_name: str, reason: str, gate_results: Iterable[Any], champion_version: str | None,
+    trigger: Mapping[str, Any] | None, flow_run_id: str | None,
+) -> AuditRecord:
+    """The audit record of a retrained model that missed a quality gate and so was never registered.
+
+    A retrain answers an event with nobody watching; a model not good enough is one of its results,
+    kept in the same trail as deploy's refusals (and it starts the cooldown like them).
+    """
+    checks = [
+        {"name": f"gate:{g.metric}", "passed": bool(g.passed), "detail": f"{g.value} {g.bound} {g.threshold}"}
+        for g in gate_results
+    ]
+    return audit.new_record(
+        ACTION_REFUSED, model_name, from_version=champion_version, to_version=None,
+        decision={"promote": False, "reason": reason, "checks": checks}, reason=reason,
+        evidence=audit.build_evidence(trigger=trigger_evidence(trigger)), flow_run_id=flow_run_id,
+        actor=audit.default_actor("retrain flow"),
+    )

@@ -23,18 +23,21 @@ def check_cooldown(registry: Registry, name: str, minutes: float) -> retraining.
 
 
 @task(name="assemble-training-data", cache_policy=NO_CACHE)
-def assemble_training_data(config: PipelineConfig, include_recent_labels: bool) -> str:
-    """The configured dataset, plus labelled predictions from the log when there are any."""
-    if not include_recent_labels:
-        return config.dataset.uri
+def assemble_training_data(config: PipelineConfig, include_recent_labels: bool) -> retraining.TrainingData:
+    """The configured dataset, plus labelled predictions from the log when there are enough."""
     base = data.read_frame(config.dataset.uri)
+    reference_only = retraining.TrainingData(config.dataset.uri, len(base), 0)
+    if not include_recent_labels:
+        return reference_only
     from mlops.serving.prediction_log import read_labelled_predictions
 
     labelled = read_labelled_predictions(config.serving.prediction_log_uri)
     combined = retraining.combine_with_labelled(base, labelled, config)
-    if combined is base:
-        return config.dataset.uri
-    return data.write_frame(combined, retraining.snapshot_uri(Settings().home, config.model.name))
+    added = len(combined) - len(base)
+    if added < config.retrain.min_labelled_rows:
+        return reference_only
+    uri = data.write_frame(combined, retraining.snapshot_uri(Settings().home, config.model.name))
+    return retraining.TrainingData(uri, len(combined), added)
 
 
 @task(name="publish-retrain-summary", cache_policy=NO_CACHE)

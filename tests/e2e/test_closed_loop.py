@@ -14,8 +14,7 @@ import os
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import yaml
 from mlops import stack
 from mlops.config import Settings
 from mlops.data import write_frame
+from mlops.prefect_rest import PrefectRest, wait_for
 from mlops.registry import Registry
 from mlops.simulate import simulate_churn
 from mlops.traffic import send_labels, send_predictions
@@ -36,65 +36,9 @@ MLOPS = str(Path(sys.executable).parent / "mlops")
 MODEL = "churn-classifier"  # prefect.yaml's trigger matches this model's resource id
 RESOURCE = f"mlops.model.{MODEL}"
 FEATURES_DROP = ["churned", "event_time"]
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
-def _wait(what: str, probe: Callable[[], Any], timeout: float, every: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-class Prefect:
-    """The few Prefect REST calls the test needs."""
-
-    def __init__(self, api_url: str) -> None:
-        self.http = httpx.Client(base_url=api_url, timeout=30)
-
-    def deployment_id(self, flow: str, name: str) -> str:
-        response = self.http.get(f"/deployments/name/{flow}/{name}")
-        response.raise_for_status()
-        return response.json()["id"]
-
-    def run(self, flow: str, name: str, parameters: dict[str, Any] | None = None, timeout: float = 300) -> dict:
-        """Start a deployment run (what the UI's Run button does) and wait for it to end."""
-        created = self.http.post(f"/deployments/{self.deployment_id(flow, name)}/create_flow_run",
-                                 json={"parameters": parameters or {}})
-        created.raise_for_status()
-        return self.wait_run(created.json()["id"], timeout)
-
-    def wait_run(self, run_id: str, timeout: float = 300) -> dict:
-        def ended() -> dict | None:
-            run = self.http.get(f"/flow_runs/{run_id}").json()
-            return run if run["state_type"] in TERMINAL else None
-
-        return _wait(f"flow run {run_id}", ended, timeout)
-
-    def runs_of(self, flow: str, name: str) -> list[dict]:
-        body = {"deployments": {"id": {"any_": [self.deployment_id(flow, name)]}}, "sort": "EXPECTED_START_TIME_ASC"}
-        response = self.http.post("/flow_runs/filter", json=body)
-        response.raise_for_status()
-        return response.json()
-
-    def events(self, name: str, since: datetime) -> list[dict]:
-        body = {"filter": {"event": {"name": [name]}, "occurred": {"since": since.isoformat()}}, "limit": 50}
-        response = self.http.post("/events/filter", json=body)
-        response.raise_for_status()
-        return response.json()["events"]
-
-    def emit(self, name: str, payload: dict[str, Any]) -> str:
-        event_id = str(uuid.uuid4())
-        event = {"id": event_id, "occurred": datetime.now(UTC).isoformat(), "event": name,
-                 "resource": {"prefect.resource.id": RESOURCE}, "payload": payload}
-        self.http.post("/events", json=[event]).raise_for_status()
-        return event_id
-
-
-def _retrains_for(prefect: Prefect, event_ids: set[str]) -> list[dict]:
+def _retrains_for(prefect: PrefectRest, event_ids: set[str]) -> list[dict]:
     return [r for r in prefect.runs_of("retrain", "on-drift")
             if (r["parameters"].get("trigger") or {}).get("event_id") in event_ids]
 
@@ -137,13 +81,13 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         up = mlops("stack", "up")
         assert up.returncode == 0, up.stdout + up.stderr
         assert "skipped" not in up.stdout
-        prefect = Prefect(settings.local_prefect_url)
+        prefect = PrefectRest(settings.local_prefect_url)
         serving_url = f"http://{settings.stack_host}:{settings.serving_port}"
         # A champion to watch: the manual deployments, run through the worker.
         assert prefect.run("train", "manual")["state_type"] == "COMPLETED"
         assert prefect.run("deploy", "manual")["state_type"] == "COMPLETED"
         with httpx.Client(base_url=serving_url, timeout=30) as client:
-            _wait("the serving app to load the champion", lambda: client.get("/ready").status_code == 200, 120)
+            wait_for("the serving app to load the champion", lambda: client.get("/ready").status_code == 200, 120)
         yield {
             "prefect": prefect, "registry": Registry(settings.local_mlflow_url), "serving": serving_url,
             "tmp": tmp, "settings": settings,
@@ -158,7 +102,7 @@ def _versions(loop: dict[str, Any]) -> list[str]:
 
 
 def test_drifted_traffic_triggers_a_retrain_that_goes_through_deploy(loop):
-    prefect: Prefect = loop["prefect"]
+    prefect: PrefectRest = loop["prefect"]
     before = _versions(loop)
     started = datetime.now(UTC)
     drifted = simulate_churn(800, "strong", seed=72, start="2026-01-01")
@@ -166,20 +110,20 @@ def test_drifted_traffic_triggers_a_retrain_that_goes_through_deploy(loop):
         sent = send_predictions(client, drifted.drop(columns=FEATURES_DROP))
         assert sent.failed == 0 and sent.rows == 800
         send_labels(client, sent, drifted["churned"])
-        _wait("the prediction log to be written",
+        wait_for("the prediction log to be written",
               lambda: client.get("/ready").json()["prediction_log"]["written_rows"] >= 800, 60)
 
     # The scheduled check, started now instead of at the top of the hour, on the served traffic.
     monitor = prefect.run("monitor", "hourly", {"window_hours": 1})
     assert monitor["state_type"] == "COMPLETED", monitor["state"]["message"]
 
-    (event,) = _wait("the drift event", lambda: prefect.events("mlops.drift.detected", started), 60)
+    (event,) = wait_for("the drift event", lambda: prefect.events("mlops.drift.detected", started), 60)
     assert event["resource"]["prefect.resource.id"] == RESOURCE
     assert event["payload"]["champion_version"] == before[-1]
     assert event["payload"]["drifted_columns"] and event["payload"]["drift_share"] >= 0.5
     assert event["payload"]["report_location"]
 
-    (retrain,) = _wait("the automation's retrain run", lambda: _retrains_for(prefect, {event["id"]}), 90)
+    (retrain,) = wait_for("the automation's retrain run", lambda: _retrains_for(prefect, {event["id"]}), 90)
     assert retrain["created_by"]["type"] == "AUTOMATION"
     assert retrain["parameters"]["trigger"]["payload"]["drifted_columns"] == event["payload"]["drifted_columns"]
     finished = prefect.wait_run(retrain["id"], 400)
@@ -197,7 +141,7 @@ def test_drifted_traffic_triggers_a_retrain_that_goes_through_deploy(loop):
 
 
 def test_undrifted_data_starts_no_retrain(loop):
-    prefect: Prefect = loop["prefect"]
+    prefect: PrefectRest = loop["prefect"]
     started = datetime.now(UTC)
     retrains_before = len(prefect.runs_of("retrain", "on-drift"))
     calm = write_frame(simulate_churn(1500, seed=73, start="2026-02-01"), str(loop["tmp"] / "calm.parquet"))
@@ -211,11 +155,12 @@ def test_undrifted_data_starts_no_retrain(loop):
 
 
 def test_a_burst_of_events_starts_exactly_one_retrain(loop):
-    prefect: Prefect = loop["prefect"]
+    prefect: PrefectRest = loop["prefect"]
     before = _versions(loop)
-    ids = {prefect.emit("mlops.drift.detected", {"drift_share": 0.8, "burst": i, "champion_version": before[-1]})
-           for i in range(5)}
-    runs = _wait("a run for each of the five events", lambda: (r := _retrains_for(prefect, ids)) and len(r) == 5 and r, 90)
+    resource = {"prefect.resource.id": RESOURCE}
+    payload = {"drift_share": 0.8, "champion_version": before[-1]}
+    ids = {prefect.emit("mlops.drift.detected", resource, {**payload, "burst": i}) for i in range(5)}
+    runs = wait_for("a run for each of the five events", lambda: (r := _retrains_for(prefect, ids)) and len(r) == 5 and r, 90)
     ended = [prefect.wait_run(r["id"], 400) for r in runs]
     states = sorted(r["state_type"] for r in ended)
     assert states == ["CANCELLED"] * 4 + ["COMPLETED"], [(r["state_type"], r["state"]["message"]) for r in ended]

@@ -124,3 +124,32 @@ def test_retrain_trains_on_reference_plus_labelled_traffic_and_deploys(mlflow_st
     assert again.status == "skipped" and again.model_version is None
     assert "cooldown" in again.reason
     assert [str(v.version) for v in Registry(mlflow_store).list_versions(MODEL)] == ["1", "2"]
+
+
+def test_a_retrained_model_that_misses_a_gate_is_a_refusal_not_a_failure(mlflow_store, tmp_path):
+    from flows.deploy import deploy
+    from flows.retrain import retrain
+    from mlops.registry import Registry
+
+    raw = {
+        "dataset": {"uri": write_frame(simulate_churn(2000, seed=62), str(tmp_path / "train.parquet")),
+                    "target": "churned", "timestamp": "event_time"},
+        "model": {"name": MODEL, "params": {"max_iter": 30}},
+        "validation": {"min_rows": 100},
+        "serving": {"prediction_log_uri": str(tmp_path / "empty-log")},
+        "rollback": {"enabled": False},
+    }
+    config = parse_config(raw)
+    assert train(config=config, return_state=True).is_completed()
+    assert deploy(config=config).status == "promoted"
+
+    strict = parse_config({**raw, "gates": {"min_metrics": {"roc_auc": 0.999}}})
+    state = retrain(config=strict, trigger={"event": "mlops.drift.detected"}, cooldown_minutes=0, return_state=True)
+    assert state.is_completed()
+    result = state.result()
+    assert result.status == "refused" and result.model_version is None and "roc_auc" in result.reason
+    registry = Registry(mlflow_store)
+    assert [str(v.version) for v in registry.list_versions(MODEL)] == ["1"]
+    record = registry.read_audit(MODEL)[-1]
+    assert record.action == "refused" and record.to_version is None and record.from_version == "1"
+    assert registry.version_by_alias(MODEL, "champion").version == "1"

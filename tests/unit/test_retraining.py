@@ -83,3 +83,45 @@ def test_trigger_evidence_keeps_the_event_and_marks_the_source():
     event = {"event": "mlops.drift.detected", "payload": {"drift_share": 0.6}}
     assert trigger_evidence(event) == {**event, "source": "retrain"}
     assert trigger_evidence(None) == {"event": "manual", "source": "retrain"}
+
+
+# -- the retrain's split and its refusals --------------------------------------------------------------
+
+def test_retrain_holds_out_the_newest_share_of_the_labelled_traffic():
+    from mlops.contract import infer_contract
+    from mlops.evaluation import split_frame
+    from mlops.retraining import TrainingData, retrain_config
+
+    base = simulate_churn(1000, seed=3)
+    log = _labelled(simulate_churn(400, seed=4))
+    log = pd.concat([log] * 80, ignore_index=True).head(400)
+    log["timestamp"] = pd.date_range("2026-01-01", periods=400, freq="min", tz="UTC")
+    combined = combine_with_labelled(base, log, CONFIG)
+    config = retrain_config(CONFIG, TrainingData("assembled.parquet", len(combined), 400))
+    assert config.dataset.uri == "assembled.parquet" and config.split.method == "time"
+    contract = infer_contract(combined, "churned", "event_time", "classification")
+    train, holdout = split_frame(combined, contract, config.split, config.model.seed)
+    # Exactly the newest half of the labelled rows is held out; the older half is trained on.
+    assert len(holdout) == 200
+    assert holdout["event_time"].min() >= pd.Timestamp("2026-01-01 03:20")
+    assert (train["event_time"] >= pd.Timestamp("2026-01-01")).sum() == 200
+
+
+def test_too_little_labelled_traffic_keeps_the_configured_split():
+    from mlops.retraining import TrainingData, retrain_config
+
+    config = retrain_config(CONFIG, TrainingData("x.parquet", 1010, 10))
+    assert config.split == CONFIG.split
+
+
+def test_a_gate_failure_becomes_a_refusal_with_no_version():
+    from mlops.evaluation import GateResult
+    from mlops.retraining import gate_refusal
+
+    gates = (GateResult("roc_auc", "min", 0.75, 0.56, False), GateResult("accuracy", "min", 0.7, 0.71, True))
+    record = gate_refusal("m", "quality gate failed: roc_auc", gates, "3", {"event": "mlops.drift.detected"}, "run-1")
+    assert record.action == audit.ACTION_REFUSED and record.to_version is None and record.from_version == "3"
+    assert [c["passed"] for c in record.decision["checks"]] == [False, True]
+    assert record.evidence["trigger"]["source"] == "retrain"
+    # It starts the cooldown like any finished retrain.
+    assert last_retrain_finished([record]) is not None

@@ -1,0 +1,107 @@
+"""A small client of the Prefect server's REST API: deployment runs, flow runs and events.
+
+The demo and the end-to-end tests watch the loop from outside, the way any other tool would: over
+HTTP, with no Prefect settings or client state in their own process. Flows and tasks use
+Prefect's Python API instead.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+
+TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T], timeout: float, every: float = 1.0) -> T:
+    """Call `probe` until it returns something truthy; TimeoutError naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+class PrefectRest:
+    """Start deployment runs, follow flow runs, read and emit events."""
+
+    def __init__(self, api_url: str, timeout: float = 30.0) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.http = httpx.Client(base_url=self.api_url, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _json(self, response: httpx.Response) -> Any:
+        response.raise_for_status()
+        return response.json()
+
+    def deployment_id(self, flow: str, name: str) -> str:
+        return self._json(self.http.get(f"/deployments/name/{flow}/{name}"))["id"]
+
+    def start_run(self, flow: str, name: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What the UI's Run button does: a run of the deployment, with parameters merged over its own."""
+        path = f"/deployments/{self.deployment_id(flow, name)}/create_flow_run"
+        return self._json(self.http.post(path, json={"parameters": parameters or {}}))
+
+    def flow_name(self, flow_id: str) -> str:
+        return self._json(self.http.get(f"/flows/{flow_id}"))["name"]
+
+    def flow_run(self, run_id: str) -> dict[str, Any]:
+        return self._json(self.http.get(f"/flow_runs/{run_id}"))
+
+    def wait_run(self, run_id: str, timeout: float = 600, on_state: Callable[[dict], None] | None = None) -> dict:
+        """Follow a run until it ends; `on_state` sees each new state as it happens."""
+        seen: list[str | None] = [None]
+
+        def ended() -> dict | None:
+            run = self.flow_run(run_id)
+            if on_state is not None and run["state_name"] != seen[0]:
+                seen[0] = run["state_name"]
+                on_state(run)
+            return run if run["state_type"] in TERMINAL_STATES else None
+
+        return wait_for(f"flow run {run_id}", ended, timeout)
+
+    def run(self, flow: str, name: str, parameters: dict[str, Any] | None = None, timeout: float = 600) -> dict:
+        return self.wait_run(self.start_run(flow, name, parameters)["id"], timeout)
+
+    def runs_of(self, flow: str, name: str) -> list[dict[str, Any]]:
+        """Every run of a deployment, oldest first."""
+        body = {"deployments": {"id": {"any_": [self.deployment_id(flow, name)]}}, "sort": "EXPECTED_START_TIME_ASC"}
+        return self._json(self.http.post("/flow_runs/filter", json=body))
+
+    def child_runs(self, parent_run_id: str) -> list[dict[str, Any]]:
+        """Subflow runs started by a run (their parent task runs belong to it)."""
+        tasks = self._json(self.http.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [parent_run_id]}}}))
+        ids = [t["id"] for t in tasks]
+        if not ids:
+            return []
+        body = {"flow_runs": {"parent_task_run_id": {"any_": ids}}, "sort": "EXPECTED_START_TIME_ASC"}
+        return self._json(self.http.post("/flow_runs/filter", json=body))
+
+    def artifacts_of(self, run_id: str) -> list[dict[str, Any]]:
+        """The artifacts (summaries, reports) a flow run published, newest first."""
+        body = {"artifacts": {"flow_run_id": {"any_": [run_id]}}, "sort": "CREATED_DESC"}
+        return self._json(self.http.post("/artifacts/filter", json=body))
+
+    def events(self, name: str, since: datetime) -> list[dict[str, Any]]:
+        body = {"filter": {"event": {"name": [name]}, "occurred": {"since": since.isoformat()}}, "limit": 50}
+        return self._json(self.http.post("/events/filter", json=body))["events"]
+
+    def emit(self, name: str, resource: dict[str, str], payload: dict[str, Any]) -> str:
+        """Send one event as any producer would; returns its id."""
+        event_id = str(uuid.uuid4())
+        event = {"id": event_id, "occurred": datetime.now(UTC).isoformat(), "event": name,
+                 "resource": resource, "payload": payload}
+        self.http.post("/events", json=[event]).raise_for_status()
+        return event_id
