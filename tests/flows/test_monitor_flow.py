@@ -92,22 +92,29 @@ def test_too_few_rows_give_no_verdict(champion, tmp_path):
     assert result.status == "insufficient-data" and result.event is None
 
 
-def test_retrain_trains_on_reference_plus_labelled_traffic_and_deploys(mlflow_store, tmp_path):
+def _champion_for_retrain(tmp_path, seed: int) -> dict:
+    """Train and promote v1 on a small dataset with an empty prediction log; return the raw config."""
     from flows.deploy import deploy
-    from flows.retrain import retrain
-    from mlops.registry import Registry
 
-    config = parse_config({
-        "dataset": {"uri": write_frame(simulate_churn(2000, seed=61), str(tmp_path / "train.parquet")),
+    raw = {
+        "dataset": {"uri": write_frame(simulate_churn(2000, seed=seed), str(tmp_path / "train.parquet")),
                     "target": "churned", "timestamp": "event_time"},
         "model": {"name": MODEL, "params": {"max_iter": 30}},
         "validation": {"min_rows": 100},
         "serving": {"prediction_log_uri": str(tmp_path / "empty-log")},
         "rollback": {"enabled": False},
-    })
+    }
+    config = parse_config(raw)
     assert train(config=config, return_state=True).is_completed()
     assert deploy(config=config).status == "promoted"
+    return raw
 
+
+def test_retrain_trains_on_reference_plus_labelled_traffic_and_deploys(mlflow_store, tmp_path):
+    from flows.retrain import retrain
+    from mlops.registry import Registry
+
+    config = parse_config(_champion_for_retrain(tmp_path, seed=61))
     trigger = {"event": "mlops.drift.detected", "payload": {"drift_share": 0.6, "drifted_columns": ["monthly_charges"]}}
     result = retrain(config=config, trigger=trigger, cooldown_minutes=0)
     assert result.model_version == "2"
@@ -127,22 +134,10 @@ def test_retrain_trains_on_reference_plus_labelled_traffic_and_deploys(mlflow_st
 
 
 def test_a_retrained_model_that_misses_a_gate_is_a_refusal_not_a_failure(mlflow_store, tmp_path):
-    from flows.deploy import deploy
     from flows.retrain import retrain
     from mlops.registry import Registry
 
-    raw = {
-        "dataset": {"uri": write_frame(simulate_churn(2000, seed=62), str(tmp_path / "train.parquet")),
-                    "target": "churned", "timestamp": "event_time"},
-        "model": {"name": MODEL, "params": {"max_iter": 30}},
-        "validation": {"min_rows": 100},
-        "serving": {"prediction_log_uri": str(tmp_path / "empty-log")},
-        "rollback": {"enabled": False},
-    }
-    config = parse_config(raw)
-    assert train(config=config, return_state=True).is_completed()
-    assert deploy(config=config).status == "promoted"
-
+    raw = _champion_for_retrain(tmp_path, seed=62)
     strict = parse_config({**raw, "gates": {"min_metrics": {"roc_auc": 0.999}}})
     state = retrain(config=strict, trigger={"event": "mlops.drift.detected"}, cooldown_minutes=0, return_state=True)
     assert state.is_completed()
