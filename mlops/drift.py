@@ -191,6 +191,46 @@ def reference_sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFr
     return frame.sample(n=max_rows, random_state=seed).sort_index().reset_index(drop=True)
 
 
+def sample_html_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    config: MonitoringConfig,
+    html_path: str | Path,
+) -> dict[str, Any]:
+    """Evidently's HTML report on a seeded sample of each side, labelled as a sample.
+
+    The page is for people; its numbers may differ a little from the decision, which comes from
+    `check_drift` on every row. Returns what was sampled, for the report's details.
+    """
+    ref = reference_sample(reference, config.report_sample_rows, config.seed)
+    cur = reference_sample(current, config.report_sample_rows, config.seed)
+    run_drift_report(ref, cur, numeric, categorical, config, html_path)
+    sampled = {
+        "rows_current": len(cur), "of_current": len(current),
+        "rows_reference": len(ref), "of_reference": len(reference), "seed": config.seed,
+    }
+    _label_sample(Path(html_path), sampled)
+    return sampled
+
+
+def _label_sample(path: Path, sampled: dict[str, Any]) -> None:
+    banner = (
+        '<div style="padding:12px;margin:8px;border:2px solid #b45309;background:#fef3c7;'
+        'font-family:sans-serif">'
+        f"<b>Sample report.</b> Evidently ran on a seeded sample (seed {sampled['seed']}): "
+        f"{sampled['rows_current']:,} of {sampled['of_current']:,} current rows and "
+        f"{sampled['rows_reference']:,} of {sampled['of_reference']:,} reference rows. "
+        "The drift decisions of this check come from the full-data engine on every row "
+        "(drift/report.json), not from this page.</div>"
+    )
+    html = path.read_text(encoding="utf-8")
+    at = html.find("<body")
+    at = html.find(">", at) + 1 if at >= 0 else 0
+    path.write_text(html[:at] + banner + html[at:], encoding="utf-8")
+
+
 def report_to_json(report: DriftReport) -> str:
     return json.dumps(report.to_dict(), indent=2, default=str)
 
