@@ -267,9 +267,7 @@ def parse_config(raw: Any, source: str = "<config>") -> PipelineConfig:
         raise ConfigError(f"config {source}: {_first_error(err)}") from None
 
 
-def load_config(path: str | Path) -> PipelineConfig:
-    """Read and validate a YAML pipeline config file."""
-    path = Path(path)
+def _read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -277,12 +275,32 @@ def load_config(path: str | Path) -> PipelineConfig:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {path} cannot be read: {err}") from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config file {path} is not valid YAML{where}") from None
-    return parse_config(raw, source=str(path))
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a YAML pipeline config file."""
+    path = Path(path)
+    return parse_config(_read_yaml(path), source=str(path))
+
+
+def load_monitoring_config(path: str | Path) -> MonitoringConfig:
+    """Drift settings from a pipeline config file (its `monitoring` section) or a file of just those."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if isinstance(raw, dict) and "dataset" in raw:
+        return parse_config(raw, source=str(path)).monitoring
+    section = raw.get("monitoring", {}) if isinstance(raw, dict) and "monitoring" in raw else raw
+    if not isinstance(section, dict):
+        raise ConfigError(f"config {path}: expected a mapping of monitoring settings")
+    try:
+        return MonitoringConfig.model_validate(section)
+    except ValidationError as err:
+        raise ConfigError(f"config {path}: monitoring: {_first_error(err)}") from None
 
 
 class Settings(BaseSettings):

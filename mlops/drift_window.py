@@ -30,6 +30,10 @@ class WindowColumns(Protocol):
     @property
     def names(self) -> list[str]: ...
 
+    def kind_of(self, name: str) -> str | None:
+        """'numeric', 'categorical', or None for columns a drift check skips (dates, times)."""
+        ...
+
     def numeric(self, name: str) -> NumericColumn: ...
 
     def categorical(self, name: str) -> CategoricalColumn: ...
@@ -66,6 +70,13 @@ class FrameWindow:
     def names(self) -> list[str]:
         return [str(c) for c in self.frame.columns]
 
+    def kind_of(self, name: str) -> str | None:
+        dtype = self.frame[name].dtype
+        if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+            return None
+        numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+        return "numeric" if numeric else "categorical"
+
     def numeric(self, name: str) -> NumericColumn:
         return numeric_values(self.frame[name])
 
@@ -83,7 +94,8 @@ class ParquetWindow:
         self.batch_rows = batch_rows
         meta = pq.ParquetFile(self.path)
         self._rows = int(meta.metadata.num_rows)
-        self._names = [str(n) for n in meta.schema_arrow.names]
+        self._schema = meta.schema_arrow
+        self._names = [str(n) for n in self._schema.names]
 
     @property
     def rows(self) -> int:
@@ -92,6 +104,14 @@ class ParquetWindow:
     @property
     def names(self) -> list[str]:
         return list(self._names)
+
+    def kind_of(self, name: str) -> str | None:
+        import pyarrow as pa
+
+        dtype = self._schema.field(name).type
+        if pa.types.is_temporal(dtype):
+            return None
+        return "numeric" if pa.types.is_integer(dtype) or pa.types.is_floating(dtype) else "categorical"
 
     def _batches(self, name: str):
         import pyarrow.parquet as pq
