@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -257,14 +257,21 @@ def _first_error(err: ValidationError) -> str:
     return f"invalid value for '{key}': {message}"
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
 def parse_config(raw: Any, source: str = "<config>") -> PipelineConfig:
     """Validate an already-parsed mapping, raising ConfigError that names the offending key."""
+    return _validated(PipelineConfig, raw, f"config {source}")
+
+
+def _validated(model: type[_M], raw: Any, where: str) -> _M:
     if not isinstance(raw, dict):
-        raise ConfigError(f"config {source}: expected a mapping at the top level")
+        raise ConfigError(f"{where}: expected a mapping at the top level")
     try:
-        return PipelineConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(f"config {source}: {_first_error(err)}") from None
+        raise ConfigError(f"{where}: {_first_error(err)}") from None
 
 
 def _read_yaml(path: Path) -> Any:
@@ -295,12 +302,7 @@ def load_monitoring_config(path: str | Path) -> MonitoringConfig:
     if isinstance(raw, dict) and "dataset" in raw:
         return parse_config(raw, source=str(path)).monitoring
     section = raw.get("monitoring", {}) if isinstance(raw, dict) and "monitoring" in raw else raw
-    if not isinstance(section, dict):
-        raise ConfigError(f"config {path}: expected a mapping of monitoring settings")
-    try:
-        return MonitoringConfig.model_validate(section)
-    except ValidationError as err:
-        raise ConfigError(f"config {path}: monitoring: {_first_error(err)}") from None
+    return _validated(MonitoringConfig, section, f"config {path}: monitoring")
 
 
 class Settings(BaseSettings):
