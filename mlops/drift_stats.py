@@ -97,17 +97,26 @@ def wasserstein_norm(reference: NumericColumn, current: NumericColumn) -> float:
     # Ties put current before reference; tied positions have zero width, so the order is moot.
     merged = np.empty(r.size + c.size, dtype=np.float64)
     from_ref = np.zeros(merged.size, dtype=bool)
-    pos_r = np.arange(r.size) + np.searchsorted(c, r, side="right")
-    pos_c = np.arange(c.size) + np.searchsorted(r, c, side="left")
-    merged[pos_r] = r
-    merged[pos_c] = c
-    from_ref[pos_r] = True
-    del pos_r, pos_c
-    seen_ref = np.cumsum(from_ref[:-1], dtype=np.int64)
-    del from_ref
-    seen_cur = np.arange(1, merged.size, dtype=np.int64) - seen_ref
-    gap = np.abs(seen_ref / r.size - seen_cur / c.size)
-    return float(np.dot(gap, np.diff(merged))) / norm
+    at = np.searchsorted(c, r, side="right")
+    at += np.arange(r.size)
+    merged[at] = r
+    from_ref[at] = True
+    at = np.searchsorted(r, c, side="left")
+    at += np.arange(c.size)
+    merged[at] = c
+    del at
+    # The integral of |F_ref - F_cur| between consecutive merged values, in blocks so that the
+    # temporaries stay a few MB whatever the window size.
+    total, seen_ref, block = 0.0, 0, 1 << 20
+    for start in range(0, merged.size - 1, block):
+        stop = min(start + block, merged.size - 1)
+        ref_count = np.cumsum(from_ref[start:stop], dtype=np.int64)
+        ref_count += seen_ref
+        seen_ref = int(ref_count[-1])
+        cur_count = np.arange(start + 1, stop + 1, dtype=np.int64) - ref_count
+        gap = np.abs(ref_count / r.size - cur_count / c.size)
+        total += float(np.dot(gap, merged[start + 1 : stop + 1] - merged[start:stop]))
+    return total / norm
 
 
 def ks_pvalue(reference: NumericColumn, current: NumericColumn) -> float:

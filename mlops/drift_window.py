@@ -139,9 +139,19 @@ class ParquetWindow:
         return NumericColumn(column, integer=integer)
 
     def categorical(self, name: str) -> CategoricalColumn:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         counts: Counter = Counter()
         for chunk in self._batches(name):
-            counts.update(count_categories(chunk.to_pandas()))
+            if pa.types.is_dictionary(chunk.type):
+                chunk = chunk.dictionary_decode()
+            # Arrow counts in C; only the distinct values become Python objects.
+            tally = pc.value_counts(chunk)
+            for key, n in zip(tally.field("values").to_pylist(), tally.field("counts").to_pylist(), strict=True):
+                if key is None or (isinstance(key, float) and not np.isfinite(key)):
+                    continue
+                counts[key] += n
         return CategoricalColumn(counts)
 
 
