@@ -148,9 +148,10 @@ def anderson_pvalue(reference: NumericColumn, current: NumericColumn) -> float:
 
 def sturges_edges(low: float, high: float, size: int, integer: bool) -> np.ndarray:
     """np.histogram_bin_edges(data, 'sturges') from the data's min, max and size alone."""
+    # numpy takes the bin width from the data's range, then widens an empty range by 0.5 each way.
+    width = (high - low) / (np.log2(size) + 1.0)
     if low == high:
         low, high = low - 0.5, high + 0.5
-    width = (high - low) / (np.log2(size) + 1.0)
     if width:
         if integer and width < 1:
             width = 1
