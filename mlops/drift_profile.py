@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ class ReferenceProfile:
         self._archive = archive
         self._arrays = dict(arrays or {})
         self._integer = set(integer or ())
+        # Checks read columns from several threads; one zip member at a time keeps reads simple.
+        self._lock = threading.Lock()
 
     @property
     def names(self) -> list[str]:
@@ -49,7 +52,8 @@ class ReferenceProfile:
         if name in self._columns:
             return self._columns[name]
         if name in self._arrays:
-            values = self._archive[self._arrays[name]]
+            with self._lock:
+                values = self._archive[self._arrays[name]]
             return NumericColumn(values, integer=name in self._integer)
         raise KeyError(f"the reference profile has no column '{name}'")
 
