@@ -1,7 +1,7 @@
 """Drift check time and memory: Evidently's DataDriftPreset against our full-data engine.
 
 Baseline: `Report([DataDriftPreset(...)])` run on the full reference and current frames, read
-with pandas from Parquet (what `mlops.drift.run_drift_report` does, with Evidently's defaults).
+with pandas from Parquet (what `mlops.drift_evidently.run_drift_report` does, with Evidently's defaults).
 Ours: `mlops.drift.check_drift` with the reference profile stored at training time (built here
 beforehand, its time printed apart) and the current window streamed from the same Parquet file
 column by column in row-group batches (`ParquetWindow`).
@@ -119,7 +119,7 @@ def cmd_evidently(folder: Path) -> dict:
     import pandas as pd
 
     from mlops.config import MonitoringConfig
-    from mlops.drift import run_drift_report
+    from mlops.drift_evidently import run_drift_report
 
     numeric, categorical = columns()
     rss_imports = _rss_mb()

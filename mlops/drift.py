@@ -1,14 +1,11 @@
-"""Per-column data drift and the dataset verdict: a fast full-data engine, and the Evidently adapter.
+"""Per-column data drift and the dataset verdict, decided on every row of the window.
 
-`check_drift` decides. It computes, on every row of the current window, the statistic and the
-decision Evidently 0.7 would make for each column (same default method by reference size, column
-type and number of distinct values; same thresholds and comparison direction), from a reference
-profile computed once at training time (`mlops.drift_profile`) and the statistics in
-`mlops.drift_stats`. tests/unit/test_drift_consistency.py holds it to Evidently's own results.
-
-`run_drift_report` is the Evidently adapter, kept for the human HTML report: Evidently is imported
-lazily and read only here. Its per-column decision is Evidently's own test status, never re-derived.
-`sample_html_report` runs it on a bounded, seeded sample and labels the page as such.
+`check_drift` computes, for each column, the statistic and the decision Evidently 0.7 would make
+(same default method by reference size, column type and number of distinct values; same
+thresholds and comparison direction), from a reference profile computed once at training time
+(`mlops.drift_profile`) and the statistics in `mlops.drift_stats`; Evidently itself is not
+imported. tests/unit/test_drift_consistency.py holds it to Evidently's own results. The Evidently
+adapter, kept for the human HTML report, is `mlops.drift_evidently`.
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -27,10 +23,6 @@ from mlops import drift_stats as st
 from mlops.config import MonitoringConfig
 from mlops.drift_profile import CATEGORICAL, NUMERIC, ReferenceProfile
 from mlops.drift_window import WindowColumns
-
-# Evidently labels its metrics with these type names; we check them instead of reading by position.
-_VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
-_DRIFTED_COUNT = "evidently:metric_v2:DriftedColumnsCount"
 
 
 @dataclass(frozen=True)
@@ -108,127 +100,11 @@ class DriftReport:
         return out
 
 
-def _evidently_method(name: str | None) -> str | None:
-    # Our config names are Evidently's stattest names; None keeps Evidently's size-based default.
-    return name
-
-
-def run_drift_report(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    numeric: list[str],
-    categorical: list[str],
-    config: MonitoringConfig,
-    html_path: str | Path | None = None,
-) -> DriftReport:
-    """Compare `current` with `reference` on the given columns with Evidently's DataDriftPreset."""
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
-
-    columns = [*numeric, *categorical]
-    missing = [c for c in columns if c not in current.columns]
-    if missing:
-        raise ValueError(f"current data lacks monitored columns: {', '.join(missing)}")
-    definition = DataDefinition(numerical_columns=list(numeric), categorical_columns=list(categorical))
-    preset = DataDriftPreset(
-        columns=columns,
-        drift_share=config.drift_share,
-        num_method=_evidently_method(config.num_method),
-        cat_method=_evidently_method(config.cat_method),
-        per_column_method=dict(config.per_column_method) or None,
-        threshold=config.threshold,
-        per_column_threshold=dict(config.per_column_threshold) or None,
-    )
-    snapshot = Report([preset], include_tests=True).run(
-        Dataset.from_pandas(current[columns], data_definition=definition),
-        Dataset.from_pandas(reference[columns], data_definition=definition),
-    )
-    if html_path is not None:
-        snapshot.save_html(str(html_path))
-    return _read_snapshot(snapshot.dict(), len(reference), len(current), config.drift_share)
-
-
-def _read_snapshot(raw: dict[str, Any], rows_reference: int, rows_current: int, share_threshold: float) -> DriftReport:
-    failed_metric_ids = {
-        t["metric_config"]["metric_id"]
-        for t in raw.get("tests", [])
-        if t.get("status") == "FAIL" and "metric_config" in t
-    }
-    columns: list[ColumnDrift] = []
-    share: float | None = None
-    for metric in raw["metrics"]:
-        kind = metric.get("config", {}).get("type")
-        if kind == _VALUE_DRIFT:
-            cfg = metric["config"]
-            columns.append(
-                ColumnDrift(
-                    column=str(cfg["column"]),
-                    method=str(cfg["method"]),
-                    statistic=float(metric["value"]),
-                    threshold=float(cfg["threshold"]),
-                    drifted=metric["id"] in failed_metric_ids,
-                )
-            )
-        elif kind == _DRIFTED_COUNT:
-            share = float(metric["value"]["share"])
-    if share is None or not columns:
-        raise RuntimeError("Evidently's report lacks the drift metrics this adapter reads; check its version")
-    return DriftReport(
-        dataset_drift=share >= share_threshold,
-        drift_share=share,
-        drift_share_threshold=share_threshold,
-        columns=tuple(columns),
-        rows_reference=rows_reference,
-        rows_current=rows_current,
-    )
-
-
 def reference_sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
     """A seeded sample of the training data (all of it when small enough) kept as the reference."""
     if len(frame) <= max_rows:
         return frame.reset_index(drop=True)
     return frame.sample(n=max_rows, random_state=seed).sort_index().reset_index(drop=True)
-
-
-def sample_html_report(
-    reference: pd.DataFrame,
-    current: pd.DataFrame,
-    numeric: list[str],
-    categorical: list[str],
-    config: MonitoringConfig,
-    html_path: str | Path,
-) -> dict[str, Any]:
-    """Evidently's HTML report on a seeded sample of each side, labelled as a sample.
-
-    The page is for people; its numbers may differ a little from the decision, which comes from
-    `check_drift` on every row. Returns what was sampled, for the report's details.
-    """
-    ref = reference_sample(reference, config.report_sample_rows, config.seed)
-    cur = reference_sample(current, config.report_sample_rows, config.seed)
-    run_drift_report(ref, cur, numeric, categorical, config, html_path)
-    sampled = {
-        "rows_current": len(cur), "of_current": len(current),
-        "rows_reference": len(ref), "of_reference": len(reference), "seed": config.seed,
-    }
-    _label_sample(Path(html_path), sampled)
-    return sampled
-
-
-def _label_sample(path: Path, sampled: dict[str, Any]) -> None:
-    banner = (
-        '<div style="padding:12px;margin:8px;border:2px solid #b45309;background:#fef3c7;'
-        'font-family:sans-serif">'
-        f"<b>Sample report.</b> Evidently ran on a seeded sample (seed {sampled['seed']}): "
-        f"{sampled['rows_current']:,} of {sampled['of_current']:,} current rows and "
-        f"{sampled['rows_reference']:,} of {sampled['of_reference']:,} reference rows. "
-        "The drift decisions of this check come from the full-data engine on every row "
-        "(drift/report.json), not from this page.</div>"
-    )
-    html = path.read_text(encoding="utf-8")
-    at = html.find("<body")
-    at = html.find(">", at) + 1 if at >= 0 else 0
-    path.write_text(html[:at] + banner + html[at:], encoding="utf-8")
 
 
 def report_to_json(report: DriftReport) -> str:

@@ -12,7 +12,8 @@ import pytest
 from evidently.legacy.calculations import stattests
 
 from mlops.config import MonitoringConfig
-from mlops.drift import check_drift, run_drift_report
+from mlops.drift import check_drift
+from mlops.drift_evidently import run_drift_report
 from mlops.drift_profile import ReferenceProfile, build_profile, profile_frame
 from mlops.drift_window import FrameWindow, ParquetWindow
 
