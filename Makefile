@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # The local stack keeps all its state here (Prefect DB, MLflow store and artifacts, logs, pids).
 export MLOPS_HOME ?= $(CURDIR)/.mlops
 
-.PHONY: install up down status demo test test-unit lint bench bench-serving lock clean
+.PHONY: install up down status demo test test-unit lint bench bench-serving bench-drift lock clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -53,6 +53,9 @@ bench: install
 
 bench-serving: install
 	$(BIN)/python benchmarks/serving.py
+
+bench-drift: install
+	$(BIN)/python benchmarks/drift.py
 
 lock: $(UV)
 	$(UV) lock

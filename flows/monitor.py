@@ -24,7 +24,10 @@ from tasks.monitoring import (
 def monitor(
     config: PipelineConfig, current_uri: str | None = None, window_hours: float | None = None
 ) -> MonitorResult:
-    """Compare recent traffic (or a dataset) with the champion's training data using Evidently.
+    """Compare recent traffic (or a dataset) with the champion's training data, as Evidently would.
+
+    Every row of the window is checked against the reference profile stored with the champion;
+    the HTML report beside the run is Evidently's, drawn from a seeded sample of the window.
 
     On data drift or degraded live performance it emits `mlops.drift.detected` or
     `mlops.performance.degraded` for `mlops.model.<name>`, which the retrain automation listens to.
@@ -32,7 +35,7 @@ def monitor(
     """
     logger = get_run_logger()
     registry = open_registry()
-    champion, model, contract, reference = load_champion(registry, config.model.name)
+    champion, model, contract, reference, profile = load_champion(registry, config.model.name)
     hours = window_hours or config.monitoring.window_hours
     current, window = read_window(config, contract, current_uri, hours)
     if len(current) < config.monitoring.min_rows:
@@ -41,7 +44,7 @@ def monitor(
                              champion_version=champion.version, window=window.describe(), rows=len(current))
 
     html = html_report_path()
-    report = check_drift(reference, current, contract, model, config, champion, html)
+    report = check_drift(reference, current, contract, model, config, champion, html, profile)
     run_id, run_url = log_monitoring_run(registry, config, champion, report, window, html)
     report = replace(report, report_location=run_url or f"runs:/{run_id}/drift/report.html")
     publish_drift_report(report, window, run_url)

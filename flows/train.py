@@ -73,7 +73,7 @@ def train(config: PipelineConfig, data_uri: str | None = None) -> TrainResult:
         gates = check_quality_gates(result.metrics, config)
         enforce_gates(gates)
 
-        log_reference_data(registry, run_id, train_frame, config)
+        log_reference_data(registry, run_id, train_frame, config, pipeline, own_contract)
         ref = register_model(
             registry, run_id, config, pipeline, own_contract, holdout.head(5),
             {**run_tags, "validation": report.short_summary(), "metrics": result.metrics},

@@ -272,6 +272,23 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_drift_check(args: argparse.Namespace) -> int:
+    """Ad-hoc drift check of two datasets; exit 0 with or without drift, 2 on bad input."""
+    from mlops.drift_check import report_dict, run_drift_check
+
+    try:
+        report = run_drift_check(args.reference, args.current, args.config)
+    except MlopsError as err:
+        return _fail(err, args.json)
+    if args.json:
+        print(json.dumps(report_dict(report)))
+        return EXIT_OK
+    print(report.summary())
+    for c in report.columns:
+        print(f"  {c.column:24s} {c.method:14s} {c.statistic:12.6g} threshold {c.threshold:<8g} {'DRIFT' if c.drifted else 'ok'}")
+    return EXIT_OK
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from mlops.data import parse_uri, write_frame
     from mlops.simulate import simulate_churn
@@ -368,6 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--window-hours", type=float, help="prediction-log window (default: monitoring.window_hours)")
     monitor.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     monitor.set_defaults(handler=cmd_monitor)
+
+    check = sub.add_parser("drift-check", help="compare two datasets for drift on every row (Evidently's decisions)")
+    check.add_argument("--reference", required=True, help="reference data (path or s3://) or a stored profile (.npz)")
+    check.add_argument("--current", required=True, help="data to check (path or s3://; local parquet is streamed)")
+    check.add_argument("--config", help="YAML with drift settings: a pipeline config or its monitoring section")
+    check.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    check.set_defaults(handler=cmd_drift_check)
 
     simulate = sub.add_parser("simulate", help="write a synthetic churn batch with controllable drift")
     simulate.add_argument("--rows", type=_positive, required=True)

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -279,19 +279,24 @@ def _first_error(err: ValidationError) -> str:
     return f"invalid value for '{key}': {message}"
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
 def parse_config(raw: Any, source: str = "<config>") -> PipelineConfig:
     """Validate an already-parsed mapping, raising ConfigError that names the offending key."""
+    return _validated(PipelineConfig, raw, f"config {source}")
+
+
+def _validated(model: type[_M], raw: Any, where: str) -> _M:
     if not isinstance(raw, dict):
-        raise ConfigError(f"config {source}: expected a mapping at the top level")
+        raise ConfigError(f"{where}: expected a mapping at the top level")
     try:
-        return PipelineConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(f"config {source}: {_first_error(err)}") from None
+        raise ConfigError(f"{where}: {_first_error(err)}") from None
 
 
-def load_config(path: str | Path) -> PipelineConfig:
-    """Read and validate a YAML pipeline config file."""
-    path = Path(path)
+def _read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -299,12 +304,27 @@ def load_config(path: str | Path) -> PipelineConfig:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {path} cannot be read: {err}") from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config file {path} is not valid YAML{where}") from None
-    return parse_config(raw, source=str(path))
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate a YAML pipeline config file."""
+    path = Path(path)
+    return parse_config(_read_yaml(path), source=str(path))
+
+
+def load_monitoring_config(path: str | Path) -> MonitoringConfig:
+    """Drift settings from a pipeline config file (its `monitoring` section) or a file of just those."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if isinstance(raw, dict) and "dataset" in raw:
+        return parse_config(raw, source=str(path)).monitoring
+    section = raw.get("monitoring", {}) if isinstance(raw, dict) and "monitoring" in raw else raw
+    return _validated(MonitoringConfig, section, f"config {path}: monitoring")
 
 
 class Settings(BaseSettings):

@@ -1,7 +1,9 @@
 """What one monitoring check does, as pure steps: pick the window, score it, judge it, describe it.
 
-The drift statistics come from `mlops.drift` (Evidently); this module decides which columns are
-watched, adds prediction drift and live performance, and shapes the event a breach emits.
+The drift decisions come from `mlops.drift.check_drift` on every row of the window, against the
+reference profile stored with the model; Evidently's HTML report is drawn from a seeded sample.
+This module decides which columns are watched, adds prediction drift and live performance, and
+shapes the event a breach emits.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops import drift, evaluation, events, training
+from mlops import drift, drift_evidently, evaluation, events, training
 from mlops.config import PipelineConfig
 from mlops.contract import DataContract
+from mlops.drift_profile import ReferenceProfile, profile_frame
+from mlops.drift_window import FrameWindow
 
 PREDICTION_COLUMN = "prediction"
 DRIFT_DETECTED = "mlops.drift.detected"
@@ -92,6 +96,28 @@ def live_performance(
     )
 
 
+def drift_columns(contract: DataContract) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) columns of a check: the features plus the model's prediction."""
+    numeric, categorical = monitored_columns(contract)
+    if _prediction_is_numeric(contract):
+        return [*numeric, PREDICTION_COLUMN], categorical
+    return numeric, [*categorical, PREDICTION_COLUMN]
+
+
+def _scored(frame: pd.DataFrame, model: Any, contract: DataContract) -> pd.DataFrame:
+    """The frame with a prediction column, as strings for classifiers (a categorical column)."""
+    out = frame if PREDICTION_COLUMN in frame.columns else with_predictions(frame, model, contract)
+    if not _prediction_is_numeric(contract):
+        out = out.assign(**{PREDICTION_COLUMN: out[PREDICTION_COLUMN].astype(str)})
+    return out
+
+
+def reference_profile(reference: pd.DataFrame, model: Any, contract: DataContract) -> ReferenceProfile:
+    """What every later check compares against, computed once: features and the model's predictions."""
+    numeric, categorical = drift_columns(contract)
+    return profile_frame(_scored(reference, model, contract), numeric, categorical)
+
+
 def check_window(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -100,18 +126,24 @@ def check_window(
     config: PipelineConfig,
     champion_metrics: dict[str, float],
     html_path: Path | None = None,
+    profile: ReferenceProfile | None = None,
 ) -> drift.DriftReport:
-    """Data drift, prediction drift and (when labels exist) live performance for one window."""
-    numeric, categorical = monitored_columns(contract)
-    ref = with_predictions(reference, model, contract)
-    cur = current if PREDICTION_COLUMN in current.columns else with_predictions(current, model, contract)
-    if _prediction_is_numeric(contract):
-        numeric = [*numeric, PREDICTION_COLUMN]
-    else:
-        categorical = [*categorical, PREDICTION_COLUMN]
-        ref[PREDICTION_COLUMN] = ref[PREDICTION_COLUMN].astype(str)
-        cur = cur.assign(**{PREDICTION_COLUMN: cur[PREDICTION_COLUMN].astype(str)})
-    report = drift.run_drift_report(ref, cur, numeric, categorical, config.monitoring, html_path)
+    """Data drift, prediction drift and (when labels exist) live performance for one window.
+
+    Decisions use every row of `current`; without a stored `profile` (a model trained before
+    profiles existed) one is built from `reference` now. The HTML report uses a seeded sample.
+    """
+    numeric, categorical = drift_columns(contract)
+    profile = profile or reference_profile(reference, model, contract)
+    cur = _scored(current, model, contract)
+    report = drift.check_drift(profile, FrameWindow(cur), numeric, categorical, config.monitoring)
+    details = dict(report.details)
+    if html_path is not None:
+        ref_sample = drift.reference_sample(reference, config.monitoring.report_sample_rows, config.monitoring.seed)
+        details["html_sample"] = drift_evidently.sample_html_report(
+            _scored(ref_sample, model, contract), cur, numeric, categorical, config.monitoring, html_path
+        )
+        details["html_sample"]["of_reference"] = len(reference)
     columns = tuple(c for c in report.columns if c.column != PREDICTION_COLUMN)
     prediction = next((c for c in report.columns if c.column == PREDICTION_COLUMN), None)
     # The dataset verdict is about the input features; prediction drift is reported beside it.
@@ -133,6 +165,7 @@ def check_window(
         drift_share=share,
         dataset_drift=share >= config.monitoring.drift_share,
         performance=performance,
+        details=details,
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,6 +21,9 @@ from mlops.audit import AuditRecord, sort_records
 from mlops.config import Settings
 from mlops.contract import DataContract
 from mlops.errors import ModelNotFound, RegistryError
+
+if TYPE_CHECKING:
+    from mlops.drift_profile import ReferenceProfile
 
 ALIAS_CHAMPION = "champion"
 ALIAS_CHALLENGER = "challenger"
@@ -35,6 +38,8 @@ AUDIT_DIR = "audit"
 CONTRACT_FILE = "contract.json"
 # A seeded sample of the training data, logged with the run: the drift monitor's reference.
 REFERENCE_ARTIFACT = "reference/reference.parquet"
+# The drift reference profile computed from that sample (mlops.drift_profile): what checks read.
+PROFILE_ARTIFACT = "reference/profile.npz"
 MODEL_ARTIFACT_NAME = "model"
 SKOPS_FILE = "model.skops"
 # MLflow caps a tag value at 5000 characters (8000 for params); stay well below.
@@ -302,24 +307,41 @@ class Registry:
                 raise
         return self.get_version(model_name, str(version.version))
 
-    def log_reference(self, run_id: str, sample: pd.DataFrame) -> None:
+    def log_reference(self, run_id: str, sample: pd.DataFrame, profile: bytes | None = None) -> None:
+        """The reference sample and, when given, its drift profile (a .npz payload)."""
         from mlops.data import serialize_frame
 
         folder, name = REFERENCE_ARTIFACT.rsplit("/", 1)
-        self.log_files(run_id, {name: serialize_frame(sample)}, folder)
+        files = {name: serialize_frame(sample)}
+        if profile is not None:
+            files[PROFILE_ARTIFACT.rsplit("/", 1)[1]] = profile
+        self.log_files(run_id, files, folder)
 
-    def load_reference(self, ref: ModelRef) -> pd.DataFrame:
-        """The reference sample of training data logged with the version's run (for drift checks)."""
+    def _download(self, ref: ModelRef, artifact: str, what: str) -> bytes:
         if not ref.run_id:
             raise RegistryError(f"model {ref.name} v{ref.version} has no training run")
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                path = self.client.download_artifacts(ref.run_id, REFERENCE_ARTIFACT, tmp)
+                path = self.client.download_artifacts(ref.run_id, artifact, tmp)
             except Exception as err:  # MLflow raises several types for "not there"
-                raise RegistryError(
-                    f"model {ref.name} v{ref.version} has no stored reference data ({REFERENCE_ARTIFACT})"
-                ) from err
-            return pd.read_parquet(path)
+                raise RegistryError(f"model {ref.name} v{ref.version} has no stored {what} ({artifact})") from err
+            return Path(path).read_bytes()
+
+    def load_reference(self, ref: ModelRef) -> pd.DataFrame:
+        """The reference sample of training data logged with the version's run (for drift checks)."""
+        import io
+
+        return pd.read_parquet(io.BytesIO(self._download(ref, REFERENCE_ARTIFACT, "reference data")))
+
+    def load_reference_profile(self, ref: ModelRef) -> ReferenceProfile | None:
+        """The version's drift profile; None for versions trained before profiles were stored."""
+        from mlops.drift_profile import ReferenceProfile
+
+        try:
+            payload = self._download(ref, PROFILE_ARTIFACT, "drift profile")
+        except RegistryError:
+            return None
+        return ReferenceProfile.load(payload)
 
     def load_model(self, name: str, alias_or_version: str) -> Any:
         """Load a registered pipeline through skops with our vetted type allow-list.

@@ -16,6 +16,7 @@ from mlops import data, monitoring
 from mlops.config import PipelineConfig
 from mlops.contract import DataContract
 from mlops.drift import DriftReport
+from mlops.drift_profile import ReferenceProfile
 from mlops.registry import ModelRef, Registry
 from tasks import retry_if_transient
 
@@ -28,10 +29,15 @@ _IO: dict[str, Any] = {
 
 
 @task(name="load-champion", **_IO)
-def load_champion(registry: Registry, name: str) -> tuple[ModelRef, Any, DataContract, pd.DataFrame]:
-    """The champion version, its model, its contract and its training reference sample."""
+def load_champion(
+    registry: Registry, name: str
+) -> tuple[ModelRef, Any, DataContract, pd.DataFrame, ReferenceProfile | None]:
+    """The champion version, its model, its contract, its reference sample and drift profile (if stored)."""
     ref = registry.require_alias(name, "champion")
-    return ref, registry.load_model(name, ref.version), registry.load_contract(ref), registry.load_reference(ref)
+    return (
+        ref, registry.load_model(name, ref.version), registry.load_contract(ref),
+        registry.load_reference(ref), registry.load_reference_profile(ref),
+    )
 
 
 @task(name="read-window", **_IO)
@@ -59,11 +65,11 @@ def read_window(
 @task(name="check-drift", cache_policy=NO_CACHE)
 def check_drift(
     reference: pd.DataFrame, current: pd.DataFrame, contract: DataContract, model: Any,
-    config: PipelineConfig, champion: ModelRef, html_path: Path,
+    config: PipelineConfig, champion: ModelRef, html_path: Path, profile: ReferenceProfile | None = None,
 ) -> DriftReport:
-    """Evidently's per-column verdicts plus prediction drift and live performance."""
+    """Per-column drift on the full window (Evidently's decisions), prediction drift, live performance."""
     metrics = monitoring.champion_metrics(champion.tags)
-    return monitoring.check_window(reference, current, contract, model, config, metrics, html_path)
+    return monitoring.check_window(reference, current, contract, model, config, metrics, html_path, profile)
 
 
 @task(name="log-monitoring-run", **_IO)

@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sklearn.pipeline import Pipeline
 
-from mlops import drift, evaluation, training, validation
+from mlops import drift, evaluation, monitoring, training, validation
 from mlops.config import PipelineConfig
 from mlops.contract import DataContract
 from mlops.registry import ModelRef, Registry
@@ -66,10 +66,12 @@ def log_evaluation(
 
 
 @task(name="log-reference-data", **_IO)
-def log_reference_data(registry: Registry, run_id: str, frame: pd.DataFrame, config: PipelineConfig) -> None:
-    """Keep a seeded sample of the training data with the run: the drift monitor's reference."""
+def log_reference_data(
+    registry: Registry, run_id: str, frame: pd.DataFrame, config: PipelineConfig, model: Any, contract: DataContract
+) -> None:
+    """Keep a seeded sample of the training data with the run, and its drift profile (computed once)."""
     sample = drift.reference_sample(frame, config.monitoring.reference_rows, config.model.seed)
-    registry.log_reference(run_id, sample)
+    registry.log_reference(run_id, sample, monitoring.reference_profile(sample, model, contract).to_bytes())
 
 
 @task(name="register-model", **_IO)

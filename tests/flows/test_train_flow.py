@@ -71,6 +71,9 @@ def test_first_training_registers_challenger_with_lineage(mlflow_store, churn_ur
     registry = Registry(mlflow_store)
     reference = registry.load_reference(registry.get_version(MODEL, "1"))
     assert len(reference) > 2000 and set(reference.columns) >= {"churned", "plan", "age"}
+    profile = registry.load_reference_profile(registry.get_version(MODEL, "1"))
+    assert profile is not None and profile.rows == len(reference)
+    assert {"plan", "age", "prediction"} <= set(profile.names) and "churned" not in profile.names
     contract = registry.load_contract(registry.get_version(MODEL, "1"))
     assert contract.target == "churned" and "plan" in contract.categorical_features
 

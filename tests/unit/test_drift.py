@@ -1,11 +1,12 @@
-"""The Evidently adapter: decisions come from Evidently and land in our DriftReport."""
+"""The Evidently adapter (mlops.drift_evidently): decisions come from Evidently and land in our DriftReport."""
 
 from __future__ import annotations
 
 import pytest
 
 from mlops.config import MonitoringConfig
-from mlops.drift import PerformanceDrift, run_drift_report
+from mlops.drift import PerformanceDrift
+from mlops.drift_evidently import run_drift_report
 from mlops.simulate import simulate_churn
 
 NUMERIC = ["age", "tenure_months", "monthly_charges", "support_calls"]

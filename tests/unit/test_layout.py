@@ -38,3 +38,9 @@ def test_cli_imports_orchestration_only_inside_functions():
         if isinstance(node, ast.ImportFrom)
     } | {alias.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
     assert not top_level & set(FORBIDDEN)
+
+
+def test_only_the_evidently_adapter_imports_evidently():
+    # The drift decisions are our own code; Evidently is read in one module, for the HTML report.
+    importers = sorted(str(p.relative_to(LIBRARY)) for p in LIBRARY.rglob("*.py") if "evidently" in _imports(p))
+    assert importers == ["drift_evidently.py"]

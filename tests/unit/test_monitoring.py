@@ -9,6 +9,7 @@ import pytest
 from mlops import monitoring
 from mlops.config import parse_config
 from mlops.contract import infer_contract
+from mlops.drift_profile import ReferenceProfile
 from mlops.simulate import simulate_churn
 from mlops.training import fit_pipeline
 
@@ -75,3 +76,25 @@ def test_concept_drift_alone_degrades_performance(setup):
     if not report.dataset_drift:
         event = monitoring.breach_event(report, "mon", "1", monitoring.Window("d"))
         assert event is not None and event[0] == monitoring.PERFORMANCE_DEGRADED
+
+
+def test_stored_profile_gives_the_decisions_of_the_reference_it_came_from(setup, tmp_path):
+    config, reference, contract, model = setup
+    current = simulate_churn(3000, "strong", seed=45)
+    stored = ReferenceProfile.load(monitoring.reference_profile(reference, model, contract).to_bytes())
+    with_profile = monitoring.check_window(reference, current, contract, model, config, {}, profile=stored)
+    rebuilt = monitoring.check_window(reference, current, contract, model, config, {})
+    assert with_profile.columns == rebuilt.columns and with_profile.prediction == rebuilt.prediction
+    assert with_profile.dataset_drift and with_profile.details["engine"] == "full-data"
+
+
+def test_html_report_is_drawn_from_a_labelled_sample_of_the_window(setup, tmp_path):
+    config, reference, contract, model = setup
+    config = config.model_copy(update={"monitoring": config.monitoring.model_copy(update={"report_sample_rows": 500})})
+    html = tmp_path / "report.html"
+    report = monitoring.check_window(reference, simulate_churn(2000, seed=46), contract, model, config, {}, html)
+    sampled = report.details["html_sample"]
+    assert (sampled["rows_current"], sampled["of_current"]) == (500, 2000)
+    assert (sampled["rows_reference"], sampled["of_reference"]) == (500, 3000)
+    assert "Sample report." in html.read_text(encoding="utf-8")
+    assert report.rows_current == 2000  # the decision still covers every row

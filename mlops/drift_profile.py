@@ -1,0 +1,129 @@
+"""The reference side of every drift check, computed once at training time and stored with the model.
+
+A profile keeps, per monitored column, exactly what the statistics need from the reference:
+numeric columns as their sorted finite values (exact, so Wasserstein and KS match Evidently to the
+last digit), categorical columns as counts per category. It is one uncompressed .npz file: the
+numeric arrays load lazily, one column at a time, and a JSON header holds the kinds and counts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops.drift_stats import CategoricalColumn, Column, NumericColumn
+from mlops.drift_window import FrameWindow, WindowColumns
+
+FORMAT_VERSION = 1
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+
+
+class ReferenceProfile:
+    """Per-column reference summaries; numeric arrays may be loaded on first use."""
+
+    def __init__(
+        self, rows: int, kinds: dict[str, str], columns: dict[str, Column],
+        archive: Any = None, arrays: dict[str, str] | None = None, integer: set[str] | None = None,
+    ) -> None:
+        self.rows = rows
+        self.kinds = dict(kinds)
+        self._columns = dict(columns)
+        # Stored numeric columns: their key in the archive, and which were integer-typed.
+        self._archive = archive
+        self._arrays = dict(arrays or {})
+        self._integer = set(integer or ())
+        # Checks read columns from several threads; one zip member at a time keeps reads simple.
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.kinds)
+
+    def column(self, name: str) -> Column:
+        """The column's summary; a numeric array stored in a file is read now and not cached."""
+        if name in self._columns:
+            return self._columns[name]
+        if name in self._arrays:
+            with self._lock:
+                values = self._archive[self._arrays[name]]
+            return NumericColumn(values, integer=name in self._integer)
+        raise KeyError(f"the reference profile has no column '{name}'")
+
+    def to_bytes(self) -> bytes:
+        """The profile as one .npz payload (no pickled objects: it loads with allow_pickle=False)."""
+        header: dict[str, Any] = {"format": FORMAT_VERSION, "rows": self.rows, "columns": []}
+        arrays: dict[str, np.ndarray] = {}
+        for i, name in enumerate(self.names):
+            column = self.column(name)
+            entry: dict[str, Any] = {"name": name, "kind": self.kinds[name]}
+            if isinstance(column, NumericColumn):
+                entry.update(array=f"c{i}", integer=column.integer)
+                arrays[f"c{i}"] = column.values
+            else:
+                entry["counts"] = [[_plain(k), int(v)] for k, v in column.counts.items()]
+            header["columns"].append(entry)
+        buffer = io.BytesIO()
+        np.savez(buffer, header=np.array(json.dumps(header)), **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def load(cls, source: str | Path | bytes) -> ReferenceProfile:
+        """Open a stored profile (a path, or the payload); numeric columns load when a check asks."""
+        path = "profile payload" if isinstance(source, bytes) else str(source)
+        raw = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
+        try:
+            archive = np.load(raw, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: not a drift reference profile") from err
+        try:
+            header = json.loads(str(archive["header"]))
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{path}: not a drift reference profile") from err
+        if header.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: drift profile format {header.get('format')} (expected {FORMAT_VERSION})")
+        kinds, columns, arrays, integer = {}, {}, {}, set()
+        for entry in header["columns"]:
+            name = entry["name"]
+            kinds[name] = entry["kind"]
+            if "array" in entry:
+                arrays[name] = entry["array"]
+                if entry.get("integer"):
+                    integer.add(name)
+            else:
+                columns[name] = CategoricalColumn({k: int(v) for k, v in entry["counts"]})
+        return cls(int(header["rows"]), kinds, columns, archive, arrays, integer)
+
+
+def _plain(key: Any) -> Any:
+    """A category as a JSON value that reads back equal (numpy scalars become Python ones)."""
+    if isinstance(key, np.generic):
+        key = key.item()
+    if not isinstance(key, str | int | float | bool):
+        raise ValueError(f"category {key!r} of type {type(key).__name__} cannot be stored in a drift profile")
+    return key
+
+
+def build_profile(window: WindowColumns, numeric: Iterable[str], categorical: Iterable[str]) -> ReferenceProfile:
+    """Summarise the reference once: sorted finite values per numeric column, counts per category."""
+    kinds: dict[str, str] = {}
+    columns: dict[str, Column] = {}
+    missing = [c for c in [*numeric, *categorical] if c not in window.names]
+    if missing:
+        raise ValueError(f"reference data lacks monitored columns: {', '.join(missing)}")
+    for name in numeric:
+        kinds[name], columns[name] = NUMERIC, window.numeric(name)
+    for name in categorical:
+        kinds[name], columns[name] = CATEGORICAL, window.categorical(name)
+    return ReferenceProfile(window.rows, kinds, columns)
+
+
+def profile_frame(frame: pd.DataFrame, numeric: Iterable[str], categorical: Iterable[str]) -> ReferenceProfile:
+    return build_profile(FrameWindow(frame), numeric, categorical)
