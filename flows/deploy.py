@@ -72,6 +72,13 @@ def deploy(
     the old champion becomes `previous-champion`. With `rollback.enabled`, the serving app is watched
     for `watch_seconds` (default `rollback.window_seconds`) and a breach rolls the promotion back.
     A refusal completes the run with status `refused`; every outcome is in the model's audit log.
+
+    Args:
+        config: The pipeline config; `promotion`, `gates` and `rollback` set the decision.
+        challenger_version: Version to deploy (default: the `challenger` alias).
+        trigger: What started the deploy (a retrain's event), for the audit trail.
+        holdout_uri: Labelled data both models are scored on (default: the dataset's holdout).
+        watch_seconds: Post-deployment watch length (default `rollback.window_seconds`; 0 skips it).
     """
     logger = get_run_logger()
     if holdout_uri:

@@ -32,6 +32,11 @@ def monitor(
     On data drift or degraded live performance it emits `mlops.drift.detected` or
     `mlops.performance.degraded` for `mlops.model.<name>`, which the retrain automation listens to.
     No breach, no event. Too few rows in the window gives no verdict and no event.
+
+    Args:
+        config: The pipeline config; `monitoring` sets methods, thresholds and the window.
+        current_uri: Data to check instead of the prediction log (local path or s3://).
+        window_hours: Hours of prediction log to check (default `monitoring.window_hours`).
     """
     logger = get_run_logger()
     registry = open_registry()

@@ -53,6 +53,12 @@ def retrain(
     traffic both models are judged on its newest rows (`retrain.recent_holdout_share`) and the
     challenger learns from the rest. Within `retrain.cooldown_minutes` (or `cooldown_minutes`) of
     the last finished retrain the run is `skipped` and trains nothing.
+
+    Args:
+        config: The pipeline config; `retrain` sets the cooldown and the use of labelled traffic.
+        trigger: The event that asked for the retrain (name, id, time, payload), for the audit trail.
+        include_recent_labels: Add labelled prediction-log rows (default `retrain.include_recent_labels`).
+        cooldown_minutes: Skip if a retrain finished this recently (default `retrain.cooldown_minutes`).
     """
     logger = get_run_logger()
     name = config.model.name

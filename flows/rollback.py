@@ -40,6 +40,12 @@ def rollback(
 
     Fails (ModelNotFound) when there is no `previous-champion`, and when `expected_champion` is given
     but another version is champion by now (someone promoted in between: not ours to undo).
+
+    Args:
+        config: The pipeline config; `model.name` names the model.
+        reason: Why, kept in the audit trail.
+        trigger: What asked for the rollback (the post-deployment watch's verdict), for the audit trail.
+        expected_champion: Roll back only if this version still is champion.
     """
     logger = get_run_logger()
     registry = open_registry()

@@ -33,6 +33,10 @@ def train(config: PipelineConfig, data_uri: str | None = None) -> TrainResult:
 
     Ends Failed, with nothing registered, when the data breaks its contract or rules
     (DataValidationFailed) or the model misses a quality gate (QualityGateFailed).
+
+    Args:
+        config: The pipeline config (configs/churn.yaml): data, model, split, validation, gates.
+        data_uri: Dataset to train on instead of `dataset.uri` (local path or s3://).
     """
     logger = get_run_logger()
     config = config.with_data_uri(data_uri)

@@ -57,3 +57,16 @@ def test_retrain_listens_to_the_monitor_events_of_its_model():
 
 def test_retrain_storms_are_capped_by_a_concurrency_limit():
     assert DEPLOYMENTS["retrain/on-drift"]["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+
+
+@pytest.mark.parametrize("key", sorted(DEPLOYMENTS))
+def test_every_parameter_has_a_type_and_a_description_for_the_ui_form(key):
+    from prefect.utilities.callables import parameter_schema
+
+    module, function = DEPLOYMENTS[key]["entrypoint"].split(":")
+    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), function)
+    schema = parameter_schema(flow).model_dump()
+    assert schema["properties"]["config"]["$ref"] == "#/definitions/PipelineConfig"
+    for name, prop in schema["properties"].items():
+        assert "$ref" in prop or "type" in prop or "anyOf" in prop, f"{key}: parameter {name} has no type"
+        assert prop.get("description"), f"{key}: parameter {name} has no description (flow docstring Args:)"
