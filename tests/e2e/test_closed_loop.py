@@ -30,6 +30,7 @@ from mlops.prefect_rest import PrefectRest, wait_for
 from mlops.registry import Registry
 from mlops.simulate import simulate_churn
 from mlops.traffic import send_labels, send_predictions
+from tests.timing import LENIENT_PROMOTION
 
 REPO = Path(__file__).resolve().parents[2]
 MLOPS = str(Path(sys.executable).parent / "mlops")
@@ -53,6 +54,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "validation": {"min_rows": 100},
         "serving": {"prediction_log_uri": str(tmp / "predictions"), "refresh_seconds": 1},
         "rollback": {"enabled": False},
+        "promotion": LENIENT_PROMOTION,
         "retrain": {"cooldown_minutes": 0},
     }
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))

@@ -26,6 +26,7 @@ from mlops.errors import ConfigError, ModelNotFound
 from mlops.registry import Registry
 from mlops.simulate import simulate_churn
 from mlops.stack import free_port
+from tests.timing import LENIENT_PROMOTION
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -41,7 +42,8 @@ def make_config(data_uri: str, **sections) -> PipelineConfig:
         "gates": {"min_metrics": {"roc_auc": 0.6}},
         "rollback": {"enabled": False},
     }
-    raw.update(sections)
+    promotion = {**LENIENT_PROMOTION, **sections.pop("promotion", {})}
+    raw.update(sections, promotion=promotion)
     return parse_config(raw)
 
 

@@ -13,6 +13,7 @@ from mlops.config import PipelineConfig, parse_config
 from mlops.data import write_frame
 from mlops.monitoring import DRIFT_DETECTED
 from mlops.simulate import simulate_churn
+from tests.timing import LENIENT_PROMOTION
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -103,6 +104,7 @@ def _champion_for_retrain(tmp_path, seed: int) -> dict:
         "validation": {"min_rows": 100},
         "serving": {"prediction_log_uri": str(tmp_path / "empty-log")},
         "rollback": {"enabled": False},
+        "promotion": LENIENT_PROMOTION,
     }
     config = parse_config(raw)
     assert train(config=config, return_state=True).is_completed()

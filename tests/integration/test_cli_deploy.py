@@ -11,6 +11,7 @@ import pytest
 from mlops.data import write_frame
 from mlops.simulate import simulate_churn
 from tests.integration.test_cli import MODEL, base_config, first_error_line, run_cli, write_config
+from tests.timing import LENIENT_PROMOTION
 
 
 @pytest.fixture
@@ -23,6 +24,7 @@ def workdir(tmp_path, mlflow_template) -> Path:
 
 def deploy_config(**overrides) -> dict:
     # No serving app in these tests: the post-deployment watch is off.
+    overrides["promotion"] = {**LENIENT_PROMOTION, **overrides.get("promotion", {})}
     return base_config("churn.parquet", rollback={"enabled": False}, **overrides)
 
 
