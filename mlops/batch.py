@@ -6,6 +6,7 @@ put them back together in order.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -41,3 +42,18 @@ def combine_chunks(chunks: list[pd.DataFrame]) -> pd.DataFrame:
     if not chunks:
         raise ValueError("nothing to combine: no scored chunks")
     return pd.concat(chunks, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class BatchScoreResult:
+    """What a batch-scoring run read, which version scored it, and where the predictions went."""
+
+    model_name: str
+    model_version: str
+    input_uri: str
+    output_uri: str
+    rows: int
+    chunks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
