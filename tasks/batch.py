@@ -11,14 +11,9 @@ from prefect.cache_policies import NO_CACHE
 from mlops import batch, data
 from mlops.contract import DataContract
 from mlops.registry import ALIAS_CHAMPION, ModelRef, Registry
-from tasks import retry_if_transient
+from tasks import io_task_options
 
-_IO: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": [2, 10],
-    "retry_condition_fn": retry_if_transient,
-    "cache_policy": NO_CACHE,
-}
+_IO = io_task_options()
 
 
 @task(name="load-scoring-model", **_IO)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from prefect import flow
 
@@ -45,3 +48,29 @@ def test_dask_search_equals_sequential_search():
     assert distributed.best.params == sequential.best.params
     # The grid actually discriminates: otherwise "same best" would hold by accident.
     assert len({c.mean_score for c in sequential.candidates}) > 1
+
+
+def test_train_fits_the_search_winner_and_logs_every_candidate(mlflow_store, tmp_path):
+    from mlflow import MlflowClient
+
+    from flows.train import train
+    from mlops.data import write_frame
+    from mlops.registry import Registry
+
+    uri = write_frame(simulate_churn(1500, seed=6), str(tmp_path / "churn.parquet"))
+    raw = _config("sequential").model_dump(mode="json")
+    raw["dataset"]["uri"] = uri
+    raw["validation"] = {"min_rows": 100}
+    result = train(config=parse_config(raw))
+
+    client = MlflowClient(tracking_uri=mlflow_store)
+    run = client.get_run(result.run_id)
+    logged = json.loads(Path(client.download_artifacts(result.run_id, "search/candidates.json", str(tmp_path))).read_text())
+    assert len(logged["candidates"]) == 4
+    best = logged["best_params"]
+    assert run.data.params["search.best.learning_rate"] == str(best["learning_rate"])
+    # The registered pipeline was fitted with the winner laid over the configured params.
+    model = Registry(mlflow_store).load_model("search-test", result.model_version)
+    fitted = model.named_steps["estimator"].get_params()
+    assert fitted["learning_rate"] == best["learning_rate"] and fitted["max_leaf_nodes"] == best["max_leaf_nodes"]
+    assert fitted["max_iter"] == 20
