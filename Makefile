@@ -53,6 +53,10 @@ bench: install
 bench-serving: install
 	$(BIN)/python benchmarks/serving.py
 
+.PHONY: bench-dask
+bench-dask: install
+	$(BIN)/python benchmarks/search_dask.py
+
 lock: $(UV)
 	$(UV) lock
 

@@ -1,0 +1,96 @@
+"""Hyperparameter search on Dask workers against the same search run sequentially.
+
+Baseline: the same 16-candidate grid, same data and same folds, scored one candidate after the
+other inside the flow (`execution.task_runner: sequential`). The contender fans the candidates
+out through Prefect's DaskTaskRunner on a LocalCluster of 2 single-threaded worker processes;
+its time includes starting and stopping the cluster. Every estimator runs on one thread on both
+sides (mlops.search limits it), so the comparison is cores against cores. Both runs are task runs
+of a flow on a Prefect server started before timing; the scores must come out identical.
+
+    .venv/bin/python benchmarks/search_dask.py [--rows 40000] [--max-iter 150] [--workers 2]
+
+Prints both times and the speedup sequential / dask (target on 2 cores: at least 1.7x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+from prefect import flow  # noqa: E402
+
+from flows.search import search_hyperparameters  # noqa: E402
+from mlops import contract as contracts  # noqa: E402
+from mlops import stack  # noqa: E402
+from mlops.config import PipelineConfig, parse_config  # noqa: E402
+from mlops.search import SearchResult  # noqa: E402
+from mlops.simulate import simulate_churn  # noqa: E402
+
+GRID = {
+    "learning_rate": [0.05, 0.1],
+    "max_leaf_nodes": [15, 63],
+    "min_samples_leaf": [20, 80],
+    "l2_regularization": [0.0, 1.0],
+}
+
+
+def config(task_runner: str, max_iter: int, workers: int) -> PipelineConfig:
+    return parse_config({
+        "dataset": {"uri": "benchmark.parquet", "target": "churned", "timestamp": "event_time"},
+        "model": {
+            "name": "bench-search",
+            "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
+            # No early stopping: every candidate does its full work, so the timing is about cores.
+            "params": {"max_iter": max_iter, "early_stopping": False},
+            "search": {"param_grid": GRID, "cv": 3},
+        },
+        "execution": {"task_runner": task_runner, "n_workers": workers, "threads_per_worker": 1},
+    })
+
+
+@flow(name="benchmark-search")
+def timed_search(rows: int, cfg: PipelineConfig) -> tuple[SearchResult, float]:
+    frame = simulate_churn(rows, seed=3)
+    contract = contracts.infer_contract(frame, "churned", "event_time", "classification")
+    start = time.perf_counter()
+    result = search_hyperparameters(frame, contract, cfg)
+    return result, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=40_000)
+    parser.add_argument("--max-iter", type=int, default=150)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        service = stack.prefect_service(Path(tmp), "127.0.0.1", stack.free_port())
+        proc = stack.start(service, Path(tmp), timeout=180)
+        os.environ["PREFECT_API_URL"] = f"{service.url}/api"
+        try:
+            sequential, t_seq = timed_search(args.rows, config("sequential", args.max_iter, args.workers))
+            distributed, t_dask = timed_search(args.rows, config("dask", args.max_iter, args.workers))
+        finally:
+            if proc is not None:
+                stack.stop_pid(proc.pid)
+
+    same = [c.fold_scores for c in sequential.candidates] == [c.fold_scores for c in distributed.candidates]
+    n = len(sequential.candidates)
+    print(f"candidates: {n} (cv=3, {args.rows} rows, HistGradientBoosting max_iter={args.max_iter}, one thread each)")
+    print(f"sequential:          {t_seq:7.1f} s  ({t_seq / n:.2f} s per candidate)")
+    print(f"dask, {args.workers} workers:     {t_dask:7.1f} s  (cluster start and stop included)")
+    print(f"speedup:             {t_seq / t_dask:7.2f}x  (target on 2 cores: at least 1.7x)")
+    print(f"identical scores:    {same}; best {sequential.best.params}")
+    if not same:
+        raise SystemExit("the Dask run's scores differ from the sequential run's")
+
+
+if __name__ == "__main__":
+    main()
