@@ -13,7 +13,8 @@ from mlops.config import ModelConfig, SearchConfig
 from mlops.contract import DataContract
 
 
-@task(name="score-candidate", task_run_name="score-candidate-{index}", timeout_seconds=3600, cache_policy=NO_CACHE)
+# No timeout_seconds: on Dask the task runs in a worker thread, which Prefect's timeout cannot stop.
+@task(name="score-candidate", task_run_name="score-candidate-{index}", cache_policy=NO_CACHE)
 def score_candidate(
     frame: pd.DataFrame, contract: DataContract, model: ModelConfig, search_config: SearchConfig,
     params: dict[str, Any], index: int,
