@@ -102,7 +102,7 @@ def mlflow_service(home: Path, host: str, port: int) -> Service:
 
 
 def mlflow_server_service(
-    home: Path, host: str, port: int, backend_uri: str, artifacts_destination: str,
+    host: str, port: int, backend_uri: str, artifacts_destination: str,
     allowed_hosts: str | None = None, s3_endpoint_url: str | None = None,
 ) -> Service:
     """An MLflow tracking server for a team: a database backend store and proxied artifacts.
@@ -137,7 +137,7 @@ def _mlflow(settings: Settings) -> Service:
                 "MLOPS_MLFLOW_BACKEND_URI and MLOPS_MLFLOW_ARTIFACTS_DESTINATION go together: set both or neither"
             )
         return mlflow_server_service(
-            settings.home, settings.stack_host, settings.mlflow_port, settings.mlflow_backend_uri,
+            settings.stack_host, settings.mlflow_port, settings.mlflow_backend_uri,
             settings.mlflow_artifacts_destination, settings.mlflow_allowed_hosts, settings.s3_endpoint_url,
         )
     return mlflow_service(settings.home, settings.stack_host, settings.mlflow_port)

@@ -145,7 +145,7 @@ def production_stack(postgres, s3_endpoint, tmp_path_factory) -> Iterator[Produc
         home, "127.0.0.1", stack.free_port(), database_url=_database_url(admin, prefect_db, "postgresql+asyncpg")
     )
     mlflow = stack.mlflow_server_service(
-        home, "127.0.0.1", stack.free_port(),
+        "127.0.0.1", stack.free_port(),
         backend_uri=_database_url(admin, mlflow_db),
         artifacts_destination=f"s3://{BUCKET}/mlflow",
         allowed_hosts="127.0.0.1,127.0.0.1:*,localhost:*",

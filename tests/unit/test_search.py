@@ -82,3 +82,18 @@ def test_chunks_cover_every_row_once_in_order():
     assert batch.combine_chunks(chunks)["x"].tolist() == list(range(10))
     with pytest.raises(ValueError):
         batch.chunk_frame(frame, 0)
+
+
+def test_score_chunk_adds_prediction_and_class_probabilities():
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops.contract import infer_contract
+
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] * 10, "y": [0, 0, 0, 1, 1, 1] * 10})
+    contract = infer_contract(frame, "y", None, "classification")
+    model = LogisticRegression().fit(frame[["x"]], frame["y"])
+    chunk = frame.iloc[6:12]
+    scored = batch.score_chunk(model, chunk, contract)
+    assert scored["prediction"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert list(scored.columns) == ["x", "y", "prediction", "probability_0", "probability_1"]
+    assert (scored["probability_0"] + scored["probability_1"]).round(9).eq(1).all()
