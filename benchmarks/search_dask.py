@@ -7,7 +7,7 @@ its time includes starting and stopping the cluster (that fixed cost is also mea
 sides (mlops.search limits it), so the comparison is cores against cores. Both runs are task runs
 of a flow on a Prefect server started before timing; the scores must come out identical.
 
-    .venv/bin/python benchmarks/search_dask.py [--rows 60000] [--max-iter 300] [--workers 2]
+    .venv/bin/python benchmarks/search_dask.py [--rows 60000] [--max-iter 300] [--workers 2] [--repeats 1]
 
 Prints both times and the speedup sequential / dask (target on 2 cores: at least 1.7x), and the
 cluster's own start/stop time, measured apart, for teams that keep a scheduler running.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -87,32 +88,46 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=60_000)
     parser.add_argument("--max-iter", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="alternating pairs; medians are reported")
     args = parser.parse_args()
+    seq_cfg, dask_cfg = (config(runner, args.max_iter, args.workers) for runner in ("sequential", "dask"))
+    load_before = os.getloadavg()[0]
 
+    t_seq, t_dask, t_fixed, same = [], [], [], True
     with tempfile.TemporaryDirectory() as tmp:
         service = stack.prefect_service(Path(tmp), "127.0.0.1", stack.free_port())
         proc = stack.start(service, Path(tmp), timeout=180)
         try:
             # Prefect has read its settings at import: the server is set the way the test fixtures do.
             with temporary_settings(updates={PREFECT_API_URL: f"{service.url}/api"}):
-                sequential, t_seq = timed_search(args.rows, config("sequential", args.max_iter, args.workers))
-                distributed, t_dask = timed_search(args.rows, config("dask", args.max_iter, args.workers))
-                t_cluster = timed_cluster(config("dask", args.max_iter, args.workers))
+                for _ in range(args.repeats):
+                    # Alternating runs: a load change on the shared machine hits both sides alike.
+                    sequential, elapsed = timed_search(args.rows, seq_cfg)
+                    t_seq.append(elapsed)
+                    distributed, elapsed = timed_search(args.rows, dask_cfg)
+                    t_dask.append(elapsed)
+                    t_fixed.append(timed_cluster(dask_cfg))
+                    same &= [c.fold_scores for c in sequential.candidates] == [c.fold_scores for c in distributed.candidates]
         finally:
             if proc is not None:
                 stack.stop_pid(proc.pid)
 
-    same = [c.fold_scores for c in sequential.candidates] == [c.fold_scores for c in distributed.candidates]
+    seq, dask, fixed = statistics.median(t_seq), statistics.median(t_dask), statistics.median(t_fixed)
     n = len(sequential.candidates)
     print(f"candidates: {n} (cv=3, {args.rows} rows, HistGradientBoosting max_iter={args.max_iter}, one thread each)")
-    print(f"sequential:          {t_seq:7.1f} s  ({t_seq / n:.2f} s per candidate)")
-    print(f"dask, {args.workers} workers:     {t_dask:7.1f} s  (cluster start and stop included)")
-    print(f"  of which fixed:    {t_cluster:7.1f} s  (cluster start/stop and worker imports, measured apart)")
-    print(f"speedup:             {t_seq / t_dask:7.2f}x  (target on 2 cores: at least 1.7x)")
-    print(f"speedup w/o fixed:   {t_seq / max(t_dask - t_cluster, 1e-9):7.2f}x  (as on a long-lived cluster, by address)")
+    print(f"machine load (1 min) before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(f"sequential:          {seq:7.1f} s  ({seq / n:.2f} s per candidate)  runs: {_seconds(t_seq)}")
+    print(f"dask, {args.workers} workers:     {dask:7.1f} s  (cluster start and stop included)  runs: {_seconds(t_dask)}")
+    print(f"  of which fixed:    {fixed:7.1f} s  (cluster start/stop and worker imports, measured apart)")
+    print(f"speedup:             {seq / dask:7.2f}x  (target on 2 cores: at least 1.7x)")
+    print(f"speedup w/o fixed:   {seq / max(dask - fixed, 1e-9):7.2f}x  (as on a long-lived cluster, by address)")
     print(f"identical scores:    {same}; best {sequential.best.params}")
     if not same:
         raise SystemExit("the Dask run's scores differ from the sequential run's")
+
+
+def _seconds(values: list[float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
 
 
 if __name__ == "__main__":
