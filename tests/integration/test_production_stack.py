@@ -2,7 +2,8 @@
 
 PostgreSQL is the machine's (127.0.0.1:5432, or MLOPS_TEST_POSTGRES_URL); each run creates its own
 databases and drops them afterwards. The S3 endpoint is a moto server started here. The chain
-train -> deploy -> monitor -> score runs through the `mlops` command, as a team member runs it.
+train (with a hyperparameter search) -> deploy -> monitor -> score runs through the `mlops` command,
+as a team member runs it, fanning search candidates and score chunks out on a Dask LocalCluster.
 """
 
 from __future__ import annotations
@@ -190,7 +191,10 @@ def test_train_deploy_monitor_score_on_postgres_and_s3(production_stack: Product
     config = prod.home / "config.yaml"
     config.write_text(yaml.safe_dump({
         "dataset": {"uri": data_uri, "target": "churned", "timestamp": "event_time"},
-        "model": {"name": MODEL, "params": {"max_iter": 30}},
+        "model": {
+            "name": MODEL, "params": {"max_iter": 30},
+            "search": {"param_grid": {"learning_rate": [0.1, 0.3]}, "cv": 2},
+        },
         "split": {"method": "time", "test_size": 0.25},
         "validation": {"min_rows": 100},
         "gates": {"min_metrics": {"roc_auc": 0.6}},
@@ -228,9 +232,14 @@ def test_train_deploy_monitor_score_on_postgres_and_s3(production_stack: Product
     assert sorted(runs) == sorted(
         [("train", "COMPLETED"), ("deploy", "COMPLETED"), ("monitor", "COMPLETED"), ("batch-score", "COMPLETED")]
     )
-    chunks = _query(
+    # Search candidates and score chunks ran on Dask workers, each a completed task run of its flow.
+    fanned = _query(
         prod.prefect_db,
-        "SELECT count(*) FROM task_run t JOIN flow_run r ON r.id = t.flow_run_id JOIN flow f ON f.id = r.flow_id "
-        "WHERE f.name = 'batch-score' AND starts_with(t.name, 'score-chunk-') AND t.state_type = 'COMPLETED'",
+        "SELECT f.name, count(*) FROM task_run t JOIN flow_run r ON r.id = t.flow_run_id JOIN flow f ON f.id = r.flow_id "
+        "WHERE (starts_with(t.name, 'score-chunk-') OR starts_with(t.name, 'score-candidate-'))"
+        " AND t.state_type = 'COMPLETED' GROUP BY f.name",
     )
-    assert chunks == [(3,)]
+    assert sorted(fanned) == [("batch-score", 3), ("train", 2)]
+    best = _query(prod.mlflow_db, "SELECT key FROM params WHERE run_uuid = %s AND starts_with(key, 'search.best.')",
+                  trained["run_id"])
+    assert best == [("search.best.learning_rate",)]
