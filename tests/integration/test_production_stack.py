@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -51,7 +51,7 @@ def _query(url: str, sql: str, *params: object) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[callable]:
+def postgres() -> Iterator[Callable[[str], str]]:
     """A factory of fresh, uniquely named databases; every one is dropped at the end."""
     import psycopg
 
