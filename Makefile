@@ -57,6 +57,10 @@ bench-serving: install
 bench-drift: install
 	$(BIN)/python benchmarks/drift.py
 
+.PHONY: bench-dask
+bench-dask: install
+	$(BIN)/python benchmarks/search_dask.py
+
 lock: $(UV)
 	$(UV) lock
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from mlops import lineage
+from flows.search import search_hyperparameters
+from mlops import lineage, search
 from mlops.config import PipelineConfig
 from mlops.errors import DataValidationFailed
 from mlops.evaluation import enforce_gates, validate_gates
@@ -18,6 +19,7 @@ from tasks.registry import (
     close_tracking_run,
     log_evaluation,
     log_reference_data,
+    log_search,
     log_validation,
     open_tracking_run,
     publish_summary,
@@ -43,6 +45,8 @@ def train(config: PipelineConfig, data_uri: str | None = None) -> TrainResult:
     # Config mistakes fail before any data is read or any run is opened.
     validate_gates(config.gates, config.model.task)
     load_estimator_class(config.model.estimator, config.model.task)
+    if config.model.search is not None:
+        search.validate_search(config.model.search, config.model)
     registry = open_registry()
 
     frame, fingerprint = load_dataset(config.dataset.uri)
@@ -71,6 +75,13 @@ def train(config: PipelineConfig, data_uri: str | None = None) -> TrainResult:
         # The model is built from, and stored with, the contract of the data it learns from.
         own_contract = own_contract or infer_contract(frame, config)
         train_frame, holdout = split_dataset(frame, own_contract, config)
+        if config.model.search is not None:
+            # Candidates are judged by cross-validation on the training split; the holdout stays
+            # unseen until the winner is evaluated on it below.
+            found = search_hyperparameters(train_frame, own_contract, config)
+            log_search(registry, run_id, found)
+            logger.info(f"search: best of {len(found.candidates)} candidates {found.best.params} ({found.scoring} {found.best.mean_score:.4f})")
+            config = config.model_copy(update={"model": search.candidate_model(config.model, found.best.params)})
         pipeline = fit_model(train_frame, own_contract, config)
         result = evaluate_model(pipeline, holdout, own_contract, config)
         log_evaluation(registry, run_id, result, {"train": len(train_frame), "holdout": len(holdout)})

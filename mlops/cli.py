@@ -289,6 +289,26 @@ def cmd_drift_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    settings = Settings()
+    config = _load(args)
+    if isinstance(config, int):
+        return config
+    _configure_infrastructure(settings)
+    from flows.batch_score import batch_score
+
+    state, result = _run_flow(
+        batch_score, config=config, data_uri=args.data, output_uri=args.out, version=args.version, chunk_rows=args.chunk_rows
+    )
+    if isinstance(result, BaseException):
+        return _fail(result, args.json, {"model_name": config.model.name})
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(f"scored {result.rows} rows ({result.chunks} chunks) with {result.model_name} v{result.model_version} -> {result.output_uri}")
+    return EXIT_OK
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from mlops.data import parse_uri, write_frame
     from mlops.simulate import simulate_churn
@@ -392,6 +412,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", help="YAML with drift settings: a pipeline config or its monitoring section")
     check.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     check.set_defaults(handler=cmd_drift_check)
+
+    score = sub.add_parser("score", help="batch-score a dataset with the champion; rows with predictions out")
+    score.add_argument("--config", required=True, help="pipeline config YAML (execution: sequential or dask)")
+    score.add_argument("--data", required=True, help="dataset to score (path or s3://)")
+    score.add_argument("--out", required=True, help="output URI (.csv or .parquet; path or s3://)")
+    score.add_argument("--version", type=_version, help="version to score with (default: the 'champion' alias)")
+    score.add_argument("--chunk-rows", type=_positive, default=50_000, help="rows per scoring task")
+    score.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    score.set_defaults(handler=cmd_score)
 
     simulate = sub.add_parser("simulate", help="write a synthetic churn batch with controllable drift")
     simulate.add_argument("--rows", type=_positive, required=True)

@@ -37,6 +37,26 @@ class DatasetConfig(_Strict):
     )
 
 
+class SearchConfig(_Strict):
+    """Hyperparameter search: every grid point is cross-validated on the training split."""
+
+    param_grid: dict[str, list[Any]] = Field(
+        min_length=1, description="Estimator parameter -> values to try; candidates are the grid's points"
+    )
+    cv: int = Field(default=3, ge=2, le=20, description="Cross-validation folds per candidate")
+    scoring: str | None = Field(
+        default=None, description="scikit-learn scorer name; None = roc_auc (classification) or neg_root_mean_squared_error"
+    )
+
+    @field_validator("param_grid")
+    @classmethod
+    def _non_empty_values(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = [name for name, values in value.items() if not values]
+        if empty:
+            raise ValueError(f"no values to try for {', '.join(empty)}")
+        return value
+
+
 class ModelConfig(_Strict):
     """Which estimator to train and under which registered name."""
 
@@ -48,6 +68,9 @@ class ModelConfig(_Strict):
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Estimator keyword arguments")
     seed: int = Field(default=42, ge=0, description="Seed for the estimator and the split")
+    search: SearchConfig | None = Field(
+        default=None, description="Hyperparameter search; the best candidate's params override `params`"
+    )
 
     @field_validator("name")
     @classmethod
@@ -172,6 +195,17 @@ class RollbackConfig(_Strict):
     max_p99_ms: float = Field(default=250.0, gt=0.0)
 
 
+class ExecutionConfig(_Strict):
+    """Where fan-out work (search candidates, batch-scoring chunks) runs: in the flow or on Dask."""
+
+    task_runner: Literal["sequential", "dask"] = "sequential"
+    dask_address: str | None = Field(
+        default=None, description="An existing Dask scheduler (tcp://host:8786); None = a local cluster"
+    )
+    n_workers: int = Field(default=2, ge=1, description="Local cluster: worker processes")
+    threads_per_worker: int = Field(default=1, ge=1, description="Local cluster: threads per worker")
+
+
 DriftMethod = Literal[
     "wasserstein", "jensenshannon", "psi", "ks", "chisquare", "z", "kl_div", "hellinger", "anderson"
 ]
@@ -242,6 +276,7 @@ class PipelineConfig(_Strict):
     rollback: RollbackConfig = Field(default_factory=RollbackConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     experiment: str | None = Field(
         default=None, description="MLflow experiment name; defaults to the model name"
     )
@@ -348,6 +383,13 @@ class Settings(BaseSettings):
     prefect_file: Path = Field(default=Path("prefect.yaml"), alias="MLOPS_PREFECT_FILE")
     stack_config: Path = Field(default=Path("configs/churn.yaml"), alias="MLOPS_STACK_CONFIG")
     s3_endpoint_url: str | None = Field(default=None, alias="MLOPS_S3_ENDPOINT_URL")
+    # The production stack (README "Production stack"): unset, `stack up` keeps SQLite and local files.
+    prefect_database_url: str | None = Field(default=None, alias="MLOPS_PREFECT_DATABASE_URL")
+    mlflow_backend_uri: str | None = Field(default=None, alias="MLOPS_MLFLOW_BACKEND_URI")
+    mlflow_artifacts_destination: str | None = Field(default=None, alias="MLOPS_MLFLOW_ARTIFACTS_DESTINATION")
+    mlflow_allowed_hosts: str | None = Field(default=None, alias="MLOPS_MLFLOW_ALLOWED_HOSTS")
+    # Used when a config asks for Dask without naming a scheduler: teams point every run at theirs.
+    dask_address: str | None = Field(default=None, alias="MLOPS_DASK_ADDRESS")
 
     @property
     def local_prefect_url(self) -> str:

@@ -60,10 +60,14 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def prefect_service(home: Path, host: str, port: int) -> Service:
-    """A Prefect server on SQLite with its services (events, automations) in-process."""
+def prefect_service(home: Path, host: str, port: int, database_url: str | None = None) -> Service:
+    """A Prefect server with its services (events, automations) in-process.
+
+    Its database is SQLite in `home` unless `database_url` names another one, such as
+    postgresql+asyncpg://user@db:5432/prefect for a team's shared server (migrated on start).
+    """
     prefect_home = home / "prefect"
-    return Service(
+    service = Service(
         name="prefect",
         command=[_bin("prefect"), "server", "start", "--host", host, "--port", str(port)],
         health_url=f"http://{host}:{port}/api/health",
@@ -75,6 +79,9 @@ def prefect_service(home: Path, host: str, port: int) -> Service:
             "PREFECT_API_URL": f"http://{host}:{port}/api",
         },
     )
+    if database_url:
+        service.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+    return service
 
 
 def mlflow_service(home: Path, host: str, port: int) -> Service:
@@ -100,11 +107,53 @@ def mlflow_service(home: Path, host: str, port: int) -> Service:
     )
 
 
+def mlflow_server_service(
+    host: str, port: int, backend_uri: str, artifacts_destination: str,
+    allowed_hosts: str | None = None, s3_endpoint_url: str | None = None,
+) -> Service:
+    """An MLflow tracking server for a team: a database backend store and proxied artifacts.
+
+    Clients send artifacts through the server (`mlflow-artifacts:/`), so only the server needs
+    credentials for `artifacts_destination` (s3://bucket/prefix on AWS, MinIO or any S3 store).
+    The backend URI travels in the environment, keeping a database password out of `ps`.
+    MLflow 3 refuses requests whose Host header it does not know: a server reached by a name
+    other than localhost needs that name in `allowed_hosts` (comma-separated, `host:*` allowed).
+    """
+    command = [
+        _bin("mlflow"), "server",
+        "--host", host, "--port", str(port),
+        "--serve-artifacts", "--artifacts-destination", artifacts_destination,
+        "--workers", "1",
+    ]
+    if allowed_hosts:
+        command += ["--allowed-hosts", allowed_hosts]
+    env = {"MLFLOW_BACKEND_STORE_URI": backend_uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    if s3_endpoint_url:
+        env["MLFLOW_S3_ENDPOINT_URL"] = s3_endpoint_url  # MLflow's own boto3 reads this, not AWS_ENDPOINT_URL
+    return Service(
+        name="mlflow", command=command, health_url=f"http://{host}:{port}/health", url=f"http://{host}:{port}", env=env,
+    )
+
+
+def _mlflow(settings: Settings) -> Service:
+    """The team server when MLOPS_MLFLOW_BACKEND_URI and an artifacts destination are set, else the local one."""
+    if settings.mlflow_backend_uri or settings.mlflow_artifacts_destination:
+        if not (settings.mlflow_backend_uri and settings.mlflow_artifacts_destination):
+            raise RuntimeError(
+                "MLOPS_MLFLOW_BACKEND_URI and MLOPS_MLFLOW_ARTIFACTS_DESTINATION go together: set both or neither"
+            )
+        return mlflow_server_service(
+            settings.stack_host, settings.mlflow_port, settings.mlflow_backend_uri,
+            settings.mlflow_artifacts_destination, settings.mlflow_allowed_hosts, settings.s3_endpoint_url,
+        )
+    return mlflow_service(settings.home, settings.stack_host, settings.mlflow_port)
+
+
 def local_services(settings: Settings) -> list[Service]:
     """The two servers every local run can use."""
     return [
-        prefect_service(settings.home, settings.stack_host, settings.prefect_port),
-        mlflow_service(settings.home, settings.stack_host, settings.mlflow_port),
+        prefect_service(settings.home, settings.stack_host, settings.prefect_port, settings.prefect_database_url),
+        _mlflow(settings),
     ]
 
 

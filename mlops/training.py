@@ -109,7 +109,7 @@ def _check_kind(cls: type, task: str, path: str) -> None:
         )
 
 
-def _make_estimator(cls: type, model: ModelConfig) -> BaseEstimator:
+def make_estimator(cls: type, model: ModelConfig) -> BaseEstimator:
     """Construct the estimator from model.params, seeded, with every bad parameter a ConfigError."""
     name = cls.__name__
     params = dict(model.params)
@@ -152,7 +152,7 @@ def build_pipeline(contract: DataContract, model: ModelConfig) -> Pipeline:
             f"model.task: '{model.task}' does not match the data contract's task '{contract.task}'"
         )
     cls = load_estimator_class(model.estimator, model.task)
-    estimator = _make_estimator(cls, model)
+    estimator = make_estimator(cls, model)
     numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     categorical = Pipeline(
         [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect.cache_policies import NO_CACHE
+
 from mlops.errors import MlopsError
 
 
@@ -11,3 +13,13 @@ def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Retry I/O failures, never domain errors: a missing file or a broken contract stays broken."""
     error = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
     return not isinstance(error, MlopsError)
+
+
+def io_task_options() -> dict[str, Any]:
+    """Decorator options of a task that reads or writes remote storage: transient failures retried."""
+    return {
+        "retries": 2,
+        "retry_delay_seconds": [2, 10],
+        "retry_condition_fn": retry_if_transient,
+        "cache_policy": NO_CACHE,
+    }

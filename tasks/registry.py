@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sklearn.pipeline import Pipeline
 
-from mlops import drift, evaluation, monitoring, training, validation
+from mlops import drift, evaluation, monitoring, search, training, validation
 from mlops.config import PipelineConfig
 from mlops.contract import DataContract
 from mlops.registry import ModelRef, Registry
@@ -63,6 +63,21 @@ def log_evaluation(
     registry.log_params(run_id, {f"rows.{k}": v for k, v in rows.items()})
     registry.log_files(run_id, result.plots, "plots")
     registry.log_json(run_id, result.feature_importance, "evaluation/feature_importance.json")
+
+
+@task(name="log-search", **_IO)
+def log_search(registry: Registry, run_id: str, result: search.SearchResult) -> None:
+    """Every candidate's cross-validated score with the run; the winner's parameters as `search.best.*`."""
+    registry.log_params(
+        run_id,
+        {
+            "search.scoring": result.scoring,
+            "search.candidates": len(result.candidates),
+            **{f"search.best.{k}": v for k, v in result.best.params.items()},
+        },
+    )
+    registry.log_metrics(run_id, {"search_best_cv_score": result.best.mean_score})
+    registry.log_json(run_id, result.to_dict(), "search/candidates.json")
 
 
 @task(name="log-reference-data", **_IO)
