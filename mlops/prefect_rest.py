@@ -16,6 +16,11 @@ from typing import Any, TypeVar
 import httpx
 
 TERMINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
+# Statuses a busy Prefect server answers with when it did nothing (on SQLite a locked database gives
+# 503): Prefect's own client retries these, and so do we. A timeout is retried only for reads,
+# since a POST that timed out may have been carried out.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
 T = TypeVar("T")
 
 
@@ -41,23 +46,41 @@ class PrefectRest:
     def close(self) -> None:
         self.http.close()
 
-    def _json(self, response: httpx.Response) -> Any:
-        response.raise_for_status()
-        return response.json()
+    def _request(self, method: str, path: str, json: Any = None, idempotent: bool = True) -> httpx.Response:
+        """One API call, retried with backoff while the server says it is too busy to have done it."""
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                response = self.http.request(method, path, json=json)
+            except httpx.TransportError:  # includes timeouts
+                if delay is None or not idempotent:
+                    raise
+            else:
+                if response.status_code not in RETRY_STATUSES or delay is None:
+                    response.raise_for_status()
+                    return response
+            time.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _get(self, path: str) -> Any:
+        return self._request("GET", path).json()
+
+    def _post(self, path: str, body: Any, idempotent: bool = True) -> Any:
+        response = self._request("POST", path, body, idempotent)
+        return response.json() if response.content else None
 
     def deployment_id(self, flow: str, name: str) -> str:
-        return self._json(self.http.get(f"/deployments/name/{flow}/{name}"))["id"]
+        return self._get(f"/deployments/name/{flow}/{name}")["id"]
 
     def start_run(self, flow: str, name: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         """What the UI's Run button does: a run of the deployment, with parameters merged over its own."""
         path = f"/deployments/{self.deployment_id(flow, name)}/create_flow_run"
-        return self._json(self.http.post(path, json={"parameters": parameters or {}}))
+        return self._post(path, {"parameters": parameters or {}}, idempotent=False)
 
     def flow_name(self, flow_id: str) -> str:
-        return self._json(self.http.get(f"/flows/{flow_id}"))["name"]
+        return self._get(f"/flows/{flow_id}")["name"]
 
     def flow_run(self, run_id: str) -> dict[str, Any]:
-        return self._json(self.http.get(f"/flow_runs/{run_id}"))
+        return self._get(f"/flow_runs/{run_id}")
 
     def wait_run(self, run_id: str, timeout: float = 600, on_state: Callable[[dict], None] | None = None) -> dict:
         """Follow a run until it ends; `on_state` sees each new state as it happens."""
@@ -78,30 +101,30 @@ class PrefectRest:
     def runs_of(self, flow: str, name: str) -> list[dict[str, Any]]:
         """Every run of a deployment, oldest first."""
         body = {"deployments": {"id": {"any_": [self.deployment_id(flow, name)]}}, "sort": "EXPECTED_START_TIME_ASC"}
-        return self._json(self.http.post("/flow_runs/filter", json=body))
+        return self._post("/flow_runs/filter", body)
 
     def child_runs(self, parent_run_id: str) -> list[dict[str, Any]]:
         """Subflow runs started by a run (their parent task runs belong to it)."""
-        tasks = self._json(self.http.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [parent_run_id]}}}))
+        tasks = self._post("/task_runs/filter", {"flow_runs": {"id": {"any_": [parent_run_id]}}})
         ids = [t["id"] for t in tasks]
         if not ids:
             return []
         body = {"flow_runs": {"parent_task_run_id": {"any_": ids}}, "sort": "EXPECTED_START_TIME_ASC"}
-        return self._json(self.http.post("/flow_runs/filter", json=body))
+        return self._post("/flow_runs/filter", body)
 
     def artifacts_of(self, run_id: str) -> list[dict[str, Any]]:
         """The artifacts (summaries, reports) a flow run published, newest first."""
         body = {"artifacts": {"flow_run_id": {"any_": [run_id]}}, "sort": "CREATED_DESC"}
-        return self._json(self.http.post("/artifacts/filter", json=body))
+        return self._post("/artifacts/filter", body)
 
     def events(self, name: str, since: datetime) -> list[dict[str, Any]]:
         body = {"filter": {"event": {"name": [name]}, "occurred": {"since": since.isoformat()}}, "limit": 50}
-        return self._json(self.http.post("/events/filter", json=body))["events"]
+        return self._post("/events/filter", body)["events"]
 
     def emit(self, name: str, resource: dict[str, str], payload: dict[str, Any]) -> str:
         """Send one event as any producer would; returns its id."""
         event_id = str(uuid.uuid4())
         event = {"id": event_id, "occurred": datetime.now(UTC).isoformat(), "event": name,
                  "resource": resource, "payload": payload}
-        self.http.post("/events", json=[event]).raise_for_status()
+        self._post("/events", [event], idempotent=False)
         return event_id
