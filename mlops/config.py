@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops.errors import ConfigError
@@ -190,7 +198,7 @@ class MonitoringConfig(_Strict):
     threshold: float | None = Field(
         default=None, gt=0.0, description="Statistic (or p-value) threshold; None = the method's default"
     )
-    per_column_threshold: dict[str, float] = Field(default_factory=dict)
+    per_column_threshold: dict[str, PositiveFloat] = Field(default_factory=dict)
     drift_share: float = Field(
         default=0.5, gt=0.0, le=1.0, description="Dataset drift when at least this share of columns drift"
     )
