@@ -279,6 +279,8 @@ class PipelineConfig(_Strict):
 def _first_error(err: ValidationError) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "<root>"
+    # Keys come from the file: a newline in one must not break the one-line error.
+    key = "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
     if first["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
     if first["type"] == "missing":
