@@ -21,6 +21,7 @@ from mlops.audit import AuditRecord, sort_records
 from mlops.config import Settings
 from mlops.contract import DataContract
 from mlops.errors import ModelNotFound, RegistryError
+from mlops.lineage import redact_uri
 
 if TYPE_CHECKING:
     from mlops.drift_profile import ReferenceProfile
@@ -149,12 +150,16 @@ class Registry:
         if not self.tracking_uri.startswith(("http://", "https://")):
             return None
         run = self.client.get_run(run_id)
-        return f"{self.tracking_uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+        return f"{self._ui_base()}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
     def version_url(self, ref: ModelRef) -> str | None:
         if not self.tracking_uri.startswith(("http://", "https://")):
             return None
-        return f"{self.tracking_uri.rstrip('/')}/#/models/{ref.name}/versions/{ref.version}"
+        return f"{self._ui_base()}/#/models/{ref.name}/versions/{ref.version}"
+
+    def _ui_base(self) -> str:
+        # Links land in summaries, artifacts and logs: a user:password@ in the URI must not.
+        return redact_uri(self.tracking_uri).rstrip("/")
 
     # -- registry ----------------------------------------------------------------------------
 
@@ -364,7 +369,13 @@ class Registry:
             path = self._download_model(ref, tmp) / SKOPS_FILE
             if not path.exists():
                 raise RegistryError(f"model {name} v{ref.version} is not a skops artifact; refusing to load")
-            found = skops.io.get_untrusted_types(file=path)
+            try:
+                found = skops.io.get_untrusted_types(file=path)
+            except Exception as err:  # a truncated or overwritten file: zip, JSON or schema errors
+                raise RegistryError(
+                    f"refusing to load {name} v{ref.version}: {SKOPS_FILE} is not a readable skops file "
+                    f"({type(err).__name__})"
+                ) from None
             try:
                 trusted = vet_trusted_types(found)
             except ValueError as err:
