@@ -12,37 +12,23 @@ from mlflow import MlflowClient
 from flows.deploy import deploy
 from flows.train import train
 from mlops import promotion
-from mlops.config import parse_config
-from mlops.data import write_frame
 from mlops.registry import Registry
-from mlops.simulate import simulate_churn
 from tests.integration.test_serving import MODEL as SERVING_MODEL
+from tests.reliability.flows_setup import flow_config, new_home
 
 MODEL = "churn-race"
 MODEL_SERVING = SERVING_MODEL
 
 
-def _config(data_uri: str):
-    return parse_config({
-        "dataset": {"uri": data_uri, "target": "churned", "timestamp": "event_time"},
-        "model": {"name": MODEL, "params": {"max_iter": 20}},
-        "split": {"method": "time", "test_size": 0.25},
-        "validation": {"min_rows": 100},
-        "rollback": {"enabled": False},
-    })
-
-
 @pytest.fixture(scope="module")
 def champion_store(prefect_api, mlflow_template, tmp_path_factory) -> tuple[Path, str]:
     """v1 trained and made champion; (home, data uri)."""
-    home = tmp_path_factory.mktemp("race-home")
-    shutil.copy(mlflow_template, home / "mlflow.db")
-    data_uri = write_frame(simulate_churn(1500, seed=9), str(home / "churn.parquet"))
+    home, uri, data_uri = new_home(tmp_path_factory, mlflow_template, "race-home", seed=9)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOPS_HOME", str(home))
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-        assert train(config=_config(data_uri), return_state=True).is_completed()
-    Registry(f"sqlite:///{home / 'mlflow.db'}").set_alias(MODEL, "champion", "1")
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        assert train(config=flow_config(MODEL, data_uri), return_state=True).is_completed()
+    Registry(uri).set_alias(MODEL, "champion", "1")
     return home, data_uri
 
 
@@ -71,7 +57,7 @@ def test_two_deploys_racing_for_champion_one_wins_and_both_are_audited(champion_
     results: dict[str, object] = {}
 
     def run(version: str) -> None:
-        state = deploy(config=_config(data_uri), challenger_version=version, return_state=True)
+        state = deploy(config=flow_config(MODEL, data_uri), challenger_version=version, return_state=True)
         results[version] = state.result() if state.is_completed() else state.message
 
     threads = [threading.Thread(target=run, args=(v,)) for v in ("2", "3")]

@@ -17,12 +17,10 @@ from mlflow import MlflowClient
 
 from flows.deploy import deploy
 from flows.train import train
-from mlops.config import parse_config
-from mlops.data import write_frame
 from mlops.errors import RegistryError
 from mlops.registry import SKOPS_FILE, ModelRef, Registry
 from mlops.serving.app import create_app
-from mlops.simulate import simulate_churn
+from tests.reliability.flows_setup import flow_config, new_home
 from tests.unit.test_serving_app import ROW, wait_for
 
 MODEL = "churn-secrets"
@@ -34,25 +32,13 @@ SECRETS = {
 }
 
 
-def _config(data_uri: str, home: Path):
-    return parse_config({
-        "dataset": {"uri": data_uri, "target": "churned", "timestamp": "event_time"},
-        "model": {"name": MODEL, "params": {"max_iter": 20}},
-        "split": {"method": "time", "test_size": 0.25},
-        "validation": {"min_rows": 100},
-        "rollback": {"enabled": False},
-        "serving": {"prediction_log_uri": str(home / "predictions"), "refresh_seconds": 0.2},
-    })
-
-
 @pytest.fixture(scope="module")
 def deployed(prefect_api, mlflow_template, tmp_path_factory):
     """Train and deploy v1 with the secrets set; (home, tracking uri, config, flow run ids)."""
-    home = tmp_path_factory.mktemp("secrets-home")
-    shutil.copy(mlflow_template, home / "mlflow.db")
-    uri = f"sqlite:///{home / 'mlflow.db'}"
-    data_uri = write_frame(simulate_churn(1500, seed=5), str(home / "churn.parquet"))
-    config = _config(data_uri, home)
+    home, uri, data_uri = new_home(tmp_path_factory, mlflow_template, "secrets-home", seed=5)
+    config = flow_config(MODEL, data_uri, serving={
+        "prediction_log_uri": str(home / "predictions"), "refresh_seconds": 0.2,
+    })
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOPS_HOME", str(home))
         mp.setenv("MLFLOW_TRACKING_URI", uri)
