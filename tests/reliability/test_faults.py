@@ -134,3 +134,56 @@ def _wait(check, timeout: float = 90.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.25)
+
+
+# -- the MLflow server goes away during `mlops train` ----------------------------------------------
+
+
+def test_train_fails_cleanly_when_mlflow_dies_mid_run_and_a_rerun_succeeds(workdir, prefect_server):
+    import json
+    import time
+
+    from mlops import stack
+    from tests.integration.test_cli import MODEL as CLI_MODEL
+    from tests.integration.test_cli import base_config, run_cli, versions, write_config
+
+    # The server serves the CLI workdir's own store, so the store can be read while it is down.
+    service = stack.mlflow_service(workdir, "127.0.0.1", stack.free_port())
+    proc = stack.start(service, workdir, timeout=180)
+    cfg = write_config(workdir, base_config("churn.parquet"))
+    # MLflow's own HTTP retries would stretch a dead server into minutes; the tasks' retries remain.
+    fast = {"MLFLOW_TRACKING_URI": service.url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    outcome: dict[str, object] = {}
+    runner = threading.Thread(
+        target=lambda: outcome.update(proc=run_cli(["train", "--config", cfg, "--json"], workdir, prefect_server, **fast))
+    )
+    try:
+        runner.start()
+        store = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+        deadline = time.monotonic() + 180
+        # Kill the server as soon as the run exists: mid-run, before anything is registered.
+        while not (store.get_experiment_by_name(CLI_MODEL) and store.search_runs(
+                [store.get_experiment_by_name(CLI_MODEL).experiment_id])):
+            assert time.monotonic() < deadline and runner.is_alive(), outcome
+            time.sleep(0.1)
+        stack.stop_pid(proc.pid)
+        proc = None
+        runner.join(timeout=600)
+        failed = outcome["proc"]
+        assert failed.returncode == 1, failed.stderr[-3000:]
+        errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "Connection" in errors[0], failed.stderr[-3000:]
+        assert json.loads(failed.stdout.strip().splitlines()[-1])["exit_code"] == 1
+        assert versions(workdir) == []
+        # The tasks retried before giving up (their retry delays are 1, 5 and 15 s).
+        assert "Retry" in failed.stderr or "retry" in failed.stderr
+
+        proc = stack.start(service, workdir, timeout=180)
+        rerun = run_cli(["train", "--config", cfg, "--json"], workdir, prefect_server, **fast)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert json.loads(rerun.stdout)["model_version"] == "1"
+        assert versions(workdir) == ["1"]
+    finally:
+        if proc is not None:
+            stack.stop_pid(proc.pid)
