@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import shutil
 import threading
 from pathlib import Path
@@ -60,7 +61,9 @@ def test_two_deploys_racing_for_champion_one_wins_and_both_are_audited(champion_
         state = deploy(config=flow_config(MODEL, data_uri), challenger_version=version, return_state=True)
         results[version] = state.result() if state.is_completed() else state.message
 
-    threads = [threading.Thread(target=run, args=(v,)) for v in ("2", "3")]
+    # Each thread runs in a copy of this context: the session's Prefect API URL is a context
+    # setting, and a bare thread would start a temporary server of its own instead.
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(run, v)) for v in ("2", "3")]
     for thread in threads:
         thread.start()
     for thread in threads:
