@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # The local stack keeps all its state here (Prefect DB, MLflow store and artifacts, logs, pids).
 export MLOPS_HOME ?= $(CURDIR)/.mlops
 
-.PHONY: install up down status demo test test-unit lint bench bench-serving bench-drift lock clean
+.PHONY: install up down status demo test test-unit lint audit bench bench-serving bench-drift lock clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -47,6 +47,10 @@ test-unit: install
 
 lint: install
 	$(BIN)/ruff check mlops tasks flows tests benchmarks deployments
+
+# Known vulnerabilities in the locked packages; report-only (AUDIT_STRICT=1 to fail on findings).
+audit: install
+	.ci/audit
 
 bench: install
 	$(BIN)/python benchmarks/train_overhead.py

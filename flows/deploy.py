@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from flows.rollback import rollback
 from mlops import audit, lineage, promotion
 from mlops.config import PipelineConfig
+from mlops.errors import ChampionMoved
 from mlops.evaluation import validate_gates
 from mlops.registry import Registry, open_registry
 from mlops.summary import DeployResult
@@ -19,6 +21,7 @@ from tasks.deploy import (
     current_champion,
     cut_promotion_holdout,
     emit_model_event,
+    ensure_promotion_lock,
     load_version_contract,
     paired_significance,
     promote_version,
@@ -35,6 +38,8 @@ STATUS_PROMOTED = "promoted"
 STATUS_REFUSED = "refused"
 STATUS_ROLLED_BACK = "rolled-back"
 STATUS_UNCHANGED = "unchanged"
+# How long a deploy waits for another deploy of the same model to finish its promotion step.
+PROMOTION_WAIT_SECONDS = 600
 
 
 def _flow_run_id() -> str | None:
@@ -159,15 +164,22 @@ def deploy(
         return refuse(decision.reason)
 
     # -- staging and smoke test -----------------------------------------------------------------
-    stage_version(registry, name, candidate.version)
-    try:
-        report = smoke_test_staging(registry, name, holdout, config)
-        if not report.passed:
-            return refuse(report.reason, report.to_dict())
-        previous = promote_version(registry, name, candidate.version)
-    finally:
-        # staging is a waiting room: nothing stays there after the decision, whatever it was.
-        clear_staging(registry, name)
+    # One deploy of this model at a time from here on, across processes and workers; the lease
+    # frees the slot of a worker killed inside.
+    with concurrency(ensure_promotion_lock(name), occupy=1, timeout_seconds=PROMOTION_WAIT_SECONDS, strict=True):
+        stage_version(registry, name, candidate.version)
+        try:
+            report = smoke_test_staging(registry, name, holdout, config)
+            if not report.passed:
+                return refuse(report.reason, report.to_dict())
+            try:
+                previous = promote_version(registry, name, candidate.version, champion_version)
+            except ChampionMoved as err:
+                # A concurrent deploy won; the refusal goes in the audit trail like any other.
+                return refuse(str(err), report.to_dict())
+        finally:
+            # staging is a waiting room: nothing stays there after the decision, whatever it was.
+            clear_staging(registry, name)
     reason = decision.reason
     logger.info("promoted v%s: %s", candidate.version, reason)
     paths = [

@@ -119,7 +119,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if ui and result.flow_run_id:
         print(f"  prefect: {ui}/runs/flow-run/{result.flow_run_id}")
     if not result.run_url:
-        print(f"  mlflow store: {os.environ.get('MLFLOW_TRACKING_URI') or settings.default_tracking_uri()}"
+        from mlops.lineage import redact_uri
+
+        print(f"  mlflow store: {redact_uri(os.environ.get('MLFLOW_TRACKING_URI') or settings.default_tracking_uri())}"
               " (`make up` serves its UI)")
     return EXIT_OK
 
@@ -244,7 +246,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mlops.serving import run
 
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.default_tracking_uri()
-    print(f"serving {config.model.name}@champion from {tracking_uri} on http://{args.host}:{args.port}", file=sys.stderr)
+    from mlops.lineage import redact_uri
+
+    print(f"serving {config.model.name}@champion from {redact_uri(tracking_uri)} on http://{args.host}:{args.port}", file=sys.stderr)
     run(config, tracking_uri, host=args.host, port=args.port)
     return EXIT_OK
 

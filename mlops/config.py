@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops.errors import ConfigError
@@ -224,7 +232,7 @@ class MonitoringConfig(_Strict):
     threshold: float | None = Field(
         default=None, gt=0.0, description="Statistic (or p-value) threshold; None = the method's default"
     )
-    per_column_threshold: dict[str, float] = Field(default_factory=dict)
+    per_column_threshold: dict[str, PositiveFloat] = Field(default_factory=dict)
     drift_share: float = Field(
         default=0.5, gt=0.0, le=1.0, description="Dataset drift when at least this share of columns drift"
     )
@@ -306,6 +314,8 @@ class PipelineConfig(_Strict):
 def _first_error(err: ValidationError) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "<root>"
+    # Keys come from the file: a newline in one must not break the one-line error.
+    key = "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
     if first["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
     if first["type"] == "missing":

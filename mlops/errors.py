@@ -60,3 +60,7 @@ class PromotionRefused(MlopsError):
     """The challenger did not replace the champion; the deploy run itself completed normally."""
 
     exit_code = 5
+
+
+class ChampionMoved(PromotionRefused):
+    """Another deploy moved `champion` after this one compared against it: its verdict is stale."""

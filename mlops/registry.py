@@ -20,7 +20,8 @@ import pandas as pd
 from mlops.audit import AuditRecord, sort_records
 from mlops.config import Settings
 from mlops.contract import DataContract
-from mlops.errors import ModelNotFound, RegistryError
+from mlops.errors import ChampionMoved, ModelNotFound, RegistryError
+from mlops.lineage import redact_uri
 
 if TYPE_CHECKING:
     from mlops.drift_profile import ReferenceProfile
@@ -149,12 +150,16 @@ class Registry:
         if not self.tracking_uri.startswith(("http://", "https://")):
             return None
         run = self.client.get_run(run_id)
-        return f"{self.tracking_uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+        return f"{self._ui_base()}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
     def version_url(self, ref: ModelRef) -> str | None:
         if not self.tracking_uri.startswith(("http://", "https://")):
             return None
-        return f"{self.tracking_uri.rstrip('/')}/#/models/{ref.name}/versions/{ref.version}"
+        return f"{self._ui_base()}/#/models/{ref.name}/versions/{ref.version}"
+
+    def _ui_base(self) -> str:
+        # Links land in summaries, artifacts and logs: a user:password@ in the URI must not.
+        return redact_uri(self.tracking_uri).rstrip("/")
 
     # -- registry ----------------------------------------------------------------------------
 
@@ -364,7 +369,13 @@ class Registry:
             path = self._download_model(ref, tmp) / SKOPS_FILE
             if not path.exists():
                 raise RegistryError(f"model {name} v{ref.version} is not a skops artifact; refusing to load")
-            found = skops.io.get_untrusted_types(file=path)
+            try:
+                found = skops.io.get_untrusted_types(file=path)
+            except Exception as err:  # a truncated or overwritten file: zip, JSON or schema errors
+                raise RegistryError(
+                    f"refusing to load {name} v{ref.version}: {SKOPS_FILE} is not a readable skops file "
+                    f"({type(err).__name__})"
+                ) from None
             try:
                 trusted = vet_trusted_types(found)
             except ValueError as err:
@@ -392,13 +403,23 @@ class Registry:
         for key, value in tags.items():
             self.client.set_model_version_tag(name, str(version), key, _text(value))
 
-    def promote_champion(self, name: str, version: str) -> str | None:
+    def promote_champion(self, name: str, version: str, expected: str | None) -> str | None:
         """Make `version` the champion; the old one becomes `previous-champion`. Returns the old version.
 
+        `expected` is the champion the caller compared against (None: there was none). If the
+        champion is another one now, a concurrent deploy won and this verdict is stale, so nothing
+        moves (ChampionMoved). MLflow has no compare-and-set on aliases: this re-read narrows the
+        race to the milliseconds between it and the reassign below, it does not close it.
         `previous-champion` is written first and `champion` then moves in one atomic reassign, so a
         reader (the serving app) always finds a champion.
         """
         current = self.version_by_alias(name, ALIAS_CHAMPION)
+        now = current.version if current is not None else None
+        if now != expected and now != str(version):
+            raise ChampionMoved(
+                f"champion of {name} moved from {_v(expected)} to {_v(now)} while this deploy ran; "
+                f"v{version} was compared against {_v(expected)}, so it is not promoted (deploy it again)"
+            )
         if current is not None and current.version != str(version):
             self.set_alias(name, ALIAS_PREVIOUS_CHAMPION, current.version)
         self.set_alias(name, ALIAS_CHAMPION, str(version))
@@ -530,6 +551,10 @@ def _fluent_uri(uri: str, experiment_id: str | None = None) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version is not None else "no champion"
 
 
 def _pip_requirements() -> list[str]:

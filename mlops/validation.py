@@ -29,6 +29,11 @@ MAX_VALUE_SET = 20
 # How many failed expectations the one-line summary and the MLflow tag name.
 MAX_LISTED_FAILURES = 5
 MAX_EXAMPLES = 3
+# Numeric features must be finite and at most this large: scaling squares every value, and far
+# beyond it float64 overflows inside scikit-learn with an error that names no column.
+MAX_ABS_VALUE = 1e100
+# A feature column must have at least one value; one that is entirely null teaches nothing.
+_SOME_VALUES = 1e-9
 
 _NUMPY_NUMERIC = (
     "int8",
@@ -202,7 +207,7 @@ def validate_frame(
     with _quiet_ge():
         planned = _plan(frame, contract, config, require_target=require_target)
         results = _run_suite(_frame_for_ge(frame, contract), planned)
-    outcomes = [_outcome(p, results.get(i), frame, config) for i, p in enumerate(planned)]
+    outcomes = _one_failure_each([_outcome(p, results.get(i), frame, config) for i, p in enumerate(planned)])
     if duplicated:
         outcomes.insert(
             0,
@@ -221,6 +226,21 @@ def validate_frame(
         row_count=len(frame),
         outcomes=tuple(outcomes),
     )
+
+
+def _one_failure_each(outcomes: list[ExpectationOutcome]) -> list[ExpectationOutcome]:
+    """Keep the first failure of each expectation on a column: an infinity breaks both the
+    finiteness bound and the contract range, and saying it twice reads like two problems."""
+    seen: set[tuple[str, str | None]] = set()
+    kept = []
+    for outcome in outcomes:
+        key = (outcome.expectation, outcome.column)
+        if not outcome.success:
+            if key in seen:
+                continue
+            seen.add(key)
+        kept.append(outcome)
+    return kept
 
 
 def _plan(
@@ -288,8 +308,7 @@ def _contract_checks(
         checks.append(_not_null(gxe, "contract", name, 1.0))
     elif not is_target:
         mostly = round(1.0 - (col.null_fraction + tol.null_rate_margin), 6)
-        if mostly > 0:
-            checks.append(_not_null(gxe, "contract", name, mostly))
+        checks.append(_not_null(gxe, "contract", name, mostly if mostly > 0 else _SOME_VALUES))
     # A range check on strings (or a set check on numbers) makes GE raise; the type check reports it.
     if column_kind(series) != col.kind:
         return checks
@@ -305,16 +324,14 @@ def _contract_checks(
                     {"min_value": 2},
                 )
             )
-    elif (
-        col.role == "feature"
-        and col.kind == "numeric"
-        and col.min is not None
-        and col.max is not None
-    ):
-        margin = tol.range_margin * (col.max - col.min)
-        checks.append(
-            _between(gxe, "contract", name, col.min - margin, col.max + margin, tol.mostly)
-        )
+    elif col.role == "feature" and col.kind == "numeric":
+        # Every value, not `mostly`: one infinity is enough to make the fit fail.
+        checks.append(_between(gxe, "contract", name, -MAX_ABS_VALUE, MAX_ABS_VALUE, 1.0))
+        if col.min is not None and col.max is not None:
+            margin = tol.range_margin * (col.max - col.min)
+            checks.append(
+                _between(gxe, "contract", name, col.min - margin, col.max + margin, tol.mostly)
+            )
     elif col.role == "feature" and col.kind == "categorical" and col.categories is not None:
         checks.append(_in_set(gxe, "contract", name, list(col.categories), tol.mostly))
     return checks

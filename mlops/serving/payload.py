@@ -58,6 +58,12 @@ def describe(value: Any) -> str:
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
+def shown_name(name: Any) -> str:
+    """A name the client chose, fit for a one-line message: control characters escaped, shortened."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
 def load_json(body: bytes) -> Any:
     """Decode a JSON body: empty is 422 (nothing to score), undecodable is 400 (not JSON at all)."""
     if not body.strip():
@@ -76,7 +82,7 @@ def parse_records(body: bytes, max_rows: int) -> list[dict[str, Any]]:
     present = [k for k in RECORD_KEYS if k in doc]
     unknown = [k for k in doc if k not in RECORD_KEYS]
     if unknown:
-        raise PayloadError(422, f"unknown top-level key '{unknown[0]}'; expected one of {_keys()}", "invalid_body")
+        raise PayloadError(422, f"unknown top-level key '{shown_name(unknown[0])}'; expected one of {_keys()}", "invalid_body")
     if len(present) != 1:
         what = "none" if not present else " and ".join(f"'{k}'" for k in present)
         raise PayloadError(422, f"expected exactly one of {_keys()}, got {what}", "invalid_body")
@@ -113,7 +119,7 @@ def _split_records(split: Any) -> list[dict[str, Any]]:
         raise PayloadError(422, "'dataframe_split.columns' must be an array of column names", "invalid_body")
     if len(set(columns)) != len(columns):
         dup = next(c for c in columns if columns.count(c) > 1)
-        raise PayloadError(422, f"'dataframe_split.columns' names '{dup}' twice", "invalid_body", field=dup)
+        raise PayloadError(422, f"'dataframe_split.columns' names '{shown_name(dup)}' twice", "invalid_body", field=dup)
     if not isinstance(data, list):
         raise PayloadError(422, "'dataframe_split.data' must be an array of rows", "invalid_body")
     records = []
@@ -168,7 +174,7 @@ class RecordValidator:
         for name in record:
             if name not in self._known:
                 raise PayloadError(
-                    422, f"record {index}: unknown field '{name}' (not a feature of this model)",
+                    422, f"record {index}: unknown field '{shown_name(name)}' (not a feature of this model)",
                     "unknown_field", record=index, field=str(name),
                 )
         for name in self.names:
@@ -231,7 +237,7 @@ def parse_labels(body: bytes, max_rows: int, contract: DataContract) -> list[tup
         extra = sorted(set(item) - {"request_id", "row", "label"})
         if extra:
             raise PayloadError(
-                422, f"label {index}: unknown field '{extra[0]}'", "unknown_field", record=index, field=extra[0]
+                422, f"label {index}: unknown field '{shown_name(extra[0])}'", "unknown_field", record=index, field=extra[0]
             )
         for field in ("request_id", "row", "label"):
             if field not in item:
