@@ -12,6 +12,8 @@ import hashlib
 import io
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from mlops.errors import DataError
+from mlops.errors import DataError, StorageUnavailable
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -71,18 +73,42 @@ def _read_bytes(loc: DataLocation, client: Any | None) -> bytes:
         if path.is_dir():
             raise DataError(f"{loc.uri}: is a directory, not a data file")
         return path.read_bytes()
-    from botocore.exceptions import BotoCoreError, ClientError
-
     client = client or s3_client()
-    try:
+    with _s3_errors(loc.uri, "read"):
         return client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
+
+
+# Answers that say "not now" rather than "no": throttling and server-side failures.
+_S3_BUSY_CODES = frozenset({"SlowDown", "Throttling", "RequestTimeout", "ServiceUnavailable", "InternalError",
+                            "500", "502", "503", "504"})
+
+
+@contextmanager
+def _s3_errors(uri: str, action: str) -> Iterator[None]:
+    """Turn boto errors into one-line errors: StorageUnavailable (retried) for an endpoint that is
+    down or busy, DataError for everything that will fail the same way next time."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    try:
+        yield
     except ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "error")
+        code = str(err.response.get("Error", {}).get("Code", "error"))
         if code in ("NoSuchKey", "404", "NoSuchBucket"):
-            raise DataError(f"{loc.uri}: object not found ({code})") from None
-        raise DataError(f"{loc.uri}: S3 refused the read ({code})") from None
-    except BotoCoreError as err:
-        raise DataError(f"{loc.uri}: S3 endpoint unreachable ({type(err).__name__})") from None
+            raise DataError(f"{uri}: object not found ({code})") from None
+        if code in _S3_BUSY_CODES:
+            raise StorageUnavailable(f"{uri}: S3 could not {action} now ({code})") from None
+        raise DataError(f"{uri}: S3 refused the {action} ({code})") from None
+    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError) as err:
+        raise StorageUnavailable(f"{uri}: S3 endpoint unreachable ({type(err).__name__})") from None
+    except BotoCoreError as err:  # missing credentials, bad parameters: trying again will not help
+        raise DataError(f"{uri}: S3 {action} failed ({type(err).__name__})") from None
 
 
 def read_frame(uri: str, client: Any | None = None) -> pd.DataFrame:
@@ -134,7 +160,9 @@ def write_bytes(uri: str, payload: bytes, client: Any | None = None) -> str:
     """Write a file all-or-nothing: beside its target then renamed locally; one put on S3."""
     loc = parse_uri(uri)
     if loc.is_s3:
-        (client or s3_client()).put_object(Bucket=loc.bucket, Key=loc.key, Body=payload)
+        client = client or s3_client()
+        with _s3_errors(uri, "write"):
+            client.put_object(Bucket=loc.bucket, Key=loc.key, Body=payload)
         return uri
     target = Path(loc.key)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,8 @@ class MlopsError(Exception):
     """Base of every expected, explainable failure; `str(err)` is the one readable line."""
 
     exit_code = 1
+    # Whether trying again later may succeed: Prefect's I/O tasks retry only these MlopsErrors.
+    transient = False
 
 
 class ConfigError(MlopsError):
@@ -22,6 +24,13 @@ class DataError(MlopsError):
     """A dataset cannot be read: missing file, unsupported format, empty, undecodable."""
 
     exit_code = 2
+
+
+class StorageUnavailable(MlopsError):
+    """The storage endpoint (S3) could not be reached or was too busy; a later attempt may succeed."""
+
+    exit_code = 1
+    transient = True
 
 
 class DataValidationFailed(MlopsError):

@@ -10,9 +10,12 @@ from mlops.errors import MlopsError
 
 
 def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry I/O failures, never domain errors: a missing file or a broken contract stays broken."""
+    """Retry I/O failures, never domain errors: a missing file or a broken contract stays broken.
+
+    Domain errors that say "not now" (`transient`, such as an unreachable S3 endpoint) are retried.
+    """
     error = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
-    return not isinstance(error, MlopsError)
+    return not isinstance(error, MlopsError) or error.transient
 
 
 def io_task_options() -> dict[str, Any]:

@@ -24,6 +24,7 @@ import yaml
 from mlops import stack
 from mlops.data import read_frame, write_frame
 from mlops.simulate import simulate_churn
+from tests.s3 import AWS_ENV, moto_service
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,6 @@ BIN = Path(sys.executable).parent
 MODEL = "prod-churn"
 BUCKET = "mlops-test"
 # moto accepts any credentials; real ones must never be needed (or leak) here.
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def _admin_url() -> str:
@@ -86,10 +86,7 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     home = tmp_path_factory.mktemp("moto")
     port = stack.free_port()
-    service = stack.Service(
-        name="moto", command=[str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        health_url=f"http://127.0.0.1:{port}/moto-api/", url=f"http://127.0.0.1:{port}",
-    )
+    service = moto_service(port)
     proc = stack.start(service, home, timeout=60)
     try:
         boto3.client("s3", endpoint_url=service.url, **_boto_credentials()).create_bucket(Bucket=BUCKET)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 import pytest
+from botocore import exceptions as boto_errors
 
 from mlops.data import fingerprint_frame, parse_uri, read_frame, write_frame
 from mlops.errors import DataError
@@ -100,3 +101,46 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises((pa.ArrowException, TypeError, ValueError)):
         write_frame(bad, str(target))
     assert list(tmp_path.iterdir()) == []
+
+
+# -- S3 failures: "not now" is retried, "no" is not ------------------------------------------------------
+
+class _FailingS3:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def get_object(self, **_kwargs):
+        raise self.error
+
+    def put_object(self, **_kwargs):
+        raise self.error
+
+
+def _client_error(code: str):
+    return boto_errors.ClientError({"Error": {"Code": code, "Message": code}}, "GetObject")
+
+
+@pytest.mark.parametrize("error, transient", [
+    (lambda: boto_errors.EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), True),
+    (lambda: boto_errors.ReadTimeoutError(endpoint_url="http://127.0.0.1:1"), True),
+    (lambda: _client_error("SlowDown"), True),
+    (lambda: _client_error("503"), True),
+    (lambda: _client_error("NoSuchKey"), False),
+    (lambda: _client_error("AccessDenied"), False),
+    (lambda: boto_errors.NoCredentialsError(), False),
+])
+def test_s3_errors_are_one_line_and_only_outages_are_transient(error, transient):
+    from mlops.errors import MlopsError, StorageUnavailable
+    from tasks import retry_if_transient
+
+    for call in (lambda c: read_frame("s3://b/k.parquet", client=c),
+                 lambda c: write_frame(pd.DataFrame({"a": [1]}), "s3://b/k.parquet", client=c)):
+        with pytest.raises(MlopsError) as caught:
+            call(_FailingS3(error()))
+        assert isinstance(caught.value, StorageUnavailable) is transient
+        assert "\n" not in str(caught.value) and str(caught.value).startswith("s3://b/k.parquet: ")
+
+        class _State:
+            data = caught.value
+
+        assert retry_if_transient(None, None, _State()) is transient
