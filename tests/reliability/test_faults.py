@@ -122,7 +122,11 @@ def test_serving_keeps_the_champion_while_the_registry_server_is_down(store, tmp
             proc = stack.start(service, home, timeout=180)
             _wait(lambda: ready()["ready_for_swap"] is True)
             # Back: an alias move is picked up again.
-            MlflowClient(tracking_uri=service.url).set_registered_model_alias(MODEL_SERVING, "champion", "2")
+            # registry_uri too: without it MLflow 3 takes the registry from whatever tracking URI an
+            # earlier test left in the environment or the fluent globals.
+            MlflowClient(tracking_uri=service.url, registry_uri=service.url).set_registered_model_alias(
+                MODEL_SERVING, "champion", "2"
+            )
             _wait(lambda: predict().json()["model_version"] == "2")
             assert server.stop() == 0, server.tail()
     finally:
