@@ -334,20 +334,20 @@ def cmd_stack(args: argparse.Namespace) -> int:
     from mlops import stack
 
     settings = Settings()
-    if args.action == "up":
-        try:
+    try:
+        if args.action == "up":
             for service, state in stack.up(settings):
                 print(f"{service.name:8s} {state:16s} {'' if state.startswith('skipped') else service.url}".rstrip())
-        except RuntimeError as err:
-            return _fail(err, False)
-    elif args.action == "down":
-        for service, state in stack.down(settings):
-            print(f"{service.name:8s} {state}")
-    else:
-        states = stack.status(settings)
-        for service, healthy in states:
-            print(f"{service.name:8s} {'up' if healthy else 'down':5s} {service.url}")
-        return EXIT_OK if all(h for _, h in states) else 3
+        elif args.action == "down":
+            for service, state in stack.down(settings):
+                print(f"{service.name:8s} {state}")
+        else:
+            states = stack.status(settings)
+            for service, healthy in states:
+                print(f"{service.name:8s} {'up' if healthy else 'down':5s} {service.url}")
+            return EXIT_OK if all(h for _, h in states) else 3
+    except (RuntimeError, MlopsError) as err:
+        return _fail(err, False)
     return EXIT_OK
 
 

@@ -392,6 +392,8 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=2.0, gt=0.0, alias="MLOPS_WORKER_POLL_SECONDS")
     prefect_file: Path = Field(default=Path("prefect.yaml"), alias="MLOPS_PREFECT_FILE")
     stack_config: Path = Field(default=Path("configs/churn.yaml"), alias="MLOPS_STACK_CONFIG")
+    # Automations that are not deployment triggers (crashing runs whose heartbeats stopped).
+    automations_file: Path = Field(default=Path("deployments/automations.yaml"), alias="MLOPS_AUTOMATIONS_FILE")
     s3_endpoint_url: str | None = Field(default=None, alias="MLOPS_S3_ENDPOINT_URL")
     # The production stack (README "Production stack"): unset, `stack up` keeps SQLite and local files.
     prefect_database_url: str | None = Field(default=None, alias="MLOPS_PREFECT_DATABASE_URL")

@@ -121,6 +121,17 @@ class PrefectRest:
         body = {"filter": {"event": {"name": [name]}, "occurred": {"since": since.isoformat()}}, "limit": 50}
         return self._post("/events/filter", body)["events"]
 
+    def apply_automation(self, automation: dict[str, Any]) -> str:
+        """Create `automation`, replacing any of the same name, so applying a file twice keeps one copy."""
+        name = automation["name"]
+        existing = self._post("/automations/filter", {"automations": {"name": {"any_": [name]}}})
+        for old in existing:
+            self._request("DELETE", f"/automations/{old['id']}")
+        return self._post("/automations/", automation, idempotent=False)["id"]
+
+    def automations(self) -> list[dict[str, Any]]:
+        return self._post("/automations/filter", {})
+
     def emit(self, name: str, resource: dict[str, str], payload: dict[str, Any]) -> str:
         """Send one event as any producer would; returns its id."""
         event_id = str(uuid.uuid4())

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlops.config import Settings
+from mlops.errors import ConfigError
 
 
 @dataclass
@@ -139,7 +140,7 @@ def _mlflow(settings: Settings) -> Service:
     """The team server when MLOPS_MLFLOW_BACKEND_URI and an artifacts destination are set, else the local one."""
     if settings.mlflow_backend_uri or settings.mlflow_artifacts_destination:
         if not (settings.mlflow_backend_uri and settings.mlflow_artifacts_destination):
-            raise RuntimeError(
+            raise ConfigError(
                 "MLOPS_MLFLOW_BACKEND_URI and MLOPS_MLFLOW_ARTIFACTS_DESTINATION go together: set both or neither"
             )
         return mlflow_server_service(
@@ -240,6 +241,24 @@ def deploy_flows(settings: Settings, project: Path) -> None:
          f"creating work pool {WORK_POOL}")
     _run([_bin("prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)], env, project,
          f"prefect deploy --all ({prefect_file})")
+    apply_automations(settings, project)
+
+
+def apply_automations(settings: Settings, project: Path) -> list[str]:
+    """Create the automations of MLOPS_AUTOMATIONS_FILE (if the project has one), replacing same-named ones."""
+    path = _in_project(project, settings.automations_file)
+    if not path.is_file():
+        return []
+    import yaml
+
+    from mlops.prefect_rest import PrefectRest
+
+    automations = (yaml.safe_load(path.read_text()) or {}).get("automations") or []
+    rest = PrefectRest(settings.local_prefect_url)
+    try:
+        return [rest.apply_automation(automation) for automation in automations]
+    finally:
+        rest.close()
 
 
 def _pid_file(home: Path, name: str) -> Path:

@@ -18,11 +18,16 @@ def retry_if_transient(task: Any, task_run: Any, state: Any) -> bool:
     return not isinstance(error, MlopsError) or error.transient
 
 
-def io_task_options() -> dict[str, Any]:
-    """Decorator options of a task that reads or writes remote storage: transient failures retried."""
+def io_task_options(*delays: float) -> dict[str, Any]:
+    """Decorator options of a task that reads or writes remote storage: transient failures retried.
+
+    One retry per delay (seconds), 2 s then 10 s unless given: enough for a server restart, short
+    enough that a real outage fails the run within a minute.
+    """
+    delays = delays or (2, 10)
     return {
-        "retries": 2,
-        "retry_delay_seconds": [2, 10],
+        "retries": len(delays),
+        "retry_delay_seconds": list(delays),
         "retry_condition_fn": retry_if_transient,
         "cache_policy": NO_CACHE,
     }

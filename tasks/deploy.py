@@ -21,15 +21,10 @@ from mlops.contract import DataContract
 from mlops.errors import ModelNotFound
 from mlops.registry import ALIAS_CHALLENGER, ALIAS_CHAMPION, ALIAS_STAGING, ModelRef, Registry
 from mlops.summary import DeployResult
-from tasks import retry_if_transient
+from tasks import io_task_options
 
 # MLflow I/O goes over the network when the store is a server: retry transient failures.
-_IO: dict[str, Any] = {
-    "retries": 3,
-    "retry_delay_seconds": [1, 5, 15],
-    "retry_condition_fn": retry_if_transient,
-    "cache_policy": NO_CACHE,
-}
+_IO = io_task_options(1, 5, 15)
 # Alias writes are not blindly retried: a retry after an unseen success could reorder them.
 _ONCE: dict[str, Any] = {"retries": 0, "cache_policy": NO_CACHE}
 

@@ -18,14 +18,9 @@ from mlops.contract import DataContract
 from mlops.drift import DriftReport
 from mlops.drift_profile import ReferenceProfile
 from mlops.registry import ModelRef, Registry
-from tasks import retry_if_transient
+from tasks import io_task_options
 
-_IO: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": [2, 10],
-    "retry_condition_fn": retry_if_transient,
-    "cache_policy": NO_CACHE,
-}
+_IO = io_task_options()
 
 
 @task(name="load-champion", **_IO)

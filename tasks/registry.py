@@ -16,15 +16,10 @@ from mlops.config import PipelineConfig
 from mlops.contract import DataContract
 from mlops.registry import ModelRef, Registry
 from mlops.summary import TrainResult
-from tasks import retry_if_transient
+from tasks import io_task_options
 
 # MLflow I/O goes over the network when the store is a server: retry transient failures.
-_IO: dict[str, Any] = {
-    "retries": 3,
-    "retry_delay_seconds": [1, 5, 15],
-    "retry_condition_fn": retry_if_transient,
-    "cache_policy": NO_CACHE,
-}
+_IO = io_task_options(1, 5, 15)
 
 
 @task(name="open-tracking-run", **_IO)

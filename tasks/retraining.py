@@ -12,11 +12,10 @@ from mlops import data, retraining
 from mlops.config import PipelineConfig, Settings
 from mlops.registry import Registry
 from mlops.summary import RetrainResult
-from tasks import retry_if_transient
+from tasks import io_task_options
 
 
-@task(name="check-cooldown", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient,
-      cache_policy=NO_CACHE)
+@task(name="check-cooldown", **io_task_options())
 def check_cooldown(registry: Registry, name: str, minutes: float) -> retraining.Cooldown:
     """The cooldown left after the model's last finished retrain, read from its audit trail."""
     return retraining.cooldown_state(registry.read_audit(name), minutes)

@@ -11,10 +11,10 @@ from mlops import contract as contracts
 from mlops import validation
 from mlops.config import PipelineConfig
 from mlops.registry import Registry
-from tasks import retry_if_transient
+from tasks import io_task_options
 
 
-@task(name="stored-contract", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=retry_if_transient, cache_policy=NO_CACHE)
+@task(name="stored-contract", **io_task_options())
 def stored_contract(registry: Registry, model_name: str) -> tuple[contracts.DataContract | None, str]:
     """The champion's (else the latest version's) contract, or None before the first version."""
     return registry.contract_for(model_name)

@@ -92,7 +92,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             wait_for("the serving app to load the champion", lambda: client.get("/ready").status_code == 200, 120)
         yield {
             "prefect": prefect, "registry": Registry(settings.local_mlflow_url), "serving": serving_url,
-            "tmp": tmp, "settings": settings,
+            "tmp": tmp, "settings": settings, "mlops": mlops,
         }
     finally:
         down = mlops("stack", "down")
@@ -168,3 +168,74 @@ def test_a_burst_of_events_starts_exactly_one_retrain(loop):
     assert states == ["CANCELLED"] * 4 + ["COMPLETED"], [(r["state_type"], r["state"]["message"]) for r in ended]
     assert all("concurrency" in (r["state"]["message"] or "").lower() for r in ended if r["state_type"] == "CANCELLED")
     assert len(_versions(loop)) == len(before) + 1
+
+
+def _process_tree(root: int) -> list[int]:
+    """`root` and every process below it, from /proc: what a lost node takes down with the worker."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # Field 4 of /proc/<pid>/stat is the parent; the name (field 2) may hold spaces.
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def _running_task(prefect: PrefectRest, flow_run_id: str, task_name: str) -> bool:
+    """Is `task_name` running in the flow run or one of its subflows?"""
+    run_ids = [flow_run_id, *(r["id"] for r in prefect.child_runs(flow_run_id))]
+    body = {"flow_runs": {"id": {"any_": run_ids}}, "task_runs": {"name": {"like_": task_name}}}
+    return any(t["state_type"] == "RUNNING" for t in prefect.http.post("/task_runs/filter", json=body).json())
+
+
+def test_a_worker_killed_mid_retrain_keeps_the_champion_serving_and_the_next_retrain_completes(loop):
+    # Last in this module: it kills the stack's worker (and starts a new one).
+    prefect: PrefectRest = loop["prefect"]
+    registry: Registry = loop["registry"]
+    settings: Settings = loop["settings"]
+    before = _versions(loop)
+    champion = registry.version_by_alias(MODEL, "champion").version
+    traffic = simulate_churn(200, seed=74).drop(columns=FEATURES_DROP)
+
+    # A retrain whose training takes long enough to be caught in the middle of fitting.
+    config = yaml.safe_load((loop["tmp"] / "config.yaml").read_text())
+    config["model"]["params"] = {"max_iter": 3000, "early_stopping": False, "max_leaf_nodes": 63}
+    killed = prefect.start_run("retrain", "on-drift", {"config": config, "cooldown_minutes": 0})
+    wait_for("the retrain to be fitting", lambda: _running_task(prefect, killed["id"], "fit-model"), 180, every=0.5)
+    worker = stack.running_pid(settings.home, "worker")
+    assert worker is not None
+    tree = _process_tree(worker)
+    assert len(tree) > 1, "the flow run's process should be a child of the worker"
+    for pid in tree:
+        os.kill(pid, 9)
+
+    with httpx.Client(base_url=loop["serving"], timeout=30) as client:
+        sent = send_predictions(client, traffic)
+    assert sent.failed == 0 and sent.versions == {champion}
+
+    # Its heartbeats stop; deployments/automations.yaml marks it Crashed, which frees retrain's slot.
+    crashed = prefect.wait_run(killed["id"], 240)
+    assert crashed["state_type"] == "CRASHED", crashed["state"]
+    assert "heartbeat" in crashed["state"]["message"]
+    assert _versions(loop) == before
+    assert registry.version_by_alias(MODEL, "champion").version == champion
+
+    # A new worker (what a restarted pod or `mlops stack up` gives), and the next retrain runs from
+    # scratch: not cancelled by a slot the dead run still holds, one new version, through deploy.
+    up = loop["mlops"]("stack", "up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    rerun = prefect.run("retrain", "on-drift", {"cooldown_minutes": 0}, timeout=400)
+    assert rerun["state_type"] == "COMPLETED", rerun["state"]["message"]
+    after = _versions(loop)
+    assert len(after) == len(before) + 1
+    assert registry.read_audit(MODEL)[-1].to_version == after[-1]
+    with httpx.Client(base_url=loop["serving"], timeout=30) as client:
+        assert send_predictions(client, traffic).failed == 0

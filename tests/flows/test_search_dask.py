@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from mlops.search import SearchResult
 from mlops.simulate import simulate_churn
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _config(task_runner: str) -> PipelineConfig:
@@ -48,6 +52,37 @@ def test_dask_search_equals_sequential_search():
     assert distributed.best.params == sequential.best.params
     # The grid actually discriminates: otherwise "same best" would hold by accident.
     assert len({c.mean_score for c in sequential.candidates}) > 1
+
+
+TWO_FAN_OUTS = """
+from prefect import flow, task
+from flows.fanout import fan_out
+from mlops.config import ExecutionConfig
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+@flow
+def twice() -> list[int]:
+    execution = ExecutionConfig(task_runner="dask", n_workers=1)
+    return fan_out(double, [{"x": 1}], execution) + fan_out(double, [{"x": 2}], execution)
+
+if __name__ == "__main__":
+    print(twice())
+"""
+
+
+def test_a_fresh_process_can_fan_out_on_dask_twice(prefect_api, tmp_path):
+    # fan_out scopes its lean-worker settings in dask.config; leaving that scope once dropped
+    # distributed's defaults when distributed was first imported inside it (the next fan-out in the
+    # process failed with KeyError 'comm'). Only a fresh interpreter has distributed unimported.
+    script = tmp_path / "two_fan_outs.py"
+    script.write_text(TWO_FAN_OUTS)
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[2, 4]"
 
 
 def test_train_fits_the_search_winner_and_logs_every_candidate(mlflow_store, tmp_path):

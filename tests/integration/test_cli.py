@@ -184,3 +184,13 @@ def test_simulate_writes_deterministic_batches(workdir, tmp_path):
     proc = run_cli(["simulate", "--rows", "10", "--out", str(tmp_path / "x.txt")], workdir, None)
     assert proc.returncode == 2 and "unsupported file type" in first_error_line(proc.stderr)
     assert fingerprint_frame(read_frame(out_b)) == fingerprint_frame(simulate_churn(300, "strong", seed=5))
+
+
+@pytest.mark.parametrize("action", ["up", "status", "down"])
+def test_half_of_the_team_mlflow_settings_is_a_config_error_for_every_stack_action(tmp_path, action):
+    proc = run_cli(["stack", action], tmp_path, None, MLOPS_MLFLOW_BACKEND_URI="postgresql://127.0.0.1:5432/test")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        "error: MLOPS_MLFLOW_BACKEND_URI and MLOPS_MLFLOW_ARTIFACTS_DESTINATION go together: set both or neither"
+    )
+    assert not (tmp_path / "home" / "run").exists()  # nothing was started

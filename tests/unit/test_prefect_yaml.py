@@ -70,3 +70,14 @@ def test_every_parameter_has_a_type_and_a_description_for_the_ui_form(key):
     for name, prop in schema["properties"].items():
         assert "$ref" in prop or "type" in prop or "anyOf" in prop, f"{key}: parameter {name} has no type"
         assert prop.get("description"), f"{key}: parameter {name} has no description (flow docstring Args:)"
+
+
+@pytest.mark.parametrize("key", sorted(DEPLOYMENTS))
+def test_every_run_sends_heartbeats_often_enough_for_the_silent_run_automation(key):
+    automations = yaml.safe_load((ROOT / "deployments" / "automations.yaml").read_text())["automations"]
+    (silent,) = [a for a in automations if a["name"] == "mlops-crash-silent-flow-runs"]
+    env = DEPLOYMENTS[key]["work_pool"]["job_variables"]["env"]
+    # Two heartbeats may be late before a healthy run would be taken for a dead one.
+    assert 3 * int(env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) <= silent["trigger"]["within"]
+    assert silent["trigger"]["posture"] == "Proactive"
+    assert silent["actions"] == [{"type": "change-flow-run-state", "state": "CRASHED", "message": silent["actions"][0]["message"]}]

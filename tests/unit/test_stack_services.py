@@ -8,6 +8,7 @@ import pytest
 
 from mlops import stack
 from mlops.config import Settings
+from mlops.errors import ConfigError
 
 HOME = Path("/srv/mlops")
 
@@ -50,5 +51,5 @@ def test_team_settings_put_both_servers_on_postgres_and_artifacts_in_s3():
     ids=["backend-only", "artifacts-only"],
 )
 def test_half_a_team_mlflow_config_is_refused(env):
-    with pytest.raises(RuntimeError, match="set both or neither"):
+    with pytest.raises(ConfigError, match="set both or neither"):
         stack.local_services(_settings(**env))
