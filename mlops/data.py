@@ -74,7 +74,7 @@ def _read_bytes(loc: DataLocation, client: Any | None) -> bytes:
             raise DataError(f"{loc.uri}: is a directory, not a data file")
         return path.read_bytes()
     client = client or s3_client()
-    with _s3_errors(loc.uri, "read"):
+    with s3_errors(loc.uri, "read"):
         return client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
 
 
@@ -84,7 +84,7 @@ _S3_BUSY_CODES = frozenset({"SlowDown", "Throttling", "RequestTimeout", "Service
 
 
 @contextmanager
-def _s3_errors(uri: str, action: str) -> Iterator[None]:
+def s3_errors(uri: str, action: str) -> Iterator[None]:
     """Turn boto errors into one-line errors: StorageUnavailable (retried) for an endpoint that is
     down or busy, DataError for everything that will fail the same way next time."""
     from botocore.exceptions import (
@@ -161,7 +161,7 @@ def write_bytes(uri: str, payload: bytes, client: Any | None = None) -> str:
     loc = parse_uri(uri)
     if loc.is_s3:
         client = client or s3_client()
-        with _s3_errors(uri, "write"):
+        with s3_errors(uri, "write"):
             client.put_object(Bucket=loc.bucket, Key=loc.key, Body=payload)
         return uri
     target = Path(loc.key)

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops.data import parse_uri, s3_client, write_bytes
+from mlops.data import parse_uri, s3_client, s3_errors, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,9 @@ def list_files(root: str, first: date | None = None, last: date | None = None, c
             if directory.is_dir() and wanted(_partition_day(directory.name))
             for path in directory.glob("part-*.parquet")
         )
-    return sorted(_s3_keys(root, wanted, client or s3_client()))
+    # An unreachable or busy endpoint is StorageUnavailable (the monitor's read task retries it).
+    with s3_errors(root, "list"):
+        return sorted(_s3_keys(root, wanted, client or s3_client()))
 
 
 def _s3_keys(root: str, wanted: Callable[[date | None], bool], client: Any) -> Iterator[str]:
@@ -110,7 +112,8 @@ def read_files(uris: list[str], client: Any | None = None) -> pd.DataFrame:
     for uri in uris:
         if _is_s3(uri):
             loc = parse_uri(uri)
-            body = (client or s3_client()).get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
+            with s3_errors(uri, "read"):
+                body = (client or s3_client()).get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
             frames.append(pd.read_parquet(io.BytesIO(body)))
         else:
             frames.append(pd.read_parquet(uri))

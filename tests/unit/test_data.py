@@ -115,6 +115,15 @@ class _FailingS3:
     def put_object(self, **_kwargs):
         raise self.error
 
+    def get_paginator(self, _name):
+        failing = self
+
+        class _Pages:
+            def paginate(self, **_kwargs):
+                raise failing.error
+
+        return _Pages()
+
 
 def _client_error(code: str):
     return boto_errors.ClientError({"Error": {"Code": code, "Message": code}}, "GetObject")
@@ -131,14 +140,21 @@ def _client_error(code: str):
 ])
 def test_s3_errors_are_one_line_and_only_outages_are_transient(error, transient):
     from mlops.errors import MlopsError, StorageUnavailable
+    from mlops.serving import logstore
     from tasks import retry_if_transient
 
-    for call in (lambda c: read_frame("s3://b/k.parquet", client=c),
-                 lambda c: write_frame(pd.DataFrame({"a": [1]}), "s3://b/k.parquet", client=c)):
+    # The datasets, and the prediction log the monitor reads (listing its partitions, then the files).
+    for uri, call in (
+        ("s3://b/k.parquet", lambda c: read_frame("s3://b/k.parquet", client=c)),
+        ("s3://b/k.parquet", lambda c: write_frame(pd.DataFrame({"a": [1]}), "s3://b/k.parquet", client=c)),
+        ("s3://b/log", lambda c: logstore.list_files("s3://b/log", client=c)),
+        ("s3://b/log/date=2026-01-01/part-1.parquet",
+         lambda c: logstore.read_files(["s3://b/log/date=2026-01-01/part-1.parquet"], client=c)),
+    ):
         with pytest.raises(MlopsError) as caught:
             call(_FailingS3(error()))
         assert isinstance(caught.value, StorageUnavailable) is transient
-        assert "\n" not in str(caught.value) and str(caught.value).startswith("s3://b/k.parquet: ")
+        assert "\n" not in str(caught.value) and str(caught.value).startswith(f"{uri}: ")
 
         class _State:
             data = caught.value
