@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mlops.config import PipelineConfig, Settings, load_config
-from mlops.errors import MlopsError, PromotionRefused
+from mlops.errors import ConfigError, MlopsError, PromotionRefused
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -99,11 +99,7 @@ def _fail(err: BaseException, as_json: bool, extra: dict[str, Any] | None = None
 
 def cmd_train(args: argparse.Namespace) -> int:
     settings = Settings()
-    try:
-        config = load_config(args.config).with_data_uri(args.data)
-    except MlopsError as err:
-        return _fail(err, args.json)
-    _configure_infrastructure(settings)
+    config = _load_for_run(args).with_data_uri(args.data)
     from prefect.settings import PREFECT_UI_URL
 
     from flows.train import train
@@ -144,20 +140,18 @@ def _flow_outcome(state: Any) -> Any:
     return outcome
 
 
-def _load(args: argparse.Namespace) -> PipelineConfig | int:
-    """The config, or the exit code after printing why it could not be loaded."""
-    try:
-        return load_config(args.config)
-    except MlopsError as err:
-        return _fail(err, getattr(args, "json", False))
+def _load_for_run(args: argparse.Namespace) -> PipelineConfig:
+    """The command's config, then MLflow and Prefect pointed at the local stack where it runs.
+
+    A bad config raises ConfigError before anything is imported or contacted; main() prints it.
+    """
+    config = load_config(args.config)
+    _configure_infrastructure(Settings())
+    return config
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    settings = Settings()
-    config = _load(args)
-    if isinstance(config, int):
-        return config
-    _configure_infrastructure(settings)
+    config = _load_for_run(args)
     from prefect.settings import PREFECT_UI_URL
 
     from flows.deploy import STATUS_REFUSED, STATUS_ROLLED_BACK, deploy
@@ -182,11 +176,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    settings = Settings()
-    config = _load(args)
-    if isinstance(config, int):
-        return config
-    _configure_infrastructure(settings)
+    config = _load_for_run(args)
     from flows.rollback import rollback
 
     state, result = _run_flow(rollback, config=config, reason=args.reason)
@@ -197,10 +187,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    config = _load(args)
-    if isinstance(config, int):
-        return config
-    _configure_infrastructure(Settings())
+    config = _load_for_run(args)
     from mlops.audit import render_table
     from mlops.registry import open_registry
 
@@ -217,10 +204,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    config = _load(args)
-    if isinstance(config, int):
-        return config
-    _configure_infrastructure(Settings())
+    config = _load_for_run(args)
     from mlops.registry import open_registry
     from mlops.summary import render_versions, version_rows
 
@@ -239,10 +223,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings()
-    config = _load(args)
-    if isinstance(config, int):
-        return config
-    _configure_infrastructure(settings)
+    config = _load_for_run(args)
     from mlops.serving import run
 
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.default_tracking_uri()
@@ -254,11 +235,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    settings = Settings()
-    config = _load(args)
-    if isinstance(config, int):
-        return config
-    _configure_infrastructure(settings)
+    config = _load_for_run(args)
     from flows.monitor import monitor
 
     state, result = _run_flow(monitor, config=config, current_uri=args.current, window_hours=args.window_hours)
@@ -294,11 +271,7 @@ def cmd_drift_check(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    settings = Settings()
-    config = _load(args)
-    if isinstance(config, int):
-        return config
-    _configure_infrastructure(settings)
+    config = _load_for_run(args)
     from flows.batch_score import batch_score
 
     state, result = _run_flow(
@@ -446,6 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
+    except ConfigError as err:  # one line and exit 2, from whichever command read the config
+        return _fail(err, getattr(args, "json", False))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
