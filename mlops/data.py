@@ -65,7 +65,8 @@ def s3_client(endpoint_url: str | None = None) -> Any:
     return boto3.client("s3", endpoint_url=endpoint)
 
 
-def _read_bytes(loc: DataLocation, client: Any | None) -> bytes:
+def read_bytes(loc: DataLocation, client: Any | None = None) -> bytes:
+    """A whole file, local or on S3; a missing file or an S3 failure is one line (see s3_errors)."""
     if not loc.is_s3:
         path = Path(loc.key)
         if not path.exists():
@@ -114,7 +115,7 @@ def s3_errors(uri: str, action: str) -> Iterator[None]:
 def read_frame(uri: str, client: Any | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet dataset; every failure is a one-line DataError naming the file."""
     loc = parse_uri(uri)
-    payload = _read_bytes(loc, client)
+    payload = read_bytes(loc, client)
     if not payload.strip():
         raise DataError(f"{uri}: file is empty")
     try:

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops.data import parse_uri, s3_client, s3_errors, write_bytes
+from mlops.data import parse_uri, read_bytes, s3_client, s3_errors, write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +111,7 @@ def read_files(uris: list[str], client: Any | None = None) -> pd.DataFrame:
     frames = []
     for uri in uris:
         if _is_s3(uri):
-            loc = parse_uri(uri)
-            with s3_errors(uri, "read"):
-                body = (client or s3_client()).get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
-            frames.append(pd.read_parquet(io.BytesIO(body)))
+            frames.append(pd.read_parquet(io.BytesIO(read_bytes(parse_uri(uri), client))))
         else:
             frames.append(pd.read_parquet(uri))
     frames = [f for f in frames if not f.empty]
