@@ -45,6 +45,14 @@ class SearchResult:
         # Ties go to the earliest candidate, so the choice never depends on completion order.
         return max(self.candidates, key=lambda c: (c.mean_score, -c.index))
 
+    def tracking_params(self) -> dict[str, Any]:
+        """Run params: scorer, candidate count, and the winner's parameters as `search.best.<name>`."""
+        return {
+            "search.scoring": self.scoring,
+            "search.candidates": len(self.candidates),
+            **{f"search.best.{k}": v for k, v in self.best.params.items()},
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "scoring": self.scoring,

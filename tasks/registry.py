@@ -63,14 +63,7 @@ def log_evaluation(
 @task(name="log-search", **_IO)
 def log_search(registry: Registry, run_id: str, result: search.SearchResult) -> None:
     """Every candidate's cross-validated score with the run; the winner's parameters as `search.best.*`."""
-    registry.log_params(
-        run_id,
-        {
-            "search.scoring": result.scoring,
-            "search.candidates": len(result.candidates),
-            **{f"search.best.{k}": v for k, v in result.best.params.items()},
-        },
-    )
+    registry.log_params(run_id, result.tracking_params())
     registry.log_metrics(run_id, {"search_best_cv_score": result.best.mean_score})
     registry.log_json(run_id, result.to_dict(), "search/candidates.json")
 
