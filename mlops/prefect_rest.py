@@ -103,10 +103,16 @@ class PrefectRest:
         body = {"deployments": {"id": {"any_": [self.deployment_id(flow, name)]}}, "sort": "EXPECTED_START_TIME_ASC"}
         return self._post("/flow_runs/filter", body)
 
+    def task_runs(self, flow_run_ids: list[str], name_like: str | None = None) -> list[dict[str, Any]]:
+        """Task runs of these flow runs, optionally only those whose name contains `name_like`."""
+        body: dict[str, Any] = {"flow_runs": {"id": {"any_": flow_run_ids}}}
+        if name_like:
+            body["task_runs"] = {"name": {"like_": name_like}}
+        return self._post("/task_runs/filter", body)
+
     def child_runs(self, parent_run_id: str) -> list[dict[str, Any]]:
         """Subflow runs started by a run (their parent task runs belong to it)."""
-        tasks = self._post("/task_runs/filter", {"flow_runs": {"id": {"any_": [parent_run_id]}}})
-        ids = [t["id"] for t in tasks]
+        ids = [t["id"] for t in self.task_runs([parent_run_id])]
         if not ids:
             return []
         body = {"flow_runs": {"parent_task_run_id": {"any_": ids}}, "sort": "EXPECTED_START_TIME_ASC"}

@@ -192,8 +192,7 @@ def _process_tree(root: int) -> list[int]:
 def _running_task(prefect: PrefectRest, flow_run_id: str, task_name: str) -> bool:
     """Is `task_name` running in the flow run or one of its subflows?"""
     run_ids = [flow_run_id, *(r["id"] for r in prefect.child_runs(flow_run_id))]
-    body = {"flow_runs": {"id": {"any_": run_ids}}, "task_runs": {"name": {"like_": task_name}}}
-    return any(t["state_type"] == "RUNNING" for t in prefect.http.post("/task_runs/filter", json=body).json())
+    return any(t["state_type"] == "RUNNING" for t in prefect.task_runs(run_ids, task_name))
 
 
 def test_a_worker_killed_mid_retrain_keeps_the_champion_serving_and_the_next_retrain_completes(loop):
