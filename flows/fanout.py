@@ -60,5 +60,35 @@ def fan_out(task: Task, calls: Sequence[Mapping[str, Any]], execution: Execution
     import distributed  # noqa: F401  (its defaults must be in dask.config before set(), or leaving set() drops them)
 
     with dask.config.set(_LEAN_LOCAL_WORKERS), dask_task_runner(execution) as runner:
+        calls = _send_shared_arguments_once(runner.client, calls)
         futures = [runner.submit(task, parameters=dict(call)) for call in calls]
         return [future.result() for future in futures]
+
+
+# Values that are never worth a transfer of their own: cheaper inline than as a Dask future.
+_INLINE = (type(None), bool, int, float, str, bytes)
+
+
+def _send_shared_arguments_once(client: Any, calls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Replace each argument that every call shares (the same object) with one copy per worker.
+
+    Passed inline, the training frame of a search (or the model of a batch score) would be
+    pickled by this process and deserialized by a worker for every call: at 60k rows, 6.5 MB
+    and ~0.1 s of CPU each way, on the cores the fits need, and the scheduler would hold one
+    copy per pending call. Scattered once to every worker, each worker deserializes it once and
+    its tasks share that copy. Dask substitutes the data for the future before the task runs,
+    so task code and Prefect's records see the value itself.
+    """
+    calls = [dict(call) for call in calls]
+    if len(calls) < 2:
+        return calls
+    first = calls[0]
+    shared = {
+        name: value for name, value in first.items()
+        if not isinstance(value, _INLINE) and all(name in call and call[name] is value for call in calls[1:])
+    }
+    if not shared:
+        return calls
+    # One round trip for all of them; broadcast, so no worker waits on another for its copy.
+    futures = client.scatter(shared, broadcast=True, hash=False)
+    return [{**call, **futures} for call in calls]

@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
+from flows.fanout import fan_out
 from flows.search import search_hyperparameters
 from mlops import contract as contracts
-from mlops.config import PipelineConfig, parse_config
+from mlops.config import ExecutionConfig, PipelineConfig, parse_config
 from mlops.search import SearchResult
 from mlops.simulate import simulate_churn
 
@@ -52,6 +54,39 @@ def test_dask_search_equals_sequential_search():
     assert distributed.best.params == sequential.best.params
     # The grid actually discriminates: otherwise "same best" would hold by accident.
     assert len({c.mean_score for c in sequential.candidates}) > 1
+
+
+@task(cache_policy=NO_CACHE)
+def _keep_frame(frame, index: int) -> tuple[int, int, int]:
+    # Kept on the Dask worker itself (this function travels by value, its module globals with
+    # it), and kept alive, so that no two copies can share an id().
+    from distributed import get_worker
+
+    received = get_worker().__dict__.setdefault("test_received_frames", [])
+    received.append(frame)
+    return os.getpid(), len({id(f) for f in received}), int(frame["tenure_months"].sum()) + index
+
+
+@flow(name="fan-out-shared-frame")
+def _fan_out_shared_frame(calls: int) -> tuple[list, int]:
+    frame = simulate_churn(2000, seed=7)
+    execution = ExecutionConfig(task_runner="dask", n_workers=2, threads_per_worker=1)
+    return fan_out(_keep_frame, [{"frame": frame, "index": i} for i in range(calls)], execution), int(frame["tenure_months"].sum())
+
+
+def test_an_argument_every_call_shares_reaches_each_worker_once():
+    # Sent inline, every call would unpickle its own copy of the frame; scattered once, a
+    # worker's tasks all hold the same object.
+    results, total = _fan_out_shared_frame(8)
+
+    assert [value for _, _, value in results] == [total + i for i in range(8)]
+    copies_per_worker: dict[int, int] = {}
+    calls_per_worker: dict[int, int] = {}
+    for pid, copies, _ in results:
+        copies_per_worker[pid] = max(copies, copies_per_worker.get(pid, 0))
+        calls_per_worker[pid] = calls_per_worker.get(pid, 0) + 1
+    assert max(calls_per_worker.values()) > 1  # else one copy per call would look the same
+    assert set(copies_per_worker.values()) == {1}
 
 
 TWO_FAN_OUTS = """
