@@ -24,7 +24,7 @@ _SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NU
 # taken from the fits: ~5% of each worker's CPU time here, and with every core busy the fits
 # wait for it. The local cluster runs without the profiler and polls less often; a cluster
 # reached by address keeps what its operators configured. (Nannies pass this to their workers.)
-_LEAN_LOCAL_WORKERS = {
+LEAN_LOCAL_WORKERS = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "1s",
@@ -38,18 +38,23 @@ def dask_task_runner(execution: ExecutionConfig, settings: Settings | None = Non
     address = execution.dask_address or (settings or Settings()).dask_address
     if address:
         return DaskTaskRunner(address=address)
-    return DaskTaskRunner(
-        cluster_class="distributed.LocalCluster",
-        cluster_kwargs={
-            "n_workers": execution.n_workers,
-            "threads_per_worker": execution.threads_per_worker,
-            "processes": True,
-            "host": "127.0.0.1",
-            # A free port: the default 8787 collides between concurrent runs on one machine.
-            "dashboard_address": "127.0.0.1:0",
-            "env": _SINGLE_THREADED,
-        },
-    )
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=local_cluster_kwargs(execution))
+
+
+def local_cluster_kwargs(execution: ExecutionConfig) -> dict[str, Any]:
+    """`distributed.LocalCluster` arguments of the cluster a run starts when it has no address.
+
+    Start it inside `dask.config.set(LEAN_LOCAL_WORKERS)` to get the same workers.
+    """
+    return {
+        "n_workers": execution.n_workers,
+        "threads_per_worker": execution.threads_per_worker,
+        "processes": True,
+        "host": "127.0.0.1",
+        # A free port: the default 8787 collides between concurrent runs on one machine.
+        "dashboard_address": "127.0.0.1:0",
+        "env": _SINGLE_THREADED,
+    }
 
 
 def fan_out(task: Task, calls: Sequence[Mapping[str, Any]], execution: ExecutionConfig) -> list[Any]:
@@ -59,7 +64,7 @@ def fan_out(task: Task, calls: Sequence[Mapping[str, Any]], execution: Execution
     import dask
     import distributed  # noqa: F401  (its defaults must be in dask.config before set(), or leaving set() drops them)
 
-    with dask.config.set(_LEAN_LOCAL_WORKERS), dask_task_runner(execution) as runner:
+    with dask.config.set(LEAN_LOCAL_WORKERS), dask_task_runner(execution) as runner:
         calls = _send_shared_arguments_once(runner.client, calls)
         futures = [runner.submit(task, parameters=dict(call)) for call in calls]
         return [future.result() for future in futures]
