@@ -70,27 +70,31 @@ def fan_out(task: Task, calls: Sequence[Mapping[str, Any]], execution: Execution
         return [future.result() for future in futures]
 
 
-# Values that are never worth a transfer of their own: cheaper inline than as a Dask future.
-_INLINE = (type(None), bool, int, float, str, bytes)
+# Below this (Dask's own cut-off for lifting a large argument out of `Client.map`), an argument
+# travels inline. Each scattered one also becomes a dependency of every call, and calls with
+# more than a few dependencies lose the scheduler's queueing of independent tasks.
+_SCATTER_BYTES = 100_000
 
 
 def _send_shared_arguments_once(client: Any, calls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Replace each argument that every call shares (the same object) with one copy per worker.
+    """Replace each large argument that every call shares (the same object) with one copy per worker.
 
-    Passed inline, the training frame of a search (or the model of a batch score) would be
-    pickled by this process and deserialized by a worker for every call: at 60k rows, 6.5 MB
-    and ~0.1 s of CPU each way, on the cores the fits need, and the scheduler would hold one
-    copy per pending call. Scattered once to every worker, each worker deserializes it once and
-    its tasks share that copy. Dask substitutes the data for the future before the task runs,
-    so task code and Prefect's records see the value itself.
+    Passed inline, the training frame of a search would be pickled by this process and
+    deserialized by a worker for every call: at 60k rows, 6.5 MB and ~0.1 s of CPU each way, on
+    the cores the fits need, and the scheduler would hold one copy per pending call. Scattered
+    once to every worker, each worker deserializes it once and its tasks share that copy. Dask
+    substitutes the data for the future before the task runs, so task code and Prefect's
+    records see the value itself.
     """
+    from dask.sizeof import sizeof
+
     calls = [dict(call) for call in calls]
     if len(calls) < 2:
         return calls
     first = calls[0]
     shared = {
         name: value for name, value in first.items()
-        if not isinstance(value, _INLINE) and all(name in call and call[name] is value for call in calls[1:])
+        if all(name in call and call[name] is value for call in calls[1:]) and sizeof(value) >= _SCATTER_BYTES
     }
     if not shared:
         return calls
