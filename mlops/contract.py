@@ -20,6 +20,10 @@ Role = Literal["feature", "target", "timestamp"]
 
 # Above this many distinct values a text column is treated as free text, not a category set.
 MAX_CATEGORIES = 200
+# Numeric features must be finite and at most this large, in training and in serving alike:
+# scaling squares every value, and far beyond it float64 overflows inside scikit-learn with an
+# error that names no column. One home, so a row serving accepts is a row retraining can use.
+MAX_ABS_VALUE = 1e100
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mlops.config import ColumnRule, ValidationConfig
-from mlops.contract import ColumnContract, DataContract, Kind, column_kind
+from mlops.contract import MAX_ABS_VALUE, ColumnContract, DataContract, Kind, column_kind
 
 Source = Literal["schema", "contract", "rule"]
 
@@ -29,9 +29,6 @@ MAX_VALUE_SET = 20
 # How many failed expectations the one-line summary and the MLflow tag name.
 MAX_LISTED_FAILURES = 5
 MAX_EXAMPLES = 3
-# Numeric features must be finite and at most this large: scaling squares every value, and far
-# beyond it float64 overflows inside scikit-learn with an error that names no column.
-MAX_ABS_VALUE = 1e100
 # A feature column must have at least one value; one that is entirely null teaches nothing.
 _SOME_VALUES = 1e-9
 
