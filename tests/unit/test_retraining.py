@@ -32,7 +32,9 @@ def _labelled(base: pd.DataFrame) -> pd.DataFrame:
 
 def test_labelled_rows_are_appended_with_label_as_target():
     base = simulate_churn(20, seed=1)
-    combined = combine_with_labelled(base, _labelled(base), CONFIG)
+    result = combine_with_labelled(base, _labelled(base), CONFIG)
+    combined = result.frame
+    assert (result.added, result.dropped) == (5, 0)
     assert len(combined) == 25
     assert list(combined.columns) == list(base.columns)
     assert combined["churned"].tail(5).tolist() == [1, 0, 1, 1, 0]
@@ -41,8 +43,8 @@ def test_labelled_rows_are_appended_with_label_as_target():
 
 def test_nothing_labelled_or_missing_feature_keeps_the_reference():
     base = simulate_churn(20, seed=2)
-    assert combine_with_labelled(base, pd.DataFrame(), CONFIG) is base
-    assert combine_with_labelled(base, _labelled(base).drop(columns=["age"]), CONFIG) is base
+    assert combine_with_labelled(base, pd.DataFrame(), CONFIG).frame is base
+    assert combine_with_labelled(base, _labelled(base).drop(columns=["age"]), CONFIG).frame is base
 
 
 # -- cooldown ------------------------------------------------------------------------------------------
@@ -96,7 +98,7 @@ def test_retrain_holds_out_the_newest_share_of_the_labelled_traffic():
     log = _labelled(simulate_churn(400, seed=4))
     log = pd.concat([log] * 80, ignore_index=True).head(400)
     log["timestamp"] = pd.date_range("2026-01-01", periods=400, freq="min", tz="UTC")
-    combined = combine_with_labelled(base, log, CONFIG)
+    combined = combine_with_labelled(base, log, CONFIG).frame
     config = retrain_config(CONFIG, TrainingData("assembled.parquet", len(combined), 400))
     assert config.dataset.uri == "assembled.parquet" and config.split.method == "time"
     contract = infer_contract(combined, "churned", "event_time", "classification")
