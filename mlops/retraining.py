@@ -85,9 +85,8 @@ def drop_contract_breaches(
             if contract.task == "classification" and contract.classes is not None:
                 bad["not a known class"] = values.notna() & ~values.isin(list(contract.classes))
             elif contract.task != "classification":
-                numbers = pd.to_numeric(values, errors="coerce")
-                bad[f"not a finite number within ±{MAX_ABS_VALUE:g}"] = values.notna() & ~numbers.abs().le(MAX_ABS_VALUE)
-                values = numbers
+                values, unusable, why = _as_kind(values, "numeric", like[col.name])
+                bad[why] = unusable
         else:
             values, unusable, why = _as_kind(values, col.kind, like[col.name])
             bad = {why: unusable}
