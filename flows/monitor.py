@@ -7,6 +7,7 @@ from dataclasses import replace
 from prefect import flow, get_run_logger
 
 from mlops.config import PipelineConfig
+from mlops.drift import INSUFFICIENT_DATA, too_few_rows
 from mlops.monitoring import MonitorResult
 from mlops.registry import open_registry
 from tasks.monitoring import (
@@ -31,7 +32,8 @@ def monitor(
 
     On data drift or degraded live performance it emits `mlops.drift.detected` or
     `mlops.performance.degraded` for `mlops.model.<name>`, which the retrain automation listens to.
-    No breach, no event. Too few rows in the window gives no verdict and no event.
+    No breach, no event. Too few rows in the window gives no verdict and no event. Prediction-log
+    part files that cannot be parsed are skipped, logged and listed in the result.
 
     Args:
         config: The pipeline config; `monitoring` sets methods, thresholds and the window.
@@ -43,10 +45,15 @@ def monitor(
     champion, model, contract, reference, profile = load_champion(registry, config.model.name)
     hours = window_hours or config.monitoring.window_hours
     current, window = read_window(config, contract, current_uri, hours)
-    if len(current) < config.monitoring.min_rows:
-        logger.info(f"{len(current)} rows in {window.describe()}: fewer than {config.monitoring.min_rows}, no verdict")
-        return MonitorResult(status="insufficient-data", model_name=config.model.name,
-                             champion_version=champion.version, window=window.describe(), rows=len(current))
+    if window.unreadable_parts:
+        logger.warning(f"{len(window.unreadable_parts)} unreadable prediction-log part(s) skipped: "
+                       + ", ".join(window.unreadable_parts))
+    no_verdict = too_few_rows(len(current), config.monitoring)
+    if no_verdict is not None:
+        logger.info(f"{window.describe()}: {no_verdict}")
+        return MonitorResult(status=INSUFFICIENT_DATA, model_name=config.model.name,
+                             champion_version=champion.version, window=window.describe(), rows=len(current),
+                             unreadable_parts=window.unreadable_parts)
 
     html = html_report_path()
     report = check_drift(reference, current, contract, model, config, champion, html, profile)
@@ -55,4 +62,6 @@ def monitor(
     publish_drift_report(report, window, run_url)
     event = emit_breach_event(report, config.model.name, champion, window)
     logger.info(report.summary())
-    return MonitorResult.from_report(report, config.model.name, champion.version, window.describe(), run_id, event)
+    return MonitorResult.from_report(
+        report, config.model.name, champion.version, window.describe(), run_id, event, window.unreadable_parts
+    )

@@ -21,8 +21,8 @@ STATUS_SKIPPED = "skipped"
 
 
 def _refuse_unregistered(
-    registry: Registry, name: str, err: QualityGateFailed, trigger: dict[str, Any] | None, data_uri: str,
-    run_id: str | None,
+    registry: Registry, name: str, err: QualityGateFailed, trigger: dict[str, Any] | None,
+    training_data: retraining.TrainingData, run_id: str | None,
 ) -> RetrainResult:
     """Record a retrained model that missed a gate (never registered) as a refusal, and say so."""
     champion = current_champion(registry, name)
@@ -32,7 +32,7 @@ def _refuse_unregistered(
     record_audit(registry, record)
     emit_model_event(record)
     result = RetrainResult(status=STATUS_REFUSED, model_name=name, reason=str(err), champion_version=champion_version,
-                           data_uri=data_uri, trigger=trigger, flow_run_id=run_id)
+                           data_uri=training_data.uri, trigger=trigger, flow_run_id=run_id, **training_data.report())
     publish_retrain_summary(result)
     return result
 
@@ -51,7 +51,10 @@ def retrain(
     is a result of this run (status `refused`), not a failure, and so is a retrained model that misses
     a quality gate (`refused`, recorded in the audit trail; nothing registered). With enough labelled
     traffic both models are judged on its newest rows (`retrain.recent_holdout_share`) and the
-    challenger learns from the rest. Within `retrain.cooldown_minutes` (or `cooldown_minutes`) of
+    challenger learns from the rest. Labelled traffic is read for the last
+    `retrain.labelled_window_days` (at most `retrain.max_labelled_rows` rows, the newest); rows that
+    break the data contract (a value beyond the contract's bound, a null or unknown label) are left
+    out and counted in the result (`dropped_rows`, `drop_reasons`) instead of failing validation. Within `retrain.cooldown_minutes` (or `cooldown_minutes`) of
     the last finished retrain the run is `skipped` and trains nothing.
 
     Args:
@@ -75,14 +78,13 @@ def retrain(
 
     labels = config.retrain.include_recent_labels if include_recent_labels is None else include_recent_labels
     training_data = assemble_training_data(config, labels)
-    data_uri = training_data.uri
     config = retraining.retrain_config(config, training_data)
     try:
         trained: TrainResult = train(config=config)
     except QualityGateFailed as err:
         # Not good enough is an answer, not a crash: recorded like a refusal, the run completes.
         logger.warning(f"retrained {name} refused: {err}")
-        return _refuse_unregistered(registry, name, err, trigger, data_uri, run_id)
+        return _refuse_unregistered(registry, name, err, trigger, training_data, run_id)
     # deploy cuts its promotion holdout from the same data and split: the newest labelled traffic.
     deployed: DeployResult = deploy(
         config=config, challenger_version=trained.model_version, trigger=retraining.trigger_evidence(trigger)
@@ -90,7 +92,8 @@ def retrain(
     logger.info(f"retrained {name} v{trained.model_version}: deploy {deployed.status} ({deployed.reason})")
     result = RetrainResult(
         status=deployed.status, model_name=name, reason=deployed.reason, model_version=trained.model_version,
-        champion_version=deployed.champion_version, data_uri=data_uri, trigger=trigger, flow_run_id=run_id,
+        champion_version=deployed.champion_version, data_uri=training_data.uri, trigger=trigger, flow_run_id=run_id,
+        **training_data.report(),
     )
     publish_retrain_summary(result)
     return result

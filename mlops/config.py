@@ -269,6 +269,14 @@ class RetrainConfig(_Strict):
     min_labelled_rows: int = Field(
         default=200, ge=2, description="Fewer labelled rows than this: retrain on the dataset alone"
     )
+    # The labelled history a retrain reads is bounded: old traffic says little about today's
+    # population, and a log that only grows must not make every retrain slower and larger.
+    labelled_window_days: float = Field(
+        default=30.0, gt=0.0, description="Labelled predictions older than this many days are not trained on"
+    )
+    max_labelled_rows: int = Field(
+        default=500_000, ge=2, description="At most this many labelled rows (the newest) join the training data"
+    )
 
 
 class PipelineConfig(_Strict):

@@ -70,6 +70,8 @@ class DriftReport:
     performance: PerformanceDrift | None = None
     report_location: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # Why there is no verdict (too few rows); None when the columns were checked.
+    no_verdict: str | None = None
 
     @property
     def drifted_columns(self) -> tuple[ColumnDrift, ...]:
@@ -82,6 +84,8 @@ class DriftReport:
 
     def summary(self) -> str:
         """One line for logs and the CLI."""
+        if self.no_verdict is not None:
+            return f"{INSUFFICIENT_DATA}: {self.no_verdict}"
         names = ", ".join(c.column for c in self.drifted_columns) or "none"
         verdict = "dataset drift" if self.dataset_drift else "no dataset drift"
         line = (
@@ -98,6 +102,28 @@ class DriftReport:
         out["drifted_columns"] = [c.column for c in self.drifted_columns]
         out["breach"] = self.breach
         return out
+
+
+INSUFFICIENT_DATA = "insufficient-data"
+
+
+def too_few_rows(rows: int, config: MonitoringConfig) -> str | None:
+    """Why a window of `rows` rows gets no verdict, or None when it gets one.
+
+    The one rule of the monitor and `drift-check`: below `monitoring.min_rows` the statistics
+    say more about the sample than about the population.
+    """
+    if rows >= config.min_rows:
+        return None
+    return f"{rows} row{'' if rows == 1 else 's'} in the current window, fewer than monitoring.min_rows ({config.min_rows}): no verdict"
+
+
+def no_verdict_report(reference_rows: int, current_rows: int, config: MonitoringConfig, reason: str) -> DriftReport:
+    """The report of a window too small to judge: no columns checked, no drift claimed."""
+    return DriftReport(
+        dataset_drift=False, drift_share=0.0, drift_share_threshold=config.drift_share, columns=(),
+        rows_reference=reference_rows, rows_current=current_rows, no_verdict=reason,
+    )
 
 
 def reference_sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:

@@ -25,10 +25,7 @@ def load_reference(uri: str) -> ReferenceProfile:
     if uri.endswith(PROFILE_SUFFIX):
         if not Path(uri).is_file():
             raise DataError(f"{uri}: file not found")
-        try:
-            return ReferenceProfile.load(uri)
-        except ValueError as err:
-            raise DataError(str(err)) from None
+        return ReferenceProfile.load(uri)  # a damaged file is a DataError naming it
     window = open_window(uri)
     kinds = {name: window.kind_of(name) for name in window.names}
     numeric = [n for n, k in kinds.items() if k == NUMERIC]
@@ -46,6 +43,12 @@ def run_drift_check(reference_uri: str, current_uri: str, config_path: str | Non
     window = open_window(current_uri)
     numeric = [n for n in profile.names if profile.kinds[n] == NUMERIC]
     categorical = [n for n in profile.names if profile.kinds[n] == CATEGORICAL]
+    missing = [n for n in [*numeric, *categorical] if n not in window.names]
+    if missing:
+        raise DataError(f"{current_uri}: current data lacks monitored columns: {', '.join(missing)}")
+    reason = drift.too_few_rows(window.rows, config)
+    if reason is not None:
+        return drift.no_verdict_report(profile.rows, window.rows, config, reason)
     try:
         return drift.check_drift(profile, window, numeric, categorical, config)
     except ValueError as err:
@@ -54,11 +57,13 @@ def run_drift_check(reference_uri: str, current_uri: str, config_path: str | Non
 
 def report_dict(report: drift.DriftReport) -> dict[str, Any]:
     """The JSON of `drift-check --json`: the verdict and every column; NaN statistics become null."""
+    status = "drift" if report.dataset_drift else "no-drift"
     return {
-        "status": "drift" if report.dataset_drift else "no-drift",
+        "status": drift.INSUFFICIENT_DATA if report.no_verdict is not None else status,
         "dataset_drift": report.dataset_drift,
         "drift_share": report.drift_share,
         "drift_share_threshold": report.drift_share_threshold,
+        "no_verdict": report.no_verdict,
         "rows_reference": report.rows_reference,
         "rows_current": report.rows_current,
         "drifted_columns": [c.column for c in report.drifted_columns],

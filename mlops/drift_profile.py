@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pandas as pd
 
 from mlops.drift_stats import CategoricalColumn, Column, NumericColumn
 from mlops.drift_window import FrameWindow, WindowColumns
+from mlops.errors import DataError
 
 FORMAT_VERSION = 1
 NUMERIC = "numeric"
@@ -32,6 +34,7 @@ class ReferenceProfile:
     def __init__(
         self, rows: int, kinds: dict[str, str], columns: dict[str, Column],
         archive: Any = None, arrays: dict[str, str] | None = None, integer: set[str] | None = None,
+        source: str = "reference profile",
     ) -> None:
         self.rows = rows
         self.kinds = dict(kinds)
@@ -42,6 +45,7 @@ class ReferenceProfile:
         self._integer = set(integer or ())
         # Checks read columns from several threads; one zip member at a time keeps reads simple.
         self._lock = threading.Lock()
+        self.source = source  # how errors name it: the file it was loaded from
 
     @property
     def names(self) -> list[str]:
@@ -52,8 +56,11 @@ class ReferenceProfile:
         if name in self._columns:
             return self._columns[name]
         if name in self._arrays:
-            with self._lock:
-                values = self._archive[self._arrays[name]]
+            try:
+                with self._lock:
+                    values = self._archive[self._arrays[name]]
+            except _UNREADABLE as err:  # a damaged member shows only when it is read
+                raise DataError(f"{self.source}: damaged drift reference profile, column '{name}': {_first_line(err)}") from None
             return NumericColumn(values, integer=name in self._integer)
         raise KeyError(f"the reference profile has no column '{name}'")
 
@@ -75,31 +82,42 @@ class ReferenceProfile:
         return buffer.getvalue()
 
     @classmethod
-    def load(cls, source: str | Path | bytes) -> ReferenceProfile:
-        """Open a stored profile (a path, or the payload); numeric columns load when a check asks."""
-        path = "profile payload" if isinstance(source, bytes) else str(source)
+    def load(cls, source: str | Path | bytes, name: str | None = None) -> ReferenceProfile:
+        """Open a stored profile (a path, or the payload named `name`); numeric columns load when asked.
+
+        A file that is not a profile (truncated, another format, a damaged header) is a DataError
+        naming it, never a zipfile or numpy traceback.
+        """
+        path = name or ("profile payload" if isinstance(source, bytes) else str(source))
         raw = io.BytesIO(source) if isinstance(source, bytes) else Path(source)
         try:
             archive = np.load(raw, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: not a drift reference profile") from err
-        try:
             header = json.loads(str(archive["header"]))
-        except (KeyError, ValueError) as err:
-            raise ValueError(f"{path}: not a drift reference profile") from err
-        if header.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path}: drift profile format {header.get('format')} (expected {FORMAT_VERSION})")
-        kinds, columns, arrays, integer = {}, {}, {}, set()
-        for entry in header["columns"]:
-            name = entry["name"]
-            kinds[name] = entry["kind"]
-            if "array" in entry:
-                arrays[name] = entry["array"]
-                if entry.get("integer"):
-                    integer.add(name)
-            else:
-                columns[name] = CategoricalColumn({k: int(v) for k, v in entry["counts"]})
-        return cls(int(header["rows"]), kinds, columns, archive, arrays, integer)
+            if header.get("format") != FORMAT_VERSION:
+                raise DataError(f"{path}: drift profile format {header.get('format')} (expected {FORMAT_VERSION})")
+            kinds, columns, arrays, integer = {}, {}, {}, set()
+            for entry in header["columns"]:
+                column = entry["name"]
+                kinds[column] = entry["kind"]
+                if "array" in entry:
+                    arrays[column] = entry["array"]
+                    if entry.get("integer"):
+                        integer.add(column)
+                else:
+                    columns[column] = CategoricalColumn({k: int(v) for k, v in entry["counts"]})
+            rows = int(header["rows"])
+        except (*_UNREADABLE, AttributeError, KeyError, TypeError) as err:
+            raise DataError(f"{path}: not a drift reference profile ({_first_line(err)})") from None
+        return cls(rows, kinds, columns, archive, arrays, integer, source=path)
+
+
+# What numpy and zipfile raise for a file that is cut short or damaged.
+_UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _plain(key: Any) -> Any:

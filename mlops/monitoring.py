@@ -22,6 +22,7 @@ from mlops.config import PipelineConfig
 from mlops.contract import DataContract
 from mlops.drift_profile import ReferenceProfile, profile_frame
 from mlops.drift_window import FrameWindow
+from mlops.serving import prediction_log
 
 PREDICTION_COLUMN = "prediction"
 DRIFT_DETECTED = "mlops.drift.detected"
@@ -37,6 +38,8 @@ class Window:
     source: str
     start: datetime | None = None
     end: datetime | None = None
+    # Prediction-log part files that could not be parsed and so were left out of the window.
+    unreadable_parts: tuple[str, ...] = ()
 
     def describe(self) -> str:
         if self.start is None:
@@ -51,14 +54,8 @@ def log_window(log_uri: str, hours: float, now: datetime | None = None) -> Windo
 
 
 def features_from_log(log: pd.DataFrame, contract: DataContract) -> pd.DataFrame:
-    """The contract's feature columns out of a prediction-log frame (which may prefix clashing names)."""
-    columns = {}
-    for name in contract.feature_names:
-        source = name if name in log.columns else f"feature.{name}"
-        if source not in log.columns:
-            raise ValueError(f"the prediction log has no column for feature '{name}'")
-        columns[name] = log[source]
-    return pd.DataFrame(columns)
+    """The contract's feature columns out of a prediction-log frame (which prefixes reserved names)."""
+    return prediction_log.features_from_log(log, contract.feature_names)
 
 
 def monitored_columns(contract: DataContract) -> tuple[list[str], list[str]]:
@@ -225,6 +222,9 @@ def report_markdown(report: drift.DriftReport, window: Window, run_url: str | No
         f"- **Window**: {window.describe()} ({report.rows_current} rows; reference {report.rows_reference})",
         f"- **Verdict**: {report.summary()}",
     ]
+    if window.unreadable_parts:
+        lines.append(f"- **Unreadable log parts skipped** ({len(window.unreadable_parts)}): "
+                     + ", ".join(f"`{p}`" for p in window.unreadable_parts))
     if run_url:
         lines.append(f"- **Evidently report and metrics**: [{run_url}]({run_url})")
     lines += ["", "| column | method | statistic | threshold | drifted |", "|---|---|---|---|---|"]
@@ -251,13 +251,16 @@ class MonitorResult:
     report_location: str | None = None
     run_id: str | None = None
     event: str | None = None
+    unreadable_parts: tuple[str, ...] = ()
 
     @classmethod
     def from_report(
-        cls, report: drift.DriftReport, model_name: str, version: str, window: str, run_id: str, event: str | None
+        cls, report: drift.DriftReport, model_name: str, version: str, window: str, run_id: str, event: str | None,
+        unreadable_parts: tuple[str, ...] = (),
     ) -> MonitorResult:
         perf = report.performance
         return cls(
+            unreadable_parts=unreadable_parts,
             status="breach" if report.breach else "ok",
             model_name=model_name,
             champion_version=version,
@@ -280,4 +283,5 @@ class MonitorResult:
 
         out = asdict(self)
         out["event_emitted"] = self.event is not None
+        out["unreadable_part_count"] = len(self.unreadable_parts)
         return out

@@ -346,7 +346,7 @@ class Registry:
             payload = self._download(ref, PROFILE_ARTIFACT, "drift profile")
         except RegistryError:
             return None
-        return ReferenceProfile.load(payload)
+        return ReferenceProfile.load(payload, name=f"{ref.uri} {PROFILE_ARTIFACT}")
 
     def load_model(self, name: str, alias_or_version: str) -> Any:
         """Load a registered pipeline through skops with our vetted type allow-list.

@@ -4,45 +4,150 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlops import audit
 from mlops.audit import ACTION_PROMOTED, ACTION_REFUSED, AuditRecord, sort_records
 from mlops.config import PipelineConfig, SplitConfig
+from mlops.contract import MAX_ABS_VALUE, DataContract, infer_contract
+from mlops.serving.logstore import TIMESTAMP
+from mlops.serving.prediction_log import features_from_log
+
+# -- labelled traffic as training rows -----------------------------------------------------------
+# Retraining reads traffic it never vetted. One logged row that breaks the contract (1e308, a label of
+# an unknown class) would fail the retrain's validation, and every later one, since the row stays in
+# the log: such rows are left out and counted instead, each under the reason that excluded it.
 
 
-def combine_with_labelled(base: pd.DataFrame, labelled: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
-    """Append labelled prediction-log rows shaped like `base`; `base` itself when there are none."""
+def labelled_since(config: PipelineConfig, now: datetime | None = None) -> datetime:
+    """The oldest prediction time a retrain reads labels for: `retrain.labelled_window_days` back."""
+    return (now or datetime.now(UTC)) - timedelta(days=config.retrain.labelled_window_days)
+
+
+def labelled_rows(base: pd.DataFrame, labelled: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame | None:
+    """Labelled prediction-log rows in `base`'s columns (not yet typed); None when the log lacks one."""
     if labelled is None or labelled.empty or "label" not in labelled.columns:
-        return base
-    rows = pd.DataFrame(index=labelled.index)
-    for column in base.columns:
-        if column == config.dataset.target:
-            rows[column] = labelled["label"]
-        elif column == config.dataset.timestamp:
-            rows[column] = pd.to_datetime(labelled["timestamp"], utc=True).dt.tz_localize(None)
-        elif column in labelled.columns:
-            rows[column] = labelled[column]
-        elif f"feature.{column}" in labelled.columns:
-            rows[column] = labelled[f"feature.{column}"]
+        return None
+    features = [c for c in base.columns if c not in (config.dataset.target, config.dataset.timestamp)]
+    try:
+        rows = features_from_log(labelled, [str(c) for c in features])
+    except ValueError:
+        return None  # the log lacks a column the model needs: train on the reference only
+    rows[config.dataset.target] = labelled["label"]
+    if config.dataset.timestamp:
+        rows[config.dataset.timestamp] = pd.to_datetime(labelled[TIMESTAMP], utc=True).dt.tz_localize(None)
+    return rows[list(base.columns)]
+
+
+def _as_kind(values: pd.Series, kind: str, like: pd.Series) -> tuple[pd.Series, pd.Series, str]:
+    """(values converted to the column's kind, which non-null values break it, why) for one column."""
+    present = values.notna()
+    if kind == "numeric":
+        numbers = pd.to_numeric(values, errors="coerce")
+        unusable = present & ~numbers.abs().le(MAX_ABS_VALUE)
+        return numbers, unusable, f"not a finite number within ±{MAX_ABS_VALUE:g}"
+    if kind == "boolean":
+        # A null cannot live in a plain bool column: cast, it would read as False.
+        wrong = values.map(lambda v: not isinstance(v, bool | np.bool_)) & present
+        return values, wrong | (~present if like.dtype == bool else False), "not true or false"
+    if kind == "datetime":
+        stamps = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+        if getattr(like.dtype, "tz", None) is None:
+            stamps = stamps.dt.tz_localize(None)
+        return stamps, present & stamps.isna(), "not a date/time"
+    return values, present & ~values.map(lambda v: isinstance(v, str)), "not a string"
+
+
+def drop_contract_breaches(
+    rows: pd.DataFrame, contract: DataContract, like: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The rows the contract's every-row checks accept, typed like `like`; rows dropped per reason.
+
+    Validation lets a share of rows miss ranges, category sets and null rates, but not one row of
+    the wrong type, a numeric value that is not finite or beyond MAX_ABS_VALUE, a null label or a
+    label of a class the contract does not know: those rows go. A row is counted under each reason.
+    """
+    kept = pd.Series(True, index=rows.index)
+    reasons: dict[str, int] = {}
+    rows = rows.copy()
+    for col in contract.columns:
+        if col.name not in rows.columns or col.role == "timestamp":
+            continue
+        values = rows[col.name]
+        if col.role == "target":
+            bad = {"null": values.isna()}
+            if contract.task == "classification" and contract.classes is not None:
+                bad["not a known class"] = values.notna() & ~values.isin(list(contract.classes))
+            elif contract.task != "classification":
+                values, unusable, why = _as_kind(values, "numeric", like[col.name])
+                bad[why] = unusable
         else:
-            return base  # the log lacks a column the model needs: train on the reference only
-    rows = rows.astype(base.dtypes.to_dict(), errors="ignore")
-    return pd.concat([base, rows], ignore_index=True)
+            values, unusable, why = _as_kind(values, col.kind, like[col.name])
+            bad = {why: unusable}
+        rows[col.name] = values
+        for why, mask in bad.items():
+            if mask.any():
+                reasons[f"{col.name}: {why}"] = int(mask.sum())
+                kept &= ~mask
+    rows = rows[kept]
+    # Cast only columns without nulls: a cast of a null to bool or int would invent a value.
+    dtypes = {c: t for c, t in like.dtypes.items() if c in rows.columns and rows[c].notna().all()}
+    return rows.astype(dtypes, errors="ignore"), reasons
+
+
+@dataclass(frozen=True)
+class Combined:
+    """The retrain's training frame and what of the labelled traffic it holds or left out."""
+
+    frame: pd.DataFrame
+    added: int = 0
+    dropped: int = 0
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def combine_with_labelled(base: pd.DataFrame, labelled: pd.DataFrame, config: PipelineConfig) -> Combined:
+    """`base` plus the newest `retrain.max_labelled_rows` labelled log rows the contract accepts.
+
+    The contract is the one `base` implies (the types validation will hold the rows to); `base`
+    alone when the log has no labelled rows or lacks a column the model needs.
+    """
+    rows = labelled_rows(base, labelled, config)
+    if rows is None:
+        return Combined(base)
+    contract = infer_contract(base, config.dataset.target, config.dataset.timestamp, config.model.task)
+    kept, reasons = drop_contract_breaches(rows, contract, base)
+    dropped = len(rows) - len(kept)
+    if len(kept) > config.retrain.max_labelled_rows:
+        newest = labelled.loc[kept.index, TIMESTAMP].sort_values(kind="stable").index[-config.retrain.max_labelled_rows:]
+        kept = kept.loc[kept.index.isin(newest)]
+    if kept.empty:
+        return Combined(base, 0, dropped, reasons)
+    return Combined(pd.concat([base, kept], ignore_index=True), len(kept), dropped, reasons)
 
 
 @dataclass(frozen=True)
 class TrainingData:
-    """Where a retrain's data is, and how much of it is labelled live traffic (its newest rows)."""
+    """Where a retrain's data is, how much of it is labelled live traffic (its newest rows), and
+    what of the labelled traffic was left out: rows breaking the contract (per reason) and log part
+    files that could not be parsed."""
 
     uri: str
     rows: int
     labelled_rows: int
+    dropped_rows: int = 0
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+    unreadable_parts: tuple[str, ...] = ()
+
+    def report(self) -> dict[str, Any]:
+        """What a retrain result says about its labelled data."""
+        return {"labelled_rows": self.labelled_rows, "dropped_rows": self.dropped_rows,
+                "drop_reasons": dict(self.drop_reasons), "unreadable_parts": list(self.unreadable_parts)}
 
 
 def retrain_config(config: PipelineConfig, data: TrainingData) -> PipelineConfig:

@@ -204,6 +204,12 @@ class RetrainResult:
     data_uri: str | None = None
     trigger: dict[str, Any] | None = None
     flow_run_id: str | None = None
+    # The labelled traffic: rows used, rows left out for breaking the contract (count per reason),
+    # prediction-log part files that could not be parsed.
+    labelled_rows: int = 0
+    dropped_rows: int = 0
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+    unreadable_parts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,7 +224,13 @@ class RetrainResult:
         ]
         if self.model_version:
             lines += [f"- **Retrained version**: v{self.model_version} (data `{self.data_uri}`)",
-                      f"- **Champion after the run**: {_v(self.champion_version)}"]
+                      f"- **Champion after the run**: {_v(self.champion_version)}",
+                      f"- **Labelled rows trained on**: {self.labelled_rows}"]
+        if self.dropped_rows:
+            reasons = "; ".join(f"{why}: {n}" for why, n in self.drop_reasons.items())
+            lines.append(f"- **Labelled rows left out** (breaking the contract): {self.dropped_rows} ({reasons})")
+        if self.unreadable_parts:
+            lines.append(f"- **Unreadable log parts skipped**: {', '.join(self.unreadable_parts)}")
         return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +40,26 @@ def load_champion(
 def read_window(
     config: PipelineConfig, contract: DataContract, current_uri: str | None, window_hours: float
 ) -> tuple[pd.DataFrame, monitoring.Window]:
-    """The data to check: a dataset URI when given, else the prediction log's recent window."""
+    """The data to check: a dataset URI when given, else the prediction log's recent window.
+
+    Log part files that cannot be parsed are skipped and named in the window (`unreadable_parts`).
+    """
     if current_uri:
         return data.read_frame(current_uri), monitoring.Window(source=current_uri)
     from mlops.serving.prediction_log import read_labelled_predictions, read_prediction_log
 
     window = monitoring.log_window(config.serving.prediction_log_uri, window_hours)
-    log = read_prediction_log(window.source, since=window.start, until=window.end)
+    skipped: list[str] = []
+    log = read_prediction_log(window.source, since=window.start, until=window.end, skipped=skipped)
     log = log[log["route"] != "shadow"] if "route" in log.columns else log
     frame = monitoring.features_from_log(log, contract) if len(log) else pd.DataFrame(columns=contract.feature_names)
     frame[monitoring.PREDICTION_COLUMN] = log["prediction"].to_numpy() if len(log) else []
-    labelled = read_labelled_predictions(window.source, since=window.start, until=window.end)
+    labelled = read_labelled_predictions(window.source, since=window.start, until=window.end, skipped=skipped)
     if len(labelled):
         keyed = labelled.set_index(["request_id", "row"])["label"]
         index = pd.MultiIndex.from_arrays([log["request_id"], log["row"]])
         frame[contract.target] = keyed.reindex(index).to_numpy()
-    return frame, window
+    return frame, replace(window, unreadable_parts=tuple(dict.fromkeys(skipped)))
 
 
 @task(name="check-drift", cache_policy=NO_CACHE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -23,20 +23,29 @@ def check_cooldown(registry: Registry, name: str, minutes: float) -> retraining.
 
 @task(name="assemble-training-data", cache_policy=NO_CACHE)
 def assemble_training_data(config: PipelineConfig, include_recent_labels: bool) -> retraining.TrainingData:
-    """The configured dataset, plus labelled predictions from the log when there are enough."""
+    """The configured dataset, plus labelled predictions of the last `retrain.labelled_window_days`
+    when there are enough; rows that break the contract are left out and counted."""
     base = data.read_frame(config.dataset.uri)
-    reference_only = retraining.TrainingData(config.dataset.uri, len(base), 0)
     if not include_recent_labels:
-        return reference_only
+        return retraining.TrainingData(config.dataset.uri, len(base), 0)
     from mlops.serving.prediction_log import read_labelled_predictions
 
-    labelled = read_labelled_predictions(config.serving.prediction_log_uri)
+    skipped: list[str] = []
+    labelled = read_labelled_predictions(
+        config.serving.prediction_log_uri, since=retraining.labelled_since(config), skipped=skipped
+    )
     combined = retraining.combine_with_labelled(base, labelled, config)
-    added = len(combined) - len(base)
-    if added < config.retrain.min_labelled_rows:
-        return reference_only
-    uri = data.write_frame(combined, retraining.snapshot_uri(Settings().home, config.model.name))
-    return retraining.TrainingData(uri, len(combined), added)
+    left_out = {"dropped_rows": combined.dropped, "drop_reasons": combined.drop_reasons,
+                "unreadable_parts": tuple(skipped)}
+    if combined.dropped or skipped:
+        get_run_logger().warning(
+            f"labelled traffic left out: {combined.dropped} row(s) breaking the contract {combined.drop_reasons}; "
+            f"{len(skipped)} unreadable log part(s) {skipped}"
+        )
+    if combined.added < config.retrain.min_labelled_rows:
+        return retraining.TrainingData(config.dataset.uri, len(base), 0, **left_out)
+    uri = data.write_frame(combined.frame, retraining.snapshot_uri(Settings().home, config.model.name))
+    return retraining.TrainingData(uri, len(combined.frame), combined.added, **left_out)
 
 
 @task(name="publish-retrain-summary", cache_policy=NO_CACHE)

@@ -106,14 +106,22 @@ def _s3_keys(root: str, wanted: Callable[[date | None], bool], client: Any) -> I
                 yield f"s3://{loc.bucket}/{obj['Key']}"
 
 
-def read_files(uris: list[str], client: Any | None = None) -> pd.DataFrame:
-    """Concatenate part files (column sets may differ between model versions)."""
+def read_files(uris: list[str], client: Any | None = None, skipped: list[str] | None = None) -> pd.DataFrame:
+    """Concatenate part files (column sets may differ between model versions).
+
+    A part that cannot be parsed (truncated, not Parquet) is left out and logged, so one bad file
+    does not hide the rest of the window; its URI is appended to `skipped` when given. A store that
+    cannot be reached is not a bad part: that error goes up (the read is retried).
+    """
     frames = []
     for uri in uris:
-        if _is_s3(uri):
-            frames.append(pd.read_parquet(io.BytesIO(read_bytes(parse_uri(uri), client))))
-        else:
-            frames.append(pd.read_parquet(uri))
+        source = io.BytesIO(read_bytes(parse_uri(uri), client)) if _is_s3(uri) else uri
+        try:
+            frames.append(pd.read_parquet(source))
+        except (pa.ArrowException, OSError, ValueError) as err:
+            log.warning("skipped unreadable log part %s: %s", uri, str(err).splitlines()[0] if str(err) else type(err).__name__)
+            if skipped is not None:
+                skipped.append(uri)
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame()

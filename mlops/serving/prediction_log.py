@@ -6,7 +6,9 @@ reads them with `read_prediction_log` (every row, shadow ones included) and
 `read_labelled_predictions` (answered rows joined to their latest label).
 
 Prediction rows have the columns in `LOG_COLUMNS` plus one column per model feature, under the
-feature's own name (a feature whose name clashes with a log column is stored as ``feature.<name>``).
+feature's own name, except that a feature named like a log or label column (`RESERVED_COLUMNS`) or
+starting with ``feature.`` is stored as ``feature.<name>``: `logged_feature_column` is that one
+mapping, used by the writer and every reader (`features_from_log`).
 Numeric features are stored as floats; ``probabilities`` holds the per-class list for classifiers
 (in the order of ``classes``, a JSON array string) and is null for regressors. In shadow mode a
 request has two rows per record, one per route.
@@ -14,6 +16,7 @@ request has two rows per record, one per route.
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +36,35 @@ LOG_COLUMNS = (
     "prediction", "probabilities", "classes",
 )
 LABEL_COLUMNS = ("request_id", "row", "label", "labelled_at")
+# Column names a feature must not take in the log: the log's own, and those the label join adds.
+RESERVED_COLUMNS = frozenset((*LOG_COLUMNS, *LABEL_COLUMNS))
+FEATURE_PREFIX = "feature."
+
+
+def logged_feature_column(name: str) -> str:
+    """The log column holding feature `name`: its own name unless that is reserved or looks prefixed.
+
+    Prefixing names that already start with ``feature.`` keeps the mapping one-to-one: features
+    `prediction` and `feature.prediction` land in different columns, never in one.
+    """
+    return f"{FEATURE_PREFIX}{name}" if name in RESERVED_COLUMNS or name.startswith(FEATURE_PREFIX) else name
+
+
+@functools.lru_cache(maxsize=64)
+def logged_feature_columns(names: frozenset[str]) -> frozenset[str]:
+    """`logged_feature_column` of each name (cached: the request path asks once per request)."""
+    return frozenset(logged_feature_column(name) for name in names)
+
+
+def features_from_log(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """The features `names` out of prediction-log rows, under their own names (same index).
+
+    Raises ValueError naming the first feature the log has no column for.
+    """
+    for name in names:
+        if logged_feature_column(name) not in frame.columns:
+            raise ValueError(f"the prediction log has no column for feature '{name}'")
+    return pd.DataFrame({name: frame[logged_feature_column(name)] for name in names}, index=frame.index)
 
 
 def labels_root(uri: str) -> str:
@@ -65,7 +97,7 @@ def prediction_columns(
         "classes": [orjson.dumps(scores.classes).decode() if scores.classes is not None else None] * n,
     }
     for name in records[0] if records else ():
-        columns[f"feature.{name}" if name in columns else name] = [record[name] for record in records]
+        columns[logged_feature_column(name)] = [record[name] for record in records]
     return columns
 
 
@@ -103,14 +135,18 @@ def read_prediction_log(
     since: datetime | date | str | pd.Timestamp | None = None,
     until: datetime | date | str | pd.Timestamp | None = None,
     client: Any | None = None,
+    skipped: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Logged prediction rows with since <= timestamp < until (naive times are UTC), oldest first."""
+    """Logged prediction rows with since <= timestamp < until (naive times are UTC), oldest first.
+
+    Part files that cannot be parsed are left out; their URIs are appended to `skipped` when given.
+    """
     start, end = _utc(since), _utc(until)
     files = logstore.list_files(
         uri, first=start.date() if start is not None else None, last=end.date() if end is not None else None,
         client=client,
     )
-    frame = logstore.read_files(files, client=client)
+    frame = logstore.read_files(files, client=client, skipped=skipped)
     if frame.empty:
         return pd.DataFrame(columns=list(LOG_COLUMNS))
     if start is not None:
@@ -120,9 +156,16 @@ def read_prediction_log(
     return frame.sort_values([TIMESTAMP, "request_id", "row"], kind="stable").reset_index(drop=True)
 
 
-def read_labels(uri: str, client: Any | None = None) -> pd.DataFrame:
-    """Every label received, latest per (request_id, row) only."""
-    frame = logstore.read_files(logstore.list_files(labels_root(uri), client=client), client=client)
+def read_labels(
+    uri: str,
+    client: Any | None = None,
+    skipped: list[str] | None = None,
+    since: datetime | date | str | pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Every label received (since the UTC date of `since`, when given), latest per (request_id, row) only."""
+    start = _utc(since)
+    files = logstore.list_files(labels_root(uri), first=start.date() if start is not None else None, client=client)
+    frame = logstore.read_files(files, client=client, skipped=skipped)
     if frame.empty:
         return pd.DataFrame(columns=list(LABEL_COLUMNS))
     frame = frame.sort_values("labelled_at", kind="stable")
@@ -135,17 +178,20 @@ def read_labelled_predictions(
     until: datetime | date | str | pd.Timestamp | None = None,
     client: Any | None = None,
     include_shadow: bool = False,
+    skipped: list[str] | None = None,
 ) -> pd.DataFrame:
     """Prediction rows that have a label, with `label` and `labelled_at` columns added.
 
     One row per (request_id, row) by default: the answer the caller got. Shadow scorings of the
     same rows are left out unless `include_shadow` (to judge a challenger on live labels), so
-    that training on this frame never counts a shadowed request twice.
+    that training on this frame never counts a shadowed request twice. A label arrives after its
+    prediction, so only label partitions from the date of `since` on are read. Unreadable part
+    files are left out and appended to `skipped` when given.
     """
-    predictions = read_prediction_log(uri, since, until, client=client)
+    predictions = read_prediction_log(uri, since, until, client=client, skipped=skipped)
     if not include_shadow and not predictions.empty:
         predictions = predictions[predictions["route"] != ROUTE_SHADOW]
-    labels = read_labels(uri, client=client)
+    labels = read_labels(uri, client=client, skipped=skipped, since=since)
     if predictions.empty or labels.empty:
         return pd.DataFrame(columns=[*predictions.columns, "label", "labelled_at"])
     return predictions.merge(labels, on=["request_id", "row"], how="inner", validate="many_to_one")

@@ -30,6 +30,7 @@ from mlops.serving.payload import PayloadError, parse_labels, parse_records
 from mlops.serving.prediction_log import (
     label_columns,
     label_writer,
+    logged_feature_columns,
     prediction_columns,
     prediction_writer,
 )
@@ -219,7 +220,7 @@ class ServingState:
         self, request_id: str, records: list[dict[str, Any]], scores: Scores, model: LoadedModel, alias: str, route: str
     ) -> None:
         columns = prediction_columns(request_id, records, scores, model.name, model.version, alias, route, time.time())
-        self.predictions.append(columns, len(records), float_columns=model.numeric_features)
+        self.predictions.append(columns, len(records), float_columns=logged_feature_columns(model.numeric_features))
 
     def spawn_shadow(self, model: LoadedModel, records: list[dict[str, Any]], request_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self._shadow(model, records, request_id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -36,6 +37,37 @@ def champion(mlflow_store, tmp_path) -> PipelineConfig:
     assert train(config=config, return_state=True).is_completed()
     MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store).set_registered_model_alias(MODEL, "champion", "1")
     return config
+
+
+def _log_traffic(log_uri: str, frame, labels: list | None = None) -> str:
+    """Log `frame`'s features as one answered request (as the serving app writes it), with `labels`
+    when given; then add a 7-byte part file to today's partition and return its path."""
+    from mlops.serving.prediction_log import (
+        label_columns,
+        label_writer,
+        logged_feature_columns,
+        prediction_columns,
+        prediction_writer,
+    )
+    from mlops.serving.scoring import Scores
+
+    features = frame.drop(columns=["churned", "event_time"])
+    records = features.to_dict("records")
+    at = time.time()
+    writer = prediction_writer(log_uri)
+    numeric = frozenset(features.select_dtypes("number").columns)
+    scores = Scores(frame["churned"].tolist(), [[0.5, 0.5]] * len(frame), [0, 1])
+    writer.append(prediction_columns("req", records, scores, MODEL, "1", "champion", "champion", at), len(records),
+                  logged_feature_columns(numeric))
+    writer.flush()
+    (partition,) = Path(log_uri).glob("date=*")
+    if labels is not None:
+        label_log = label_writer(log_uri)
+        label_log.append(label_columns([("req", i, label) for i, label in enumerate(labels)], at + 1), len(labels))
+        label_log.flush()
+    bad = partition / "part-bad.parquet"
+    bad.write_bytes(b"PAR1abc")
+    return str(bad)
 
 
 def _drift_events(flow_run_started: float) -> list:
@@ -91,6 +123,13 @@ def test_too_few_rows_give_no_verdict(champion, tmp_path):
     small = write_frame(simulate_churn(50, "strong", seed=54), str(tmp_path / "small.parquet"))
     result = monitor(config=champion, current_uri=small)
     assert result.status == "insufficient-data" and result.event is None
+
+
+def test_an_unreadable_log_part_is_skipped_named_and_the_window_still_checked(champion, tmp_path):
+    bad = _log_traffic(champion.serving.prediction_log_uri, simulate_churn(300, seed=55))
+    result = monitor(config=champion)
+    assert result.status in ("ok", "breach") and result.rows == 300
+    assert result.unreadable_parts == (bad,) and result.to_dict()["unreadable_part_count"] == 1
 
 
 def _champion_for_retrain(tmp_path, seed: int) -> dict:
@@ -150,3 +189,24 @@ def test_a_retrained_model_that_misses_a_gate_is_a_refusal_not_a_failure(mlflow_
     record = registry.read_audit(MODEL)[-1]
     assert record.action == "refused" and record.to_version is None and record.from_version == "1"
     assert registry.version_by_alias(MODEL, "champion").version == "1"
+
+
+def test_labelled_rows_breaking_the_contract_are_dropped_and_the_retrain_goes_on(mlflow_store, tmp_path):
+    from flows.retrain import retrain
+
+    raw = _champion_for_retrain(tmp_path, seed=63)
+    log_uri = str(tmp_path / "log")
+    traffic = simulate_churn(300, seed=64)
+    traffic["monthly_charges"] = traffic["monthly_charges"].astype(object)
+    traffic.loc[0, "monthly_charges"] = 1e308  # accepted by /predict before serving applied the bound
+    labels = traffic["churned"].tolist()
+    labels[1] = 7  # a class the model has never seen
+    bad = _log_traffic(log_uri, traffic, labels)
+    config = parse_config({**raw, "serving": {"prediction_log_uri": log_uri}, "retrain": {"min_labelled_rows": 50}})
+    result = retrain(config=config, trigger={"event": "mlops.drift.detected"}, cooldown_minutes=0)
+    assert result.model_version == "2" and result.status in ("promoted", "refused")
+    assert (result.labelled_rows, result.dropped_rows) == (298, 2)
+    assert result.drop_reasons == {
+        "monthly_charges: not a finite number within ±1e+100": 1, "churned: not a known class": 1,
+    }
+    assert result.unreadable_parts == [bad]

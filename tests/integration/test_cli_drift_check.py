@@ -75,3 +75,24 @@ def test_bad_input_is_one_line_and_exit_code_2(files, current, config, message):
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_a_truncated_profile_is_one_line_and_exit_code_2(files):
+    full = profile_frame(simulate_churn(3000, seed=1), ["age"], ["plan"]).to_bytes()
+    profile = files / "truncated.npz"
+    profile.write_bytes(full[: len(full) // 2])
+    done = run("--reference", str(profile), "--current", str(files / "same.csv"), "--json")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {profile}: not a drift reference profile")
+    assert json.loads(done.stdout)["exit_code"] == 2
+
+
+def test_a_one_row_window_gives_no_verdict(files):
+    write_frame(simulate_churn(1, "strong", seed=5), str(files / "one.parquet"))
+    done = run("--reference", str(files / "ref.parquet"), "--current", str(files / "one.parquet"), "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["status"] == "insufficient-data" and out["dataset_drift"] is False and out["rows_current"] == 1
+    text = run("--reference", str(files / "ref.parquet"), "--current", str(files / "one.parquet"))
+    assert text.returncode == 0 and text.stdout.startswith("insufficient-data: 1 row in the current window")

@@ -33,9 +33,9 @@ def test_log_window_ends_now():
     assert "s3://b/log" in window.describe()
 
 
-def test_features_from_log_handles_prefixed_names(setup):
+def test_features_from_log_reads_the_contract_features_and_names_a_missing_one(setup):
     _, reference, contract, _ = setup
-    log = reference.drop(columns=["churned"]).rename(columns={"plan": "feature.plan"})
+    log = reference.drop(columns=["churned"])
     assert list(monitoring.features_from_log(log, contract).columns) == contract.feature_names
     with pytest.raises(ValueError, match="'age'"):
         monitoring.features_from_log(log.drop(columns=["age"]), contract)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+import pytest
 
 from mlops import audit
 from mlops.config import parse_config
@@ -32,7 +33,9 @@ def _labelled(base: pd.DataFrame) -> pd.DataFrame:
 
 def test_labelled_rows_are_appended_with_label_as_target():
     base = simulate_churn(20, seed=1)
-    combined = combine_with_labelled(base, _labelled(base), CONFIG)
+    result = combine_with_labelled(base, _labelled(base), CONFIG)
+    combined = result.frame
+    assert (result.added, result.dropped) == (5, 0)
     assert len(combined) == 25
     assert list(combined.columns) == list(base.columns)
     assert combined["churned"].tail(5).tolist() == [1, 0, 1, 1, 0]
@@ -41,8 +44,8 @@ def test_labelled_rows_are_appended_with_label_as_target():
 
 def test_nothing_labelled_or_missing_feature_keeps_the_reference():
     base = simulate_churn(20, seed=2)
-    assert combine_with_labelled(base, pd.DataFrame(), CONFIG) is base
-    assert combine_with_labelled(base, _labelled(base).drop(columns=["age"]), CONFIG) is base
+    assert combine_with_labelled(base, pd.DataFrame(), CONFIG).frame is base
+    assert combine_with_labelled(base, _labelled(base).drop(columns=["age"]), CONFIG).frame is base
 
 
 # -- cooldown ------------------------------------------------------------------------------------------
@@ -96,7 +99,7 @@ def test_retrain_holds_out_the_newest_share_of_the_labelled_traffic():
     log = _labelled(simulate_churn(400, seed=4))
     log = pd.concat([log] * 80, ignore_index=True).head(400)
     log["timestamp"] = pd.date_range("2026-01-01", periods=400, freq="min", tz="UTC")
-    combined = combine_with_labelled(base, log, CONFIG)
+    combined = combine_with_labelled(base, log, CONFIG).frame
     config = retrain_config(CONFIG, TrainingData("assembled.parquet", len(combined), 400))
     assert config.dataset.uri == "assembled.parquet" and config.split.method == "time"
     contract = infer_contract(combined, "churned", "event_time", "classification")
@@ -125,3 +128,101 @@ def test_a_gate_failure_becomes_a_refusal_with_no_version():
     assert record.evidence["trigger"]["source"] == "retrain"
     # It starts the cooldown like any finished retrain.
     assert last_retrain_finished([record]) is not None
+
+
+# -- labelled rows that break the contract: dropped and counted, never a failed retrain ----------------
+
+NUMBER = "not a finite number within ±1e+100"
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("monthly_charges", 1e308, f"monthly_charges: {NUMBER}"),
+        ("monthly_charges", float("inf"), f"monthly_charges: {NUMBER}"),
+        ("monthly_charges", -float("inf"), f"monthly_charges: {NUMBER}"),
+        ("age", "forty", f"age: {NUMBER}"),
+        ("contract", 7, "contract: not a string"),
+        ("label", None, "churned: null"),
+        ("label", 7, "churned: not a known class"),
+        ("label", "1", "churned: not a known class"),
+    ],
+)
+def test_a_labelled_row_breaking_the_contract_is_dropped_and_counted(column, value, reason):
+    base = simulate_churn(50, seed=5)
+    log = _labelled(base)
+    log[column] = log[column].astype(object)
+    log.loc[2, column] = value
+    combined = combine_with_labelled(base, log, CONFIG)
+    assert (combined.added, combined.dropped, combined.drop_reasons) == (4, 1, {reason: 1})
+    added = combined.frame.tail(4)
+    assert added["age"].tolist() == log["age"].drop(index=2).tolist()
+    assert combined.frame.dtypes.to_dict() == base.dtypes.to_dict()
+
+
+def test_nulls_in_features_are_kept_for_validation_to_weigh():
+    base = simulate_churn(50, seed=6)
+    log = _labelled(base)
+    log["monthly_charges"] = log["monthly_charges"].astype(object)
+    log.loc[1, "monthly_charges"] = None
+    log.loc[3, "plan"] = None
+    combined = combine_with_labelled(base, log, CONFIG)
+    assert (combined.added, combined.dropped) == (5, 0)
+    assert combined.frame["monthly_charges"].isna().sum() == 1 and combined.frame["plan"].isna().sum() == 1
+
+
+def test_a_null_boolean_is_dropped_not_read_as_false():
+    from mlops.contract import infer_contract
+    from mlops.retraining import drop_contract_breaches
+
+    base = pd.DataFrame({"flag": [True, False, True], "y": [0, 1, 0]})
+    rows = pd.DataFrame({"flag": [True, None, "yes"], "y": [1, 0, 1]})
+    kept, reasons = drop_contract_breaches(rows, infer_contract(base, "y", None, "classification"), base)
+    assert kept["flag"].tolist() == [True] and kept["flag"].dtype == bool
+    assert reasons == {"flag: not true or false": 2}
+
+
+def test_regression_labels_must_be_finite_numbers():
+    from mlops.contract import infer_contract
+    from mlops.retraining import drop_contract_breaches
+
+    base = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0.5, 1.5, 2.5]})
+    rows = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": [1.0, "high", 1e300, float("nan")]})
+    kept, reasons = drop_contract_breaches(rows, infer_contract(base, "y", None, "regression"), base)
+    assert kept["y"].tolist() == [1.0]
+    assert reasons == {"y: null": 1, f"y: {NUMBER}": 2}
+
+
+def test_the_filtered_rows_pass_the_validation_the_raw_rows_fail():
+    from mlops.contract import infer_contract
+    from mlops.validation import validate_frame
+
+    base = simulate_churn(300, seed=7)
+    log = _labelled(base)
+    for column in ("monthly_charges", "label"):
+        log[column] = log[column].astype(object)
+    log.loc[0, "monthly_charges"] = 1e308
+    log.loc[1, "label"] = 7
+    contract = infer_contract(base, "churned", "event_time", "classification")
+    combined = combine_with_labelled(base, log, CONFIG)
+    assert (combined.added, combined.dropped) == (3, 2)
+    assert validate_frame(combined.frame, contract, CONFIG.validation, "filtered").success
+    from mlops.retraining import labelled_rows
+
+    raw = pd.concat([base, labelled_rows(base, log, CONFIG)], ignore_index=True)
+    assert not validate_frame(raw, contract, CONFIG.validation, "raw").success
+
+
+def test_the_labelled_window_is_bounded_by_config():
+    from mlops.retraining import labelled_since
+
+    config = parse_config({**CONFIG.model_dump(), "retrain": {"labelled_window_days": 7, "max_labelled_rows": 3}})
+    now = datetime(2026, 5, 8, tzinfo=UTC)
+    assert labelled_since(config, now) == datetime(2026, 5, 1, tzinfo=UTC)
+    base = simulate_churn(50, seed=8)
+    log = _labelled(base)
+    log["timestamp"] = pd.date_range("2026-05-01", periods=5, freq="h", tz="UTC")[::-1]  # newest first
+    combined = combine_with_labelled(base, log, config)
+    assert combined.added == 3  # the newest three
+    assert combined.frame["event_time"].tail(3).max() == pd.Timestamp("2026-05-01 04:00")
+    assert combined.frame["event_time"].tail(3).min() == pd.Timestamp("2026-05-01 02:00")

@@ -13,8 +13,11 @@ import pytest
 from mlops.serving import logstore
 from mlops.serving.logstore import PartitionWriter
 from mlops.serving.prediction_log import (
+    RESERVED_COLUMNS,
     label_columns,
     label_writer,
+    logged_feature_column,
+    logged_feature_columns,
     prediction_columns,
     prediction_writer,
     read_labelled_predictions,
@@ -233,3 +236,94 @@ def test_s3_prefix_works_like_a_directory(s3_prefix):
     assert list(read_prediction_log(s3_prefix)["request_id"]) == ["a", "a", "b"]
     assert list(read_prediction_log(s3_prefix, since="2026-11-26")["request_id"]) == ["b"]
     assert read_labelled_predictions(s3_prefix)[["request_id", "label"]].values.tolist() == [["b", 1]]
+
+
+# -- features named like log columns: one mapping for the writer and every reader ----------------------
+
+# Every name the log or the label join owns, and a name that already looks prefixed.
+CLASHING_NAMES = [*sorted(RESERVED_COLUMNS), "feature.x"]
+
+
+@pytest.mark.parametrize("name", CLASHING_NAMES)
+def test_a_feature_named_like_a_log_column_reaches_the_monitor_and_the_retrain(tmp_path, name):
+    from mlops import monitoring
+    from mlops.config import parse_config
+    from mlops.contract import infer_contract
+    from mlops.retraining import combine_with_labelled
+
+    twin = f"feature.{name}"  # the first feature's prefixed name, taken by a second feature
+    base = pd.DataFrame({
+        name: [1.5, 2.5, 3.5, 4.5], twin: [-1.5, -2.5, -3.5, -4.5], "churned": [0, 1, 0, 1],
+        "event_time": pd.date_range("2026-01-01", periods=4, freq="h"),
+    })
+    config = parse_config({
+        "dataset": {"uri": "x.parquet", "target": "churned", "timestamp": "event_time"}, "model": {"name": "m"},
+    })
+    contract = infer_contract(base, "churned", "event_time", "classification")
+    root = str(tmp_path / "log")
+    records = [{name: 10.5 + i, twin: 20.5 + i} for i in range(3)]
+    at = time.time()
+    writer = prediction_writer(root)
+    # As the serving app writes them: numeric features named by the same mapping.
+    writer.append(prediction_columns("r", records, Scores([1, 0, 1], [[0.4, 0.6]] * 3, [0, 1]), "m", "1",
+                                     "champion", "champion", at), 3, logged_feature_columns(frozenset({name, twin})))
+    writer.flush()
+    labels = label_writer(root)
+    labels.append(label_columns([("r", 0, 1), ("r", 1, 1), ("r", 2, 0)], at + 1), 3)
+    labels.flush()
+
+    log = read_prediction_log(root)
+    assert log["row"].tolist() == [0, 1, 2] and log["prediction"].tolist() == [1, 0, 1]  # the log's own
+    seen = monitoring.features_from_log(log, contract)
+    assert seen[name].tolist() == [10.5, 11.5, 12.5] and seen[twin].tolist() == [20.5, 21.5, 22.5]
+
+    combined = combine_with_labelled(base, read_labelled_predictions(root), config)
+    assert (combined.added, combined.dropped) == (3, 0)
+    added = combined.frame.tail(3)
+    assert added[name].tolist() == [10.5, 11.5, 12.5] and added[twin].tolist() == [20.5, 21.5, 22.5]
+    assert added["churned"].tolist() == [1, 1, 0]
+
+
+def test_the_feature_column_mapping_is_one_to_one():
+    names = [*CLASHING_NAMES, *(f"feature.{n}" for n in CLASHING_NAMES), "age", "plan"]
+    columns = [logged_feature_column(n) for n in names]
+    assert len(set(columns)) == len(names)
+    assert not set(columns) & RESERVED_COLUMNS
+    assert logged_feature_column("age") == "age" and logged_feature_column("row") == "feature.row"
+
+
+@pytest.mark.parametrize("damage", [b"PAR1abc", b"", "cut"])
+def test_an_unreadable_part_is_skipped_and_named_and_the_rest_is_read(tmp_path, damage):
+    root = tmp_path / "log"
+    writer = prediction_writer(str(root))
+    log_rows(writer, "a", 2, at=DAY1)
+    log_rows(writer, "b", 1, at=DAY2)
+    writer.flush()
+    labels = label_writer(str(root))
+    labels.append(label_columns([("a", 0, 1), ("b", 0, 0)], DAY2), 2)
+    labels.flush()
+    good = next((root / "date=2026-11-26").glob("part-*.parquet"))
+    payload = good.read_bytes()[: len(good.read_bytes()) // 2] if damage == "cut" else damage
+    bad = root / "date=2026-11-25" / "part-bad.parquet"
+    bad.write_bytes(payload)
+    bad_label = root / "labels" / "date=2026-11-26" / "part-bad.parquet"
+    bad_label.write_bytes(payload)
+
+    skipped: list[str] = []
+    assert sorted(read_prediction_log(str(root), skipped=skipped)["request_id"]) == ["a", "a", "b"]
+    assert skipped == [str(bad)]
+    skipped.clear()
+    joined = read_labelled_predictions(str(root), skipped=skipped)
+    assert sorted(zip(joined["request_id"], joined["label"], strict=True)) == [("a", 1), ("b", 0)]
+    assert sorted(skipped) == sorted([str(bad), str(bad_label)])
+    assert len(read_prediction_log(str(root))) == 3  # without a list to fill, still read
+
+
+def test_labels_are_read_from_the_date_of_since_on(tmp_path):
+    root = str(tmp_path / "log")
+    labels = label_writer(root)
+    labels.append(label_columns([("a", 0, 1)], DAY1), 1)
+    labels.append(label_columns([("b", 0, 0)], DAY2), 1)
+    labels.flush()
+    assert sorted(read_labels(root)["request_id"]) == ["a", "b"]
+    assert list(read_labels(root, since="2026-11-26 12:00")["request_id"]) == ["b"]
