@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # The local stack keeps all its state here (Prefect DB, MLflow store and artifacts, logs, pids).
 export MLOPS_HOME ?= $(CURDIR)/.mlops
 
-.PHONY: install up down status demo test test-unit lint audit bench bench-serving bench-drift lock clean
+.PHONY: install up down status demo test test-fast test-unit lint audit bench bench-serving bench-drift lock clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -42,8 +42,11 @@ demo: up
 test: install
 	$(BIN)/pytest -q
 
-test-unit: install
-	$(BIN)/pytest -q tests/unit
+# The loop to run while you work: every test that starts no server process (the unit tier).
+test-fast: install
+	$(BIN)/pytest -q -m unit
+
+test-unit: test-fast
 
 lint: install
 	$(BIN)/ruff check mlops tasks flows tests benchmarks deployments

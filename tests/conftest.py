@@ -17,6 +17,29 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# A test's tier follows its folder: `-m unit` is the fast loop (`make test-fast`, no server
+# process); flows start a Prefect test server; integration covers every tier that starts real
+# processes (servers, the CLI, the serving app) or kills them.
+_TIER_BY_FOLDER = {
+    "unit": "unit",
+    "flows": "flows",
+    "integration": "integration",
+    "reliability": "integration",
+    "e2e": "integration",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = REPO / "tests"
+    for item in items:
+        try:
+            folder = Path(item.path).resolve().relative_to(tests).parts[0]
+        except ValueError:
+            continue
+        tier = _TIER_BY_FOLDER.get(folder)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+
 
 @pytest.fixture(scope="session")
 def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
