@@ -11,6 +11,7 @@ from mlops.monitoring import MonitorResult
 from mlops.registry import open_registry
 from tasks.monitoring import (
     check_drift,
+    count_dead_letters,
     emit_breach_event,
     html_report_path,
     load_champion,
@@ -43,16 +44,22 @@ def monitor(
     champion, model, contract, reference, profile = load_champion(registry, config.model.name)
     hours = window_hours or config.monitoring.window_hours
     current, window = read_window(config, contract, current_uri, hours)
+    dead = count_dead_letters(window)
+    if dead:
+        logger.warning(f"{dead} logged rows in {window.describe()} went to dead-letter files, not into this check")
     if len(current) < config.monitoring.min_rows:
         logger.info(f"{len(current)} rows in {window.describe()}: fewer than {config.monitoring.min_rows}, no verdict")
         return MonitorResult(status="insufficient-data", model_name=config.model.name,
-                             champion_version=champion.version, window=window.describe(), rows=len(current))
+                             champion_version=champion.version, window=window.describe(), rows=len(current),
+                             dead_letter_rows=dead)
 
     html = html_report_path()
     report = check_drift(reference, current, contract, model, config, champion, html, profile)
     run_id, run_url = log_monitoring_run(registry, config, champion, report, window, html)
     report = replace(report, report_location=run_url or f"runs:/{run_id}/drift/report.html")
-    publish_drift_report(report, window, run_url)
+    publish_drift_report(report, window, run_url, dead)
     event = emit_breach_event(report, config.model.name, champion, window)
-    logger.info(report.summary())
-    return MonitorResult.from_report(report, config.model.name, champion.version, window.describe(), run_id, event)
+    logger.info(f"{report.summary()}; dead-lettered log rows: {dead}")
+    return MonitorResult.from_report(
+        report, config.model.name, champion.version, window.describe(), run_id, event, dead_letter_rows=dead
+    )

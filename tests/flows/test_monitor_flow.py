@@ -12,6 +12,7 @@ from flows.train import train
 from mlops.config import PipelineConfig, parse_config
 from mlops.data import write_frame
 from mlops.monitoring import DRIFT_DETECTED
+from mlops.serving.prediction_log import label_columns
 from mlops.simulate import simulate_churn
 from tests.timing import LENIENT_PROMOTION
 
@@ -91,6 +92,19 @@ def test_too_few_rows_give_no_verdict(champion, tmp_path):
     small = write_frame(simulate_churn(50, "strong", seed=54), str(tmp_path / "small.parquet"))
     result = monitor(config=champion, current_uri=small)
     assert result.status == "insufficient-data" and result.event is None
+
+
+def test_rows_the_log_dead_lettered_are_reported(champion, tmp_path):
+    from mlops.serving.prediction_log import label_writer
+
+    # A label row past the door's checks (as a future bug might let through): the writer
+    # isolates it in a dead-letter file, and the monitor's result says how many rows went there.
+    labels = label_writer(champion.serving.prediction_log_uri)
+    labels.append(label_columns([("a", 0, 1), ("b", 2**64 - 1, 1)], time.time()), 2)
+    labels.flush()
+    result = monitor(config=champion)
+    assert result.status == "insufficient-data" and result.dead_letter_rows == 1
+    assert result.to_dict()["dead_letter_rows"] == 1
 
 
 def _champion_for_retrain(tmp_path, seed: int) -> dict:
