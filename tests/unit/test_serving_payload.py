@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 
 import orjson
-import pytest
-
 import pandas as pd
+import pytest
 
 from mlops.contract import MAX_ABS_VALUE, infer_contract
 from mlops.serving.payload import (
