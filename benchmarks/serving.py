@@ -16,6 +16,12 @@ bottleneck on a 2-core machine (its own CPU time is printed alongside).
 
 Prints requests/s and p50/p99 latency for both servers and the ratio ours / mlflow
 (target: >= 5x mlflow's throughput at 32 clients, with our p99 <= 50 ms).
+
+    .venv/bin/python benchmarks/serving.py --compare-wal [--rounds 2] [--duration 8] [--concurrency 32]
+
+measures only ours, with the prediction log's write-ahead segments off (the behaviour before
+they existed: rows buffered in memory only) and on, alternating, a fresh server and log each
+run, and prints the throughput ratio on / off (target: >= 0.80 at 32 clients).
 """
 
 from __future__ import annotations
@@ -242,6 +248,60 @@ def _run_load(port: int, path: str, payloads: Path, clients: int, args: argparse
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _serve_ours(workdir: Path, env: dict[str, str], tag: str) -> tuple[subprocess.Popen, int, Path]:
+    """`python -m mlops.serving` with prediction logging on, its own log directory and home."""
+    from mlops import stack
+
+    log_uri = workdir / f"predictions-{tag}"
+    config = workdir / f"serving-{tag}.yaml"
+    config.write_text(
+        (REPO / "configs" / "churn.yaml").read_text().replace("name: churn-classifier", f"name: {MODEL}")
+        + f"serving:\n  prediction_log_uri: {log_uri}\n"
+    )
+    port = stack.free_port()
+    proc = _serve(
+        [sys.executable, "-m", "mlops.serving", "--config", str(config), "--port", str(port)],
+        {**env, "MLOPS_HOME": str(workdir / f"home-{tag}")}, f"http://127.0.0.1:{port}/ready",
+        workdir / f"ours-{tag}.log",
+    )
+    return proc, port, log_uri
+
+
+def compare_wal(args: argparse.Namespace, workdir: Path, env: dict[str, str], payloads: Path) -> None:
+    """Ours with the write-ahead segments off and on, alternating; prints each run and the ratios."""
+    from statistics import median
+
+    from mlops import stack
+    from mlops.serving.prediction_log import read_prediction_log
+
+    runs: dict[tuple[str, int], list[dict]] = {}
+    for round_ in range(args.rounds):
+        for mode in ("off", "on"):
+            tag = f"{mode}-{round_}"
+            proc, port, log_uri = _serve_ours(workdir, {**env, "MLOPS_SERVING_WAL": "true" if mode == "on" else "false"}, tag)
+            try:
+                for clients in args.concurrency:
+                    r = _run_load(port, "/predict", payloads, clients, args, proc.pid)
+                    runs.setdefault((mode, clients), []).append(r)
+                    print(f"  round {round_ + 1} wal {mode:<3} c={clients:<3d} {r['rps']:8.1f} req/s  "
+                          f"p99 {r['p99_ms']:6.1f} ms  load {r['loadavg']:.2f}", file=sys.stderr)
+            finally:
+                stack.stop_pid(proc.pid)
+            r["log_rows"] = len(read_prediction_log(str(log_uri)))
+    print(f"single-row requests to ours, {args.duration:g} s per run after {args.warmup:g} s warm-up, "
+          f"{args.rounds} alternating rounds of write-ahead segments off / on")
+    print(f"{'wal':<4} {'clients':>7} {'req/s per run':>24} {'median':>8} {'p99 ms':>8} {'loadavg':>8}")
+    for (mode, clients), results in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0] != "off")):
+        rates = " ".join(f"{r['rps']:.1f}" for r in results)
+        print(f"{mode:<4} {clients:>7d} {rates:>24} {median(r['rps'] for r in results):>8.1f} "
+              f"{median(r['p99_ms'] for r in results):>8.2f} {median(r['loadavg'] for r in results):>8.2f}")
+    for clients in args.concurrency:
+        pairs = [on["rps"] / off["rps"] for off, on in zip(runs[("off", clients)], runs[("on", clients)], strict=True)]
+        ratio = median(pairs)
+        print(f"throughput wal on / off at {clients} client(s): {ratio:.3f} (per round: "
+              f"{', '.join(f'{p:.3f}' for p in pairs)}); target >= 0.80: {'met' if ratio >= 0.8 else 'NOT met'}")
+
+
 def main(args: argparse.Namespace) -> int:
     from mlops import stack
 
@@ -261,6 +321,9 @@ def main(args: argparse.Namespace) -> int:
         finally:
             os.chdir(cwd)
         ours_payloads, mlflow_payloads = _payloads(workdir)
+        if args.compare_wal:
+            compare_wal(args, workdir, env, ours_payloads)
+            return 0
 
         port = stack.free_port()
         proc = _serve(
@@ -277,17 +340,7 @@ def main(args: argparse.Namespace) -> int:
         finally:
             stack.stop_pid(proc.pid)
 
-        log_uri = workdir / "predictions"
-        config = workdir / "serving.yaml"
-        config.write_text(
-            (REPO / "configs" / "churn.yaml").read_text().replace("name: churn-classifier", f"name: {MODEL}")
-            + f"serving:\n  prediction_log_uri: {log_uri}\n"
-        )
-        port = stack.free_port()
-        proc = _serve(
-            [sys.executable, "-m", "mlops.serving", "--config", str(config), "--port", str(port)],
-            env, f"http://127.0.0.1:{port}/ready", workdir / "ours.log",
-        )
+        proc, port, log_uri = _serve_ours(workdir, env, "ours")
         try:
             for clients in args.concurrency:
                 results["ours"][clients] = r = _run_load(port, "/predict", ours_payloads, clients, args, proc.pid)
@@ -329,6 +382,11 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=12.0, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument(
+        "--compare-wal", action="store_true",
+        help="only ours: write-ahead segments off vs on, alternating, and their throughput ratio",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="off/on pairs with --compare-wal")
     # Internal: the load-generator child process.
     parser.add_argument("--load-client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)

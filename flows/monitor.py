@@ -12,6 +12,7 @@ from mlops.monitoring import MonitorResult
 from mlops.registry import open_registry
 from tasks.monitoring import (
     check_drift,
+    count_dead_letters,
     emit_breach_event,
     html_report_path,
     load_champion,
@@ -48,20 +49,24 @@ def monitor(
     if window.unreadable_parts:
         logger.warning(f"{len(window.unreadable_parts)} unreadable prediction-log part(s) skipped: "
                        + ", ".join(window.unreadable_parts))
+    dead = count_dead_letters(window)
+    if dead:
+        logger.warning(f"{dead} logged rows in {window.describe()} went to dead-letter files, not into this check")
     no_verdict = too_few_rows(len(current), config.monitoring)
     if no_verdict is not None:
         logger.info(f"{window.describe()}: {no_verdict}")
         return MonitorResult(status=INSUFFICIENT_DATA, model_name=config.model.name,
                              champion_version=champion.version, window=window.describe(), rows=len(current),
-                             unreadable_parts=window.unreadable_parts)
+                             unreadable_parts=window.unreadable_parts, dead_letter_rows=dead)
 
     html = html_report_path()
     report = check_drift(reference, current, contract, model, config, champion, html, profile)
     run_id, run_url = log_monitoring_run(registry, config, champion, report, window, html)
     report = replace(report, report_location=run_url or f"runs:/{run_id}/drift/report.html")
-    publish_drift_report(report, window, run_url)
+    publish_drift_report(report, window, run_url, dead)
     event = emit_breach_event(report, config.model.name, champion, window)
-    logger.info(report.summary())
+    logger.info(f"{report.summary()}; dead-lettered log rows: {dead}")
     return MonitorResult.from_report(
-        report, config.model.name, champion.version, window.describe(), run_id, event, window.unreadable_parts
+        report, config.model.name, champion.version, window.describe(), run_id, event, window.unreadable_parts,
+        dead_letter_rows=dead,
     )

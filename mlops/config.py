@@ -410,6 +410,11 @@ class Settings(BaseSettings):
     mlflow_allowed_hosts: str | None = Field(default=None, alias="MLOPS_MLFLOW_ALLOWED_HOSTS")
     # Used when a config asks for Dask without naming a scheduler: teams point every run at theirs.
     dask_address: str | None = Field(default=None, alias="MLOPS_DASK_ADDRESS")
+    # The serving app's write-ahead segments: every logged row is on this local disk before its
+    # response goes out (README "Serving"). Off only to measure what it costs.
+    serving_wal: bool = Field(default=True, alias="MLOPS_SERVING_WAL")
+    serving_wal_dir: Path | None = Field(default=None, alias="MLOPS_SERVING_WAL_DIR")
+    serving_wal_fsync: bool = Field(default=False, alias="MLOPS_SERVING_WAL_FSYNC")
 
     @property
     def local_prefect_url(self) -> str:
@@ -425,3 +430,9 @@ class Settings(BaseSettings):
 
     def default_artifact_root(self) -> Path:
         return (self.home / "mlartifacts").resolve()
+
+    def serving_wal_path(self) -> Path | None:
+        """Where the serving app keeps its write-ahead segments; None when they are off."""
+        if not self.serving_wal:
+            return None
+        return (self.serving_wal_dir or self.home / "serving-wal").resolve()

@@ -214,13 +214,14 @@ def champion_metrics(tags: dict[str, str] | Any) -> dict[str, float]:
     return {k: float(v) for k, v in raw.items() if isinstance(v, int | float)}
 
 
-def report_markdown(report: drift.DriftReport, window: Window, run_url: str | None) -> str:
+def report_markdown(report: drift.DriftReport, window: Window, run_url: str | None, dead_letter_rows: int = 0) -> str:
     """The drift check for the Prefect UI: verdict, per-column table, link to the full report."""
     lines = [
         f"# Drift check: {'BREACH' if report.breach else 'ok'}",
         "",
         f"- **Window**: {window.describe()} ({report.rows_current} rows; reference {report.rows_reference})",
         f"- **Verdict**: {report.summary()}",
+        f"- **Dead-lettered log rows**: {dead_letter_rows} (logged rows the serving app could not store; not in the check)",
     ]
     if window.unreadable_parts:
         lines.append(f"- **Unreadable log parts skipped** ({len(window.unreadable_parts)}): "
@@ -252,11 +253,14 @@ class MonitorResult:
     run_id: str | None = None
     event: str | None = None
     unreadable_parts: tuple[str, ...] = ()
+    # Rows of the window the serving app sent to dead-letter files instead of the log.
+    dead_letter_rows: int = 0
 
     @classmethod
     def from_report(
         cls, report: drift.DriftReport, model_name: str, version: str, window: str, run_id: str, event: str | None,
         unreadable_parts: tuple[str, ...] = (),
+        dead_letter_rows: int = 0,
     ) -> MonitorResult:
         perf = report.performance
         return cls(
@@ -276,6 +280,7 @@ class MonitorResult:
             report_location=report.report_location,
             run_id=run_id,
             event=event,
+            dead_letter_rows=dead_letter_rows,
         )
 
     def to_dict(self) -> dict[str, Any]:

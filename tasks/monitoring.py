@@ -62,6 +62,16 @@ def read_window(
     return frame, replace(window, unreadable_parts=tuple(dict.fromkeys(skipped)))
 
 
+@task(name="count-dead-letters", **_IO)
+def count_dead_letters(window: monitoring.Window) -> int:
+    """Logged rows of the window that went to dead-letter files (0 when checking a dataset)."""
+    if window.start is None:
+        return 0
+    from mlops.serving.prediction_log import count_dead_letters as count
+
+    return count(window.source, since=window.start, until=window.end)
+
+
 @task(name="check-drift", cache_policy=NO_CACHE)
 def check_drift(
     reference: pd.DataFrame, current: pd.DataFrame, contract: DataContract, model: Any,
@@ -90,9 +100,12 @@ def log_monitoring_run(
 
 
 @task(name="publish-drift-report", cache_policy=NO_CACHE)
-def publish_drift_report(report: DriftReport, window: monitoring.Window, run_url: str | None) -> None:
+def publish_drift_report(
+    report: DriftReport, window: monitoring.Window, run_url: str | None, dead_letter_rows: int = 0
+) -> None:
     create_markdown_artifact(
-        key="drift-report", markdown=monitoring.report_markdown(report, window, run_url), description=report.summary()
+        key="drift-report", markdown=monitoring.report_markdown(report, window, run_url, dead_letter_rows),
+        description=report.summary(),
     )
 
 

@@ -7,9 +7,9 @@ Response of POST /predict::
 
 ``probabilities`` / ``classes`` only for classifiers; probabilities are per class, in the order
 of ``classes``. Errors are ``{"detail": "..."}`` (+ ``record`` / ``field`` when one is to blame):
-400 malformed JSON, 401 missing or wrong API key, 413 body over serving.max_body_bytes, 422 empty
-body, wrong shape, no records, more than serving.max_rows, or a field the contract refuses,
-500 prediction failed, 503 no champion loaded yet.
+400 malformed JSON, 401 missing or wrong API key, 413 body over serving.max_body_bytes, 415 body
+not declared ``application/json``, 422 empty body, wrong shape, no records, more than
+serving.max_rows, or a field the contract refuses, 500 prediction failed, 503 no champion loaded yet.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from mlops.config import PipelineConfig
+from mlops.config import PipelineConfig, Settings
 from mlops.serving.metrics import CONTENT_TYPE, ROUTE_CHAMPION
 from mlops.serving.models import RegistryLike
 from mlops.serving.state import Reply, ServingState
@@ -74,9 +74,13 @@ def create_app(
     tracking_uri: str,
     *,
     registry_factory: Callable[[], RegistryLike] | None = None,
+    settings: Settings | None = None,
 ) -> FastAPI:
-    """The serving app for `config.model.name`, reading the registry at `tracking_uri`."""
-    state = ServingState(config, tracking_uri, registry_factory)
+    """The serving app for `config.model.name`, reading the registry at `tracking_uri`.
+
+    `settings` (read from the environment when not given) say where the write-ahead segments live.
+    """
+    state = ServingState(config, tracking_uri, registry_factory, settings)
     # No /docs or /openapi.json: they would be unauthenticated and say nothing the README does not.
     app = FastAPI(
         title="mlops serving", lifespan=state.lifespan, docs_url=None, redoc_url=None, openapi_url=None
@@ -91,7 +95,7 @@ def create_app(
 
     @app.get("/ready")
     async def ready(request: Request) -> Response:
-        """200 once a champion is loaded, else 503; details either way."""
+        """200 once a champion is loaded and the log can keep what it accepts, else 503; details either way."""
         if denied := state.denied(request):
             return _response(denied)
         ok, status = state.ready()

@@ -1,19 +1,24 @@
 """An append-only store of Parquet files partitioned by UTC date, on a local dir or an s3:// prefix.
 
-Layout: ``<root>/date=YYYY-MM-DD/part-<uuid>.parquet``. Files are only ever added, each one
+Layout: ``<root>/date=YYYY-MM-DD/part-<id>.parquet``. Files are only ever added, each one
 atomically (a hidden temporary file renamed into place; one S3 put), so a reader never sees half
 a file and writers never lock. `PartitionWriter` buffers rows in memory and writes them from a
-background thread.
+background thread; with a write-ahead directory (`mlops.serving.wal`) every row is on local disk
+before `append` returns, and a file's id is the id of the segment its rows came from, so writing
+a segment twice (a crash between the write and the segment's removal) replaces, never duplicates.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,13 +28,22 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlops.data import parse_uri, read_bytes, s3_client, s3_errors, write_bytes
+from mlops.data import DataLocation, parse_uri, read_bytes, s3_client, s3_errors, write_bytes
+from mlops.serving import wal
 
 log = logging.getLogger(__name__)
 
 TIMESTAMP = "timestamp"
 PARTITION_PREFIX = "date="
+PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
+DEAD_PREFIX, DEAD_SUFFIX = "dead-", ".jsonl"
 _DAY = 86_400
+
+# Writer health, as /ready reports it.
+OK = "ok"
+RETRYING = "retrying"  # the destination refuses writes; every row is kept in the write-ahead segments
+FAILING = "failing"  # rows can be lost: the thread died, the segments cannot be written, or no segments
+FAILING_AFTER = 3  # consecutive failed writes before a writer is no longer "ok"
 
 
 def _is_s3(root: str) -> bool:
@@ -43,22 +57,60 @@ def join(root: str, *parts: str) -> str:
     return str(Path(root).joinpath(*parts))
 
 
-def write_table(table: pa.Table, root: str, client: Any | None = None) -> list[str]:
-    """Write `table` as one new Parquet file per UTC date of its TIMESTAMP column; return the URIs."""
+def partition(day: date) -> str:
+    return f"{PARTITION_PREFIX}{day.isoformat()}"
+
+
+def write_table(table: pa.Table, root: str, client: Any | None = None, name: str | None = None) -> list[str]:
+    """Write `table` as one Parquet file per UTC date of its TIMESTAMP column; return the URIs.
+
+    The files are ``part-<name>.parquet`` (a fresh id when no name is given): writing the same
+    rows again under the same name replaces them.
+    """
     if table.num_rows == 0:
         return []
+    name = name or uuid.uuid4().hex
     seconds = table.column(TIMESTAMP).cast(pa.int64()).to_numpy(zero_copy_only=False) // 1_000_000_000
     days = seconds // _DAY
     written = []
     for day in np.unique(days):
         part = table if len(days) and days[0] == days[-1] == day else table.filter(pa.array(days == day))
         stamp = datetime.fromtimestamp(int(day) * _DAY, UTC).strftime("%Y-%m-%d")
-        uri = join(root, f"{PARTITION_PREFIX}{stamp}", f"part-{uuid.uuid4().hex}.parquet")
+        uri = join(root, f"{PARTITION_PREFIX}{stamp}", f"{PART_PREFIX}{name}{PART_SUFFIX}")
         buffer = io.BytesIO()
         pq.write_table(part, buffer)
         write_bytes(uri, buffer.getvalue(), client=client)
         written.append(uri)
     return written
+
+
+def _location(uri: str) -> DataLocation:
+    # The log names its own files (.jsonl is no data format parse_uri would accept).
+    if _is_s3(uri):
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        return DataLocation(uri, bucket, key, "jsonl")
+    return DataLocation(uri, None, uri, "jsonl")
+
+
+def put_file(uri: str, payload: bytes, client: Any | None = None) -> None:
+    """Write a whole log file atomically: renamed into place locally, one put on S3."""
+    loc = _location(uri)
+    if loc.is_s3:
+        with s3_errors(uri, "write"):
+            (client or s3_client()).put_object(Bucket=loc.bucket, Key=loc.key, Body=payload)
+        return
+    target = Path(uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        temporary.write_bytes(payload)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def get_file(uri: str, client: Any | None = None) -> bytes:
+    return read_bytes(_location(uri), client)
 
 
 def _partition_day(name: str) -> date | None:
@@ -70,7 +122,10 @@ def _partition_day(name: str) -> date | None:
         return None
 
 
-def list_files(root: str, first: date | None = None, last: date | None = None, client: Any | None = None) -> list[str]:
+def list_files(
+    root: str, first: date | None = None, last: date | None = None, client: Any | None = None,
+    prefix: str = PART_PREFIX, suffix: str = PART_SUFFIX,
+) -> list[str]:
     """Every committed part file under `root` whose partition date is within [first, last]."""
     def wanted(day: date | None) -> bool:
         return day is not None and (first is None or day >= first) and (last is None or day <= last)
@@ -83,14 +138,16 @@ def list_files(root: str, first: date | None = None, last: date | None = None, c
             str(path)
             for directory in base.iterdir()
             if directory.is_dir() and wanted(_partition_day(directory.name))
-            for path in directory.glob("part-*.parquet")
+            for path in directory.glob(f"{prefix}*{suffix}")
         )
     # An unreachable or busy endpoint is StorageUnavailable (the monitor's read task retries it).
     with s3_errors(root, "list"):
-        return sorted(_s3_keys(root, wanted, client or s3_client()))
+        return sorted(_s3_keys(root, wanted, client or s3_client(), prefix, suffix))
 
 
-def _s3_keys(root: str, wanted: Callable[[date | None], bool], client: Any) -> Iterator[str]:
+def _s3_keys(
+    root: str, wanted: Callable[[date | None], bool], client: Any, name_prefix: str, suffix: str
+) -> Iterator[str]:
     loc = parse_uri(join(root, "x.parquet"))
     prefix = loc.key[: -len("x.parquet")]
     paginator = client.get_paginator("list_objects_v2")
@@ -99,8 +156,8 @@ def _s3_keys(root: str, wanted: Callable[[date | None], bool], client: Any) -> I
             rest = obj["Key"][len(prefix):].split("/")
             if (
                 len(rest) == 2
-                and rest[1].startswith("part-")
-                and rest[1].endswith(".parquet")
+                and rest[1].startswith(name_prefix)
+                and rest[1].endswith(suffix)
                 and wanted(_partition_day(rest[0]))
             ):
                 yield f"s3://{loc.bucket}/{obj['Key']}"
@@ -141,17 +198,119 @@ def _arrow_column(name: str, values: list[Any], floats: set[str], times: tuple[s
         return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
+def _table(columns: Mapping[str, list[Any]], floats: set[str], times: tuple[str, ...]) -> pa.Table:
+    return pa.table({name: _arrow_column(name, values, floats, times) for name, values in columns.items()})
+
+
+def _reason(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}"[:300]
+
+
+def convert_rows(
+    columns: Mapping[str, list[Any]], rows: int, floats: set[str], times: tuple[str, ...]
+) -> tuple[list[pa.Table], list[dict[str, Any]]]:
+    """Arrow tables of the rows, and the rows no Arrow type can hold, each with the reason.
+
+    The whole slice converts in one go; only when that fails is each row tried alone, so one bad
+    value (an integer beyond 64 bits, say) costs its own row and not the slice.
+    """
+    try:
+        return [_table(columns, floats, times)], []
+    except Exception:  # any conversion error: find the rows to blame
+        pass
+    good, dead = [], []
+    for i in range(rows):
+        try:
+            _table({name: values[i : i + 1] for name, values in columns.items()}, floats, times)
+        except Exception as err:
+            dead.append({"reason": _reason(err), "row": {name: values[i] for name, values in columns.items()}})
+        else:
+            good.append(i)
+    if not good:
+        return [], dead
+    try:
+        return [_table({name: [values[i] for i in good] for name, values in columns.items()}, floats, times)], dead
+    except Exception:  # each row converts alone but not together: one-row tables, unified when written
+        return [_table({n: v[i : i + 1] for n, v in columns.items()}, floats, times) for i in good], dead
+
+
+def unify(tables: list[pa.Table]) -> pa.Table:
+    """One table from slices whose column sets and types may differ; clashing types become text."""
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        # Column sets and null-only columns differ between slices; "permissive" unifies them.
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
+    types: dict[str, set[pa.DataType]] = {}
+    for table in tables:
+        for column in table.schema:
+            if not pa.types.is_null(column.type):
+                types.setdefault(column.name, set()).add(column.type)
+    clashing = {name for name, found in types.items() if len(found) > 1}
+    fixed = []
+    for table in tables:
+        for name in clashing & set(table.column_names):
+            text = pa.array([None if v is None else str(v) for v in table.column(name).to_pylist()], pa.string())
+            table = table.set_column(table.column_names.index(name), name, text)
+        fixed.append(table)
+    return pa.concat_tables(fixed, promote_options="permissive")
+
+
+@dataclass
+class _Buffer:
+    """Rows as column lists, as the request path hands them over."""
+
+    columns: dict[str, list[Any]] = field(default_factory=dict)
+    floats: set[str] = field(default_factory=set)
+    rows: int = 0
+
+    def add(self, columns: Mapping[str, list[Any]], rows: int, float_columns: Iterable[str]) -> None:
+        buffer = self.columns
+        for name, values in columns.items():
+            column = buffer.get(name)
+            if column is None:
+                # A column new to this buffer (another version's feature): earlier rows get nulls.
+                column = buffer[name] = [None] * self.rows
+            column.extend(values)
+        self.rows += rows
+        if len(buffer) != len(columns):
+            for name, column in buffer.items():
+                if name not in columns:
+                    column.extend([None] * rows)
+        self.floats.update(float_columns)
+
+
+@dataclass
+class _Unit:
+    """The rows of one sealed segment, written together as ``part-<id>.parquet`` files."""
+
+    id: str
+    rows: int
+    tables: list[pa.Table] | None  # None: only on disk (left by a crashed process, or spilled)
+    dead: list[dict[str, Any]]
+    on_disk: bool  # every row is in the segment file, so memory may let go of them
+
+
 class PartitionWriter:
     """Buffers rows column by column and writes them as Parquet partitions from its own thread.
 
-    `append` is cheap and thread-safe: the request path hands over ready-made column lists. The
+    `append` is cheap and thread-safe: the request path hands over ready-made column lists, and
+    with a `SegmentDir` they are appended to the open write-ahead segment before it returns. The
     writer thread turns them into Arrow tables every `convert_seconds` (in C, a fraction of a
-    microsecond a value) and writes one file per date every `flush_seconds` or `flush_rows`
-    rows, and on `close`. Converting in small slices matters: whatever this thread holds the
-    GIL for is added to the latency of requests being served at that moment, so many small
-    bursts keep the service's tail flat where one big flush would spike it. A failed write keeps
-    its rows for the next attempt, up to `max_buffered_rows`, beyond which the oldest are
-    dropped and counted.
+    microsecond a value) and seals the segment every `flush_seconds` or `flush_rows` rows, and
+    on `close`: a sealed segment's rows are written (one file per date, named after the segment)
+    and then the segment file is deleted. Converting in small slices matters: whatever this thread
+    holds the GIL for is added to the latency of requests being served at that moment, so many
+    small bursts keep the service's tail flat where one big flush would spike it.
+
+    A row that no Arrow type can hold goes to a dead-letter file under `dead_letter_root` with
+    the reason; nothing that happens in the thread stops it. A failed write keeps its rows for
+    the next attempt; beyond `max_buffered_rows` in memory the oldest rows are let go: those in
+    a segment stay on disk and are re-read when the destination is back (or at the next start),
+    without segments they are dropped and counted.
     """
 
     def __init__(
@@ -164,6 +323,9 @@ class PartitionWriter:
         max_buffered_rows: int = 1_000_000,
         on_error: Callable[[BaseException], None] | None = None,
         name: str = "log",
+        segments: wal.SegmentDir | None = None,
+        dead_letter_root: str | None = None,
+        on_dead_letter: Callable[[int], None] | None = None,
     ) -> None:
         self.root = root
         self.time_columns = time_columns
@@ -172,11 +334,17 @@ class PartitionWriter:
         self.convert_seconds = min(convert_seconds, flush_seconds)
         self.max_buffered_rows = max_buffered_rows
         self._on_error = on_error
+        self._on_dead_letter = on_dead_letter
         self.name = name
-        self._columns: dict[str, list[Any]] = {}
-        self._floats: set[str] = set()
-        self._rows = 0
-        self._tables: list[pa.Table] = []  # converted, not yet written (or failed to)
+        self.segments = segments
+        self.dead_letter_root = dead_letter_root or join(root, "dead-letter")
+        self._buffer = _Buffer()
+        self._segment: wal.Segment | None = None
+        self._segment_id = wal.new_segment_id()
+        self._segment_complete = True
+        self._tables: list[pa.Table] = []  # converted rows of the open segment
+        self._dead: list[dict[str, Any]] = []
+        self._units: list[_Unit] = []  # sealed, not yet written (or failed to)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -184,94 +352,266 @@ class PartitionWriter:
         self._client: Any | None = None
         self.written_rows = 0
         self.dropped_rows = 0
+        self.dead_letter_rows = 0
+        self.replayed_rows = 0
+        self.unwritten_rows = 0
+        self.failed_writes = 0  # consecutive
+        self.last_error: str | None = None
+        self.wal_error: str | None = None
+
+    # -- request path -------------------------------------------------------------------------
 
     def append(self, columns: Mapping[str, list[Any]], rows: int, float_columns: Iterable[str] = ()) -> None:
         """Add `rows` rows given as equal-length column lists; `float_columns` stay float when all null.
 
-        Time columns hold epoch seconds; they are written as UTC timestamps.
+        Time columns hold epoch seconds; they are written as UTC timestamps. With segments, the
+        rows are in the open segment file when this returns (one `os.write`).
         """
+        record = None
+        if self.segments is not None:
+            try:
+                record = wal.encode({"c": columns, "n": rows, "f": list(float_columns)})
+            except Exception as err:  # a value JSON cannot hold: kept in memory only, and said so
+                self._wal_failed(err)
         with self._lock:
-            buffer = self._columns
-            for name, values in columns.items():
-                column = buffer.get(name)
-                if column is None:
-                    # A column new to this buffer (another version's feature): earlier rows get nulls.
-                    column = buffer[name] = [None] * self._rows
-                column.extend(values)
-            self._rows += rows
-            if len(buffer) != len(columns):
-                for name, column in buffer.items():
-                    if name not in columns:
-                        column.extend([None] * rows)
-            self._floats.update(float_columns)
-            full = self._rows >= self.flush_rows
+            self._buffer.add(columns, rows, float_columns)
+            if record is not None:
+                try:
+                    if self._segment is None:
+                        self._segment = self.segments.open(self._segment_id)  # type: ignore[union-attr]
+                    self._segment.append(record)
+                except OSError as err:
+                    self._wal_failed(err)
+            full = self._buffer.rows >= self.flush_rows
         if full:
             self._wake.set()
 
+    def _wal_failed(self, err: BaseException) -> None:
+        if self.wal_error is None:
+            log.error("%s: cannot append to the write-ahead segment: %s", self.name, _reason(err))
+        self.wal_error = _reason(err)
+        self._segment_complete = False
+        if self._on_error is not None:
+            self._on_error(err)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
     def start(self) -> None:
+        """Lock the segment directory, queue what a previous process left in it, start the thread."""
+        if self.segments is not None:
+            try:
+                self.segments.acquire()
+                leftovers = self.segments.leftovers()
+            except OSError as err:
+                self._wal_failed(err)
+                self.segments = None
+            else:
+                if leftovers:
+                    log.warning(
+                        "%s: %d write-ahead segment(s) left by a previous process in %s; writing them to %s",
+                        self.name, len(leftovers), self.segments.directory, self.root,
+                    )
+                self._units.extend(_Unit(i, 0, None, [], on_disk=True) for i in leftovers)
         self._thread = threading.Thread(target=self._loop, name=f"{self.name}-writer", daemon=True)
         self._thread.start()
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop the thread and write everything still buffered."""
+        """Stop the thread and write everything still buffered; say truthfully what could not be."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self.flush()
+        try:
+            self.flush()
+        except Exception:
+            log.exception("%s: final write failed", self.name)
+        self.unwritten_rows = self.pending_rows()
+        if self.unwritten_rows:
+            where = self.root
+            if self.segments is not None and all(u.on_disk for u in self._units):
+                log.error(
+                    "%s: %d row(s) not written to %s at shutdown (%s); kept in %s and written at the next start",
+                    self.name, self.unwritten_rows, where, self.last_error, self.segments.directory,
+                )
+            else:
+                log.error(
+                    "%s: %d row(s) not written to %s at shutdown (%s) and lost: no write-ahead segment holds them",
+                    self.name, self.unwritten_rows, where, self.last_error,
+                )
+        if self.segments is not None:
+            self.segments.release()
+
+    def health(self) -> str:
+        """OK, RETRYING (destination refusing, rows safe on local disk) or FAILING (rows at risk)."""
+        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+            return FAILING
+        if self.wal_error is not None:
+            return FAILING
+        if self.failed_writes >= FAILING_AFTER:
+            return RETRYING if self.segments is not None else FAILING
+        return OK
+
+    def pending_rows(self) -> int:
+        """Rows accepted and not yet written (replayed segments count once they are read)."""
+        with self._lock:
+            buffered = self._buffer.rows
+        return buffered + sum(t.num_rows for t in self._tables) + sum(u.rows for u in self._units)
+
+    # -- the writer thread ----------------------------------------------------------------------
 
     def _loop(self) -> None:
-        last_write = time.monotonic()
+        sealed = time.monotonic()
+        first = True
         while not self._stop.is_set():
-            self._wake.wait(self.convert_seconds)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            self._convert()
-            pending = sum(t.num_rows for t in self._tables)
-            if pending >= self.flush_rows or time.monotonic() - last_write >= self.flush_seconds:
-                self._write()
-                last_write = time.monotonic()
+            if not first:
+                self._wake.wait(self.convert_seconds)
+                self._wake.clear()
+                if self._stop.is_set():
+                    return
+            try:
+                self._convert()
+                pending = sum(t.num_rows for t in self._tables)
+                if first or pending >= self.flush_rows or time.monotonic() - sealed >= self.flush_seconds:
+                    self._seal()
+                    self._write_units()
+                    sealed = time.monotonic()
+            except Exception as err:  # never let one bad batch stop the log: say it, count it, go on
+                log.exception("%s: writer step failed; continuing", self.name)
+                self.last_error = _reason(err)
+                if self._on_error is not None:
+                    self._on_error(err)
+            first = False
 
     def flush(self) -> int:
-        """Convert and write everything buffered now; returns the rows written (0 on failure, rows kept)."""
+        """Convert, seal and write everything buffered now; returns the rows written (0 on failure, rows kept)."""
         self._convert()
-        return self._write()
+        self._seal()
+        return self._write_units()
 
     def _convert(self) -> None:
         with self._lock:
-            columns, floats, rows = self._columns, self._floats, self._rows
-            self._columns, self._floats, self._rows = {}, set(), 0
-        if rows:
-            arrays = {name: _arrow_column(name, values, floats, self.time_columns) for name, values in columns.items()}
-            self._tables.append(pa.table(arrays))
+            buffer, self._buffer = self._buffer, _Buffer()
+        self._take(buffer)
 
-    def _write(self) -> int:
-        if not self._tables:
-            return 0
-        tables, self._tables = self._tables, []
-        try:
-            # Column sets and null-only columns differ between slices; "permissive" unifies them.
-            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
-            if self._client is None and _is_s3(self.root):
-                self._client = s3_client()
-            write_table(table, self.root, client=self._client)
-        except Exception as err:  # storage down: keep the rows and retry on the next write
-            log.error("%s: write to %s failed, will retry: %s", self.name, self.root, err)
-            if self._on_error is not None:
-                self._on_error(err)
-            self._keep(tables)
-            return 0
-        self.written_rows += table.num_rows
-        return table.num_rows
+    def _take(self, buffer: _Buffer) -> None:
+        if buffer.rows:
+            tables, dead = convert_rows(buffer.columns, buffer.rows, buffer.floats, self.time_columns)
+            self._tables += tables
+            self._dead += dead
 
-    def _keep(self, tables: list[pa.Table]) -> None:
-        """Hold unwritten tables for the next write, dropping the oldest rows beyond the bound."""
-        excess = sum(t.num_rows for t in tables) - self.max_buffered_rows
-        while excess > 0 and tables:
-            oldest = tables[0]
-            cut = min(excess, oldest.num_rows)
+    def _seal(self) -> None:
+        """Close the open segment; its rows become one unit to write."""
+        with self._lock:
+            buffer, self._buffer = self._buffer, _Buffer()
+            segment, self._segment = self._segment, None
+            segment_id, self._segment_id = self._segment_id, wal.new_segment_id()
+            complete, self._segment_complete = self._segment_complete, True
+        if segment is not None:
+            segment.close()
+        self._take(buffer)
+        tables, dead, self._tables, self._dead = self._tables, self._dead, [], []
+        rows = sum(t.num_rows for t in tables)
+        if rows or dead:
+            self._units.append(_Unit(segment_id, rows, tables, dead, on_disk=segment is not None and complete))
+        elif segment is not None and self.segments is not None:
+            self.segments.remove(segment_id)
+        if self.wal_error is not None and self.segments is not None:
+            self.wal_error = None  # try the disk again with the next segment
+
+    def _load(self, unit: _Unit) -> None:
+        """Read a unit's rows back from its segment file."""
+        assert self.segments is not None
+        records, torn = wal.read_segment(self.segments.path(unit.id))
+        if torn:
+            log.warning("%s: segment %s ends in %d bytes of an incomplete record (not written)", self.name, unit.id, torn)
+        buffer = _Buffer()
+        for record in records:
+            buffer.add(record["c"], record["n"], record["f"])
+        unit.tables, unit.dead = convert_rows(buffer.columns, buffer.rows, buffer.floats, self.time_columns)
+        unit.rows = sum(t.num_rows for t in unit.tables)
+
+    def _write_units(self) -> int:
+        written = 0
+        while self._units:
+            unit = self._units[0]
+            try:
+                if unit.tables is None:
+                    self._load(unit)
+                self._write_unit(unit)
+            except Exception as err:  # storage down: keep the rows and retry on the next write
+                self.failed_writes += 1
+                self.last_error = _reason(err)
+                if self._stop.is_set():
+                    log.error("%s: write to %s failed at shutdown: %s", self.name, self.root, self.last_error)
+                else:
+                    log.error("%s: write to %s failed, will retry: %s", self.name, self.root, self.last_error)
+                if self._on_error is not None:
+                    self._on_error(err)
+                self._bound()
+                return written
+            self._units.pop(0)
+            if unit.on_disk and self.segments is not None:
+                self.segments.remove(unit.id)
+            self.failed_writes = 0
+            self.written_rows += unit.rows
+            written += unit.rows
+            if unit.dead:
+                self.dead_letter_rows += len(unit.dead)
+                if self._on_dead_letter is not None:
+                    self._on_dead_letter(len(unit.dead))
+        return written
+
+    def _write_unit(self, unit: _Unit) -> None:
+        if self._client is None and _is_s3(self.root):
+            self._client = s3_client()
+        if unit.dead:
+            # Before the Parquet files: a retry rewrites both under the same names.
+            day = datetime.fromtimestamp(wal.segment_time(unit.id), UTC).date()
+            uri = join(self.dead_letter_root, partition(day), f"{DEAD_PREFIX}{unit.id}{DEAD_SUFFIX}")
+            lines = [_dead_letter_line(self.name, unit.id, dead) for dead in unit.dead]
+            put_file(uri, "".join(lines).encode(), client=self._client)
+            log.error(
+                "%s: %d row(s) could not be stored as Parquet, written to %s (first: %s)",
+                self.name, len(unit.dead), uri, unit.dead[0]["reason"],
+            )
+        if unit.tables:
+            write_table(unify(unit.tables), self.root, client=self._client, name=unit.id)
+
+    def _bound(self) -> None:
+        """Let go of the oldest rows in memory beyond `max_buffered_rows`."""
+        excess = sum(u.rows for u in self._units if u.tables is not None) - self.max_buffered_rows
+        for unit in list(self._units):
+            if excess <= 0:
+                return
+            if unit.tables is None:
+                continue
+            if unit.on_disk:
+                excess -= unit.rows
+                unit.tables, unit.dead = None, []  # re-read from its segment when written
+                continue
+            cut = min(excess, unit.rows)
             self.dropped_rows += cut
             excess -= cut
-            tables = tables[1:] if cut == oldest.num_rows else [oldest.slice(cut), *tables[1:]]
-        self._tables = tables + self._tables
+            unit.rows -= cut
+            unit.tables = _drop_first(unit.tables, cut)
+            if unit.rows == 0 and not unit.dead:
+                self._units.remove(unit)
+
+
+def _drop_first(tables: list[pa.Table], rows: int) -> list[pa.Table]:
+    out = []
+    for table in tables:
+        cut = min(rows, table.num_rows)
+        rows -= cut
+        if cut < table.num_rows:
+            out.append(table.slice(cut))
+    return out
+
+
+def _dead_letter_line(store: str, segment_id: str, dead: dict[str, Any]) -> str:
+    row = dead["row"]
+    stamp = row.get(TIMESTAMP)
+    at = stamp if isinstance(stamp, int | float) and not isinstance(stamp, bool) else wal.segment_time(segment_id)
+    # The standard library's encoder: it takes any integer, and str() whatever else it cannot.
+    doc = {"store": store, "segment": segment_id, TIMESTAMP: at, "reason": dead["reason"], "row": row}
+    return json.dumps(doc, default=str) + "\n"

@@ -16,6 +16,7 @@ REQUEST_LATENCY_SECONDS = "mlops_request_latency_seconds"
 MODEL_INFO = "mlops_model_info"
 BATCH_ROWS = "mlops_batch_rows"
 PREDICTION_LOG_ERRORS_TOTAL = "mlops_prediction_log_errors_total"
+DEAD_LETTER_ROWS_TOTAL = "mlops_prediction_log_dead_letter_rows_total"
 
 ROUTE_CHAMPION = "champion"
 ROUTE_CANARY = "canary"
@@ -62,8 +63,13 @@ class ServingMetrics:
             buckets=BATCH_BUCKETS, registry=self.registry,
         )
         self.log_errors = Counter(
-            PREDICTION_LOG_ERRORS_TOTAL, "Failed writes of the prediction or label log", ("store",),
-            registry=self.registry,
+            PREDICTION_LOG_ERRORS_TOTAL,
+            "Failed writes of the prediction or label log (destination, write-ahead segment or writer step)",
+            ("store",), registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            DEAD_LETTER_ROWS_TOTAL, "Logged rows that could not be stored as Parquet, sent to a dead-letter file",
+            ("store",), registry=self.registry,
         )
         self._children: dict[tuple[str, str], tuple[Counter, Counter, Histogram]] = {}
 

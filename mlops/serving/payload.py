@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-from mlops.contract import DataContract
+from mlops.contract import MAX_ABS_VALUE, DataContract
 
 RECORD_KEYS = ("records", "dataframe_records", "dataframe_split")
 _MAX_SHOWN = 40
+# Request ids are the service's own (32 hex digits); a label naming a longer one joins nothing.
+MAX_REQUEST_ID_LENGTH = 128
+# A row index is stored as a signed 64-bit integer, like every integer column of the log.
+MAX_ROW_INDEX = 2**63 - 1
 
 
 class PayloadError(Exception):
@@ -62,6 +67,16 @@ def shown_name(name: Any) -> str:
     """A name the client chose, fit for a one-line message: control characters escaped, shortened."""
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def check_content_type(value: str | None) -> None:
+    """415 unless the body is declared JSON (UTF-8): a web page can send text/plain or a form to
+    any address without the browser asking first, but never application/json."""
+    media, *params = (value or "").split(";")
+    charsets = {p.strip().lower().replace('"', "") for p in params if p.strip()}
+    if media.strip().lower() != "application/json" or not charsets <= {"charset=utf-8", "charset=utf8"}:
+        shown = f"'{shown_name(value)}'" if value else "none"
+        raise PayloadError(415, f"Content-Type must be application/json, got {shown}", "unsupported_media_type")
 
 
 def load_json(body: bytes) -> Any:
@@ -143,18 +158,22 @@ class RecordValidator:
     def __init__(self, contract: DataContract) -> None:
         self.names: tuple[str, ...] = tuple(contract.feature_names)
         self._kinds = {c.name: c.kind for c in contract.feature_columns}
+        # Non-text categories (an object column of numbers), to log each as the contract spells it.
         self._categories = {
-            c.name: frozenset(c.categories)
+            c.name: tuple(v for v in c.categories if not isinstance(v, str))
             for c in contract.feature_columns
             if c.kind == "categorical" and c.categories is not None
         }
         self._known = frozenset(self.names)
 
     def validate(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Records with exactly the feature fields, numbers as float; raises PayloadError naming the field.
+        """Records with exactly the feature fields, each value of its contract type; raises PayloadError naming the field.
 
-        Null is accepted for any feature (the pipeline imputes); unseen categories are accepted too
-        (the encoder ignores them; drift monitoring is where they show up).
+        Numbers become floats within training's bounds, booleans bools, categories text (or the
+        contract's own non-text category), date-times ISO 8601 text: one type per column, so the
+        log never holds a column it cannot store. Null is accepted for any feature (the pipeline
+        imputes); unseen text categories are accepted too (the encoder ignores them; drift
+        monitoring is where they show up).
         """
         out = []
         names, kinds, known = self.names, self._kinds, self._known
@@ -188,8 +207,11 @@ class RecordValidator:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise self._type_error(index, name, "a number", value)
             number = float(value)
+            # The bound training applies (mlops.contract): a row served is a row retraining can use.
             if not math.isfinite(number):
                 raise self._type_error(index, name, "a finite number", value)
+            if abs(number) > MAX_ABS_VALUE:
+                raise self._type_error(index, name, f"at most {MAX_ABS_VALUE:g} in absolute value", value)
             return number
         if kind == "boolean":
             if isinstance(value, bool):
@@ -200,15 +222,19 @@ class RecordValidator:
         if kind == "categorical":
             if isinstance(value, str):
                 return value
-            known = self._categories.get(name)
-            # A category set may hold non-strings (an object column of numbers); accept those exactly.
-            if known is not None and not isinstance(value, dict | list) and value in known:
-                return value
+            known = _same_value(value, self._categories.get(name, ()))
+            if known is not None:
+                return known
             raise self._type_error(index, name, "a string", value)
-        # datetime features are dropped by the pipeline; accept any scalar so the row still scores.
-        if isinstance(value, dict | list):
-            raise self._type_error(index, name, "a date-time string", value)
-        return value
+        # datetime features are dropped by the pipeline, but logged: text in one known format.
+        if isinstance(value, str):
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                pass
+            else:
+                return value
+        raise self._type_error(index, name, "an ISO 8601 date-time string", value)
 
     @staticmethod
     def _type_error(index: int, name: str, wanted: str, value: Any) -> PayloadError:
@@ -247,8 +273,12 @@ def parse_labels(body: bytes, max_rows: int, contract: DataContract) -> list[tup
         request_id, row = item["request_id"], item["row"]
         if not isinstance(request_id, str) or not request_id:
             raise _label_error(index, "request_id", "a non-empty string", request_id)
+        if len(request_id) > MAX_REQUEST_ID_LENGTH:
+            raise _label_error(index, "request_id", f"at most {MAX_REQUEST_ID_LENGTH} characters", request_id)
         if isinstance(row, bool) or not isinstance(row, int) or row < 0:
             raise _label_error(index, "row", "a non-negative integer", row)
+        if row > MAX_ROW_INDEX:
+            raise _label_error(index, "row", f"at most {MAX_ROW_INDEX} (a 64-bit row index)", row)
         out.append((request_id, row, _label_value(index, item["label"], contract)))
     return out
 
@@ -258,20 +288,31 @@ def _label_value(index: int, label: Any, contract: DataContract) -> Any:
     if contract.task != "classification" or contract.classes is None:
         if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
             raise _label_error(index, "label", "a finite number", label)
+        if abs(label) > MAX_ABS_VALUE:
+            raise _label_error(index, "label", f"at most {MAX_ABS_VALUE:g} in absolute value", label)
         return float(label)
-    if not isinstance(label, dict | list) and label is not None:
-        for known in contract.classes:
-            if type(known) is type(label) and known == label:
-                return known
-        for known in contract.classes:
-            # JSON has one number type: 1 and 1.0 (and true for a boolean target) name the same class.
-            if not isinstance(label, str) and not isinstance(known, str) and known == label:
-                return known
+    known = _same_value(label, contract.classes)
+    if known is not None:
+        return known
     shown = ", ".join(describe(c) for c in contract.classes)
     raise PayloadError(
         422, f"label {index}: field 'label' must be one of the model's classes ({shown}), got {describe(label)}",
         "invalid_type", record=index, field="label",
     )
+
+
+def _same_value(value: Any, known: Sequence[Any]) -> Any | None:
+    """The member of `known` that `value` names, as `known` spells it; None when none does."""
+    if isinstance(value, dict | list) or value is None:
+        return None
+    for candidate in known:
+        if type(candidate) is type(value) and candidate == value:
+            return candidate
+    for candidate in known:
+        # JSON has one number type: 1 and 1.0 (and true for a boolean) name the same value.
+        if not isinstance(value, str) and not isinstance(candidate, str) and candidate == value:
+            return candidate
+    return None
 
 
 def _label_error(index: int, field: str, wanted: str, value: Any) -> PayloadError:

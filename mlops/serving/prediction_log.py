@@ -1,7 +1,9 @@
 """The prediction log and the ground-truth labels that are joined to it later.
 
 Predictions live under ``<prediction_log_uri>/date=.../part-*.parquet``, one row per scored
-record; labels under ``<prediction_log_uri>/labels/date=.../part-*.parquet``. The drift monitor
+record; labels under ``<prediction_log_uri>/labels/date=.../part-*.parquet``; rows that could
+not be stored as Parquet under ``<prediction_log_uri>/dead-letter/{predictions,labels}/date=.../
+dead-*.jsonl``, one JSON line each with the reason (`count_dead_letters`). The drift monitor
 reads them with `read_prediction_log` (every row, shadow ones included) and
 `read_labelled_predictions` (answered rows joined to their latest label).
 
@@ -17,13 +19,15 @@ request has two rows per record, one per route.
 from __future__ import annotations
 
 import functools
+import json
 from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import pandas as pd
 
-from mlops.serving import logstore
+from mlops.serving import logstore, wal
 from mlops.serving.logstore import TIMESTAMP, PartitionWriter
 from mlops.serving.metrics import ROUTE_SHADOW
 
@@ -31,6 +35,8 @@ if TYPE_CHECKING:  # scoring pulls in scikit-learn; the log readers must stay li
     from mlops.serving.scoring import Scores
 
 LABELS_DIR = "labels"
+DEAD_LETTER_DIR = "dead-letter"
+STORES = ("predictions", "labels")
 LOG_COLUMNS = (
     "request_id", "row", TIMESTAMP, "model_name", "model_version", "model_alias", "route",
     "prediction", "probabilities", "classes",
@@ -113,14 +119,30 @@ def label_columns(labels: list[tuple[str, int, Any]], timestamp: float) -> dict[
     }
 
 
-def prediction_writer(uri: str, **options: Any) -> PartitionWriter:
-    """The background writer of prediction rows under `uri`."""
-    return PartitionWriter(uri, time_columns=(TIMESTAMP,), name="prediction-log", **options)
+def dead_letter_root(uri: str, store: str) -> str:
+    return logstore.join(uri, DEAD_LETTER_DIR, store)
 
 
-def label_writer(uri: str, **options: Any) -> PartitionWriter:
-    """The background writer of labels under `uri`/labels."""
-    return PartitionWriter(labels_root(uri), time_columns=(TIMESTAMP, "labelled_at"), name="label-log", **options)
+def _segments(wal_dir: Path | None, uri: str, store: str, fsync: bool) -> wal.SegmentDir | None:
+    return None if wal_dir is None else wal.SegmentDir(wal.destination_dir(wal_dir, uri) / store, fsync)
+
+
+def prediction_writer(uri: str, wal_dir: Path | None = None, wal_fsync: bool = False, **options: Any) -> PartitionWriter:
+    """The background writer of prediction rows under `uri` (write-ahead segments under `wal_dir`)."""
+    return PartitionWriter(
+        uri, time_columns=(TIMESTAMP,), name="prediction-log",
+        segments=_segments(wal_dir, uri, "predictions", wal_fsync),
+        dead_letter_root=dead_letter_root(uri, "predictions"), **options,
+    )
+
+
+def label_writer(uri: str, wal_dir: Path | None = None, wal_fsync: bool = False, **options: Any) -> PartitionWriter:
+    """The background writer of labels under `uri`/labels (write-ahead segments under `wal_dir`)."""
+    return PartitionWriter(
+        labels_root(uri), time_columns=(TIMESTAMP, "labelled_at"), name="label-log",
+        segments=_segments(wal_dir, uri, "labels", wal_fsync),
+        dead_letter_root=dead_letter_root(uri, "labels"), **options,
+    )
 
 
 def _utc(value: datetime | date | str | pd.Timestamp | None) -> pd.Timestamp | None:
@@ -195,3 +217,35 @@ def read_labelled_predictions(
     if predictions.empty or labels.empty:
         return pd.DataFrame(columns=[*predictions.columns, "label", "labelled_at"])
     return predictions.merge(labels, on=["request_id", "row"], how="inner", validate="many_to_one")
+
+
+def count_dead_letters(
+    uri: str,
+    since: datetime | date | str | pd.Timestamp | None = None,
+    until: datetime | date | str | pd.Timestamp | None = None,
+    client: Any | None = None,
+) -> int:
+    """Prediction and label rows sent to the dead-letter files with since <= timestamp < until.
+
+    A dead-letter file sits in the partition of the day its segment opened, which for rows logged
+    just after midnight is the day before: one more day is listed to find them.
+    """
+    start, end = _utc(since), _utc(until)
+    low = start.timestamp() if start is not None else float("-inf")
+    high = end.timestamp() if end is not None else float("inf")
+    total = 0
+    for store in STORES:
+        files = logstore.list_files(
+            dead_letter_root(uri, store),
+            first=(start - pd.Timedelta(days=1)).date() if start is not None else None,
+            last=end.date() if end is not None else None,
+            client=client, prefix=logstore.DEAD_PREFIX, suffix=logstore.DEAD_SUFFIX,
+        )
+        for file in files:
+            for line in logstore.get_file(file, client).splitlines():
+                try:
+                    at = float(json.loads(line)[TIMESTAMP])
+                except (ValueError, TypeError, KeyError):
+                    continue  # not a dead-letter line (nothing else writes here): not counted
+                total += low <= at < high
+    return total

@@ -20,13 +20,13 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.requests import Request
 
-from mlops.config import PipelineConfig
+from mlops.config import PipelineConfig, Settings
 from mlops.registry import ALIAS_CHAMPION
-from mlops.serving import auth
+from mlops.serving import auth, logstore
 from mlops.serving.batching import MicroBatcher
 from mlops.serving.metrics import ROUTE_CANARY, ROUTE_SHADOW, ServingMetrics
 from mlops.serving.models import SLOT_CHAMPION, ModelSlots, RegistryLike
-from mlops.serving.payload import PayloadError, parse_labels, parse_records
+from mlops.serving.payload import PayloadError, check_content_type, parse_labels, parse_records
 from mlops.serving.prediction_log import (
     label_columns,
     label_writer,
@@ -59,7 +59,9 @@ class ServingState:
         config: PipelineConfig,
         tracking_uri: str,
         registry_factory: Callable[[], RegistryLike] | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        settings = settings or Settings()
         self.config = config
         self.serving = serving = config.serving
         self.metrics = ServingMetrics()
@@ -76,11 +78,16 @@ class ServingState:
             registry_factory or default_factory, config.model.name, ALIAS_CHAMPION, self.canary_alias,
             on_swap=self._on_swap,
         )
+        self.wal_dir = settings.serving_wal_path()
         self.predictions = prediction_writer(
-            serving.prediction_log_uri, on_error=lambda _: self.metrics.log_errors.labels("predictions").inc()
+            serving.prediction_log_uri, self.wal_dir, settings.serving_wal_fsync,
+            on_error=lambda _: self.metrics.log_errors.labels("predictions").inc(),
+            on_dead_letter=self.metrics.dead_letters.labels("predictions").inc,
         )
         self.labels = label_writer(
-            serving.prediction_log_uri, on_error=lambda _: self.metrics.log_errors.labels("labels").inc()
+            serving.prediction_log_uri, self.wal_dir, settings.serving_wal_fsync,
+            on_error=lambda _: self.metrics.log_errors.labels("labels").inc(),
+            on_dead_letter=self.metrics.dead_letters.labels("labels").inc,
         )
         self._batchers: weakref.WeakKeyDictionary[LoadedModel, MicroBatcher] = weakref.WeakKeyDictionary()
         self._background: set[asyncio.Task[None]] = set()
@@ -142,7 +149,8 @@ class ServingState:
         return Reply(err.status, err.body())
 
     async def read_body(self, request: Request) -> bytes:
-        """The body, refused with 413 as soon as the declared or the received size passes the limit."""
+        """The JSON body: 415 unless declared as JSON, 413 as soon as the declared or received size passes the limit."""
+        check_content_type(request.headers.get("content-type"))
         limit = self.serving.max_body_bytes
         too_large = PayloadError(413, f"request body over {limit} bytes (serving.max_body_bytes)", "body_too_large")
         declared = request.headers.get("content-length")
@@ -245,17 +253,38 @@ class ServingState:
         self.log_prediction(request_id, clean, scores, model, self.canary_alias or ROUTE_SHADOW, ROUTE_SHADOW)
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Ready: a champion is loaded and no log writer is FAILING (rows it accepts could be lost).
+
+        A destination that refuses writes while the write-ahead segments hold every row is
+        RETRYING and stays ready: a shared store's outage must not take every replica out of
+        service at once, and nothing is lost meanwhile.
+        """
         status = self.slots.status()
-        ready = self.slots.champion is not None
+        health = {self.predictions.health(), self.labels.health()}
+        log_status = next((s for s in (logstore.FAILING, logstore.RETRYING) if s in health), logstore.OK)
+        ready = self.slots.champion is not None and log_status != logstore.FAILING
         status.update(
             ready=ready,
             mode=self.serving.mode,
             prediction_log={
                 "uri": self.serving.prediction_log_uri,
-                "written_rows": self.predictions.written_rows,
-                "dropped_rows": self.predictions.dropped_rows,
+                "status": log_status,
+                "write_ahead_dir": str(self.wal_dir) if self.wal_dir is not None else None,
+                **_writer_status(self.predictions),
+                "labels": _writer_status(self.labels),
             },
         )
         return ready, status
+
+
+def _writer_status(writer: logstore.PartitionWriter) -> dict[str, Any]:
+    return {
+        "status": writer.health(),
+        "written_rows": writer.written_rows,
+        "pending_rows": writer.pending_rows(),
+        "dropped_rows": writer.dropped_rows,
+        "dead_letter_rows": writer.dead_letter_rows,
+        "last_error": writer.last_error or writer.wal_error,
+    }
 
 

@@ -13,6 +13,7 @@ from flows.train import train
 from mlops.config import PipelineConfig, parse_config
 from mlops.data import write_frame
 from mlops.monitoring import DRIFT_DETECTED
+from mlops.serving.prediction_log import label_columns
 from mlops.simulate import simulate_churn
 from tests.timing import LENIENT_PROMOTION
 
@@ -130,6 +131,17 @@ def test_an_unreadable_log_part_is_skipped_named_and_the_window_still_checked(ch
     result = monitor(config=champion)
     assert result.status in ("ok", "breach") and result.rows == 300
     assert result.unreadable_parts == (bad,) and result.to_dict()["unreadable_part_count"] == 1
+def test_rows_the_log_dead_lettered_are_reported(champion, tmp_path):
+    from mlops.serving.prediction_log import label_writer
+
+    # A label row past the door's checks (as a future bug might let through): the writer
+    # isolates it in a dead-letter file, and the monitor's result says how many rows went there.
+    labels = label_writer(champion.serving.prediction_log_uri)
+    labels.append(label_columns([("a", 0, 1), ("b", 2**64 - 1, 1)], time.time()), 2)
+    labels.flush()
+    result = monitor(config=champion)
+    assert result.status == "insufficient-data" and result.dead_letter_rows == 1
+    assert result.to_dict()["dead_letter_rows"] == 1
 
 
 def _champion_for_retrain(tmp_path, seed: int) -> dict:

@@ -79,7 +79,7 @@ def test_the_app_answers_any_body_with_200_or_a_named_4xx(tmp_path, monkeypatch)
         @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
         @given(body=bodies | st.binary(min_size=limit + 1, max_size=limit + 64))
         def check(body: bytes) -> None:
-            response = client.post("/predict", content=body, headers=key)
+            response = client.post("/predict", content=body, headers={**key, "Content-Type": "application/json"})
             assert response.status_code in (200, 400, 413, 422), response.text
             answer = response.json()
             if response.status_code == 200:
@@ -96,7 +96,7 @@ def test_the_app_answers_any_body_with_200_or_a_named_4xx(tmp_path, monkeypatch)
         # An extreme batch: over max_rows is 422, and one too large to send is 413 before parsing.
         assert client.post("/predict", json={"records": [ROW] * (max_rows + 1)}, headers=key).status_code == 422
         huge = orjson.dumps({"records": [ROW] * 10_000})
-        assert client.post("/predict", content=huge, headers=key).status_code == 413
+        assert client.post("/predict", content=huge, headers={**key, "Content-Type": "application/json"}).status_code == 413
 
 
 VALID = parse_config(base_config("data.parquet")).model_dump(mode="json")

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 from flows.deploy import deploy
 from flows.train import train
+from mlops.config import Settings
 from mlops.errors import RegistryError
 from mlops.registry import SKOPS_FILE, ModelRef, Registry
 from mlops.serving.app import create_app
@@ -113,14 +114,15 @@ def test_no_secret_in_prefect_logs_artifacts_or_parameters(deployed):
     assert leaks == []
 
 
-def test_no_secret_in_the_prediction_log_or_serving_answers(deployed, monkeypatch):
+def test_no_secret_in_the_prediction_log_or_serving_answers(deployed, monkeypatch, tmp_path):
     from starlette.testclient import TestClient
 
     home, uri, config, _ = deployed
     monkeypatch.setenv("MLOPS_API_KEY", SECRETS["MLOPS_API_KEY"])
     key = {"X-API-Key": SECRETS["MLOPS_API_KEY"]}
     bodies = []
-    with TestClient(create_app(config, uri), base_url="http://127.0.0.1") as client:
+    settings = Settings(MLOPS_HOME=str(tmp_path / "home"))
+    with TestClient(create_app(config, uri, settings=settings), base_url="http://127.0.0.1") as client:
         wait_for(lambda: client.get("/ready", headers=key).status_code == 200, timeout=60)
         assert client.post("/predict", json={"records": [ROW]}).status_code == 401
         for _ in range(3):
@@ -188,7 +190,8 @@ def test_tampered_artifact_is_refused_and_serving_keeps_the_champion(deployed, t
 
     serving_config = config.model_copy(update={"serving": config.serving.model_copy(
         update={"prediction_log_uri": str(tmp_path / "predictions")})})
-    with TestClient(create_app(serving_config, uri), base_url="http://127.0.0.1") as app:
+    settings = Settings(MLOPS_HOME=str(tmp_path / "home"))
+    with TestClient(create_app(serving_config, uri, settings=settings), base_url="http://127.0.0.1") as app:
         wait_for(lambda: app.get("/ready").status_code == 200, timeout=60)
         client.set_registered_model_alias(MODEL, "champion", version)
         wait_for(lambda: app.get("/ready").json()["last_error"] is not None, timeout=60)

@@ -13,18 +13,25 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
-from mlops.config import parse_config
+from mlops.config import Settings, parse_config
 from mlops.serving.app import create_app
 from mlops.serving.metrics import (
+    DEAD_LETTER_ROWS_TOTAL,
     MODEL_INFO,
     REJECTED_REQUESTS_TOTAL,
     REQUEST_ERRORS_TOTAL,
     REQUEST_LATENCY_SECONDS,
     REQUESTS_TOTAL,
 )
-from mlops.serving.prediction_log import read_labelled_predictions, read_prediction_log
+from mlops.serving.prediction_log import (
+    label_columns,
+    read_labelled_predictions,
+    read_prediction_log,
+)
+from mlops.serving.wal import SegmentDir, destination_dir
 from tests.unit.test_serving_models import FakeRegistry, fitted
 
 with warnings.catch_warnings():
@@ -32,6 +39,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+JSON = {"Content-Type": "application/json"}
 ROW = {
     "age": 40, "tenure_months": 12, "monthly_charges": 70.5, "total_charges": None,
     "support_calls": 1, "num_products": 2, "contract": "one-year", "plan": "basic",
@@ -54,7 +62,8 @@ def serve(
     tmp_path, registry: FakeRegistry, ready: bool = True, headers: dict[str, str] | None = None, **serving: Any
 ) -> Iterator[TestClient]:
     """The app with its lifespan running (refresher, log writers); stopping it flushes the log."""
-    app = create_app(config(tmp_path, **serving), "unused://", registry_factory=lambda: registry)
+    settings = Settings(MLOPS_HOME=str(tmp_path / "home"))
+    app = create_app(config(tmp_path, **serving), "unused://", registry_factory=lambda: registry, settings=settings)
     with TestClient(app, base_url="http://127.0.0.1") as client:
         if ready:
             wait_for(lambda: client.get("/ready", headers=headers or {}).status_code == 200)
@@ -106,10 +115,10 @@ def test_refusals_carry_status_detail_and_reason(tmp_path):
         cases = [
             (client.post("/predict", json={"records": [{**ROW, "age": "abc"}]}), 422, "record 0: field 'age' must be a number, got 'abc'"),
             (client.post("/predict", json={"records": [ROW, ROW, ROW]}), 422, "too many records: 3 > serving.max_rows 2"),
-            (client.post("/predict", content=b"{oops"), 400, "malformed JSON"),
-            (client.post("/predict", content=b""), 422, "request body is empty"),
+            (client.post("/predict", content=b"{oops", headers=JSON), 400, "malformed JSON"),
+            (client.post("/predict", content=b"", headers=JSON), 422, "request body is empty"),
             (client.post("/predict", json={"records": []}), 422, "no records"),
-            (client.post("/predict", content=b"x" * 3000), 413, "over 2048 bytes"),
+            (client.post("/predict", content=b"x" * 3000, headers=JSON), 413, "over 2048 bytes"),
         ]
         for response, status, text in cases:
             assert response.status_code == status, response.text
@@ -127,9 +136,9 @@ def test_body_limit_counts_the_bytes_actually_sent(tmp_path):
                 yield b" " * 500
 
         # A generator body goes out chunked: no Content-Length to trust.
-        response = client.post("/predict", content=chunks())
+        response = client.post("/predict", content=chunks(), headers=JSON)
         assert response.status_code == 413
-        bad_length = client.post("/predict", content=b"12", headers={"Content-Length": "abc"})
+        bad_length = client.post("/predict", content=b"12", headers={**JSON, "Content-Length": "abc"})
         assert bad_length.status_code == 400 and "Content-Length" in bad_length.json()["detail"]
 
 
@@ -251,3 +260,50 @@ def test_mlflow_body_formats(tmp_path, fmt):
     with serve(tmp_path, FakeRegistry(aliases={"champion": "1"})) as client:
         response = client.post("/predict", json=doc)
         assert response.status_code == 200 and len(response.json()["predictions"]) == 1
+
+
+@pytest.mark.parametrize("path", ["/predict", "/labels"])
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=b"])
+def test_a_body_not_declared_json_is_415_and_never_logged(tmp_path, path, content_type):
+    # What a web page can send to any address without the browser asking first: valid JSON inside.
+    doc = {"records": [ROW]} if path == "/predict" else {"labels": [{"request_id": "a", "row": 0, "label": 1}]}
+    headers = {"Content-Type": content_type} if content_type else {}
+    with serve(tmp_path, FakeRegistry(aliases={"champion": "1"})) as client:
+        response = client.post(path, content=orjson.dumps(doc), headers=headers)
+        assert response.status_code == 415, response.text
+        shown = f"'{content_type}'" if content_type else "none"
+        assert response.json() == {"detail": f"Content-Type must be application/json, got {shown}"}
+        assert metric(client, REJECTED_REQUESTS_TOTAL, reason="unsupported_media_type") == 1
+        charset = client.post(path, content=orjson.dumps(doc), headers={"Content-Type": "application/json; charset=utf-8"})
+        assert charset.status_code == 200
+    assert len(read_prediction_log(str(tmp_path / "log"))) == (1 if path == "/predict" else 0)
+
+
+def test_ready_is_503_when_the_log_cannot_keep_what_it_accepts(tmp_path):
+    # Another process holds this destination's write-ahead segments: rows would be at risk.
+    log_uri = str(tmp_path / "log")
+    holder = SegmentDir(destination_dir((tmp_path / "home" / "serving-wal").resolve(), log_uri) / "predictions")
+    holder.acquire()
+    try:
+        with serve(tmp_path, FakeRegistry(aliases={"champion": "1"}), ready=False) as client:
+            wait_for(lambda: client.get("/ready").json()["models"]["champion"] is not None)
+            ready = client.get("/ready")
+            assert ready.status_code == 503 and ready.json()["ready"] is False
+            log = ready.json()["prediction_log"]
+            assert log["status"] == "failing" and "in use by another serving process" in log["last_error"]
+            assert log["labels"]["status"] == "ok"
+    finally:
+        holder.release()
+    with serve(tmp_path, FakeRegistry(aliases={"champion": "1"})) as client:
+        log = client.get("/ready").json()["prediction_log"]
+        assert log["status"] == "ok" and log["write_ahead_dir"] == str((tmp_path / "home" / "serving-wal").resolve())
+
+
+def test_dead_lettered_rows_are_counted_in_metrics(tmp_path):
+    with serve(tmp_path, FakeRegistry(aliases={"champion": "1"})) as client:
+        state = client.app.state.serving
+        # Past the door's checks (as a future bug might be): the writer isolates the row.
+        state.labels.append(label_columns([("a", 0, 1), ("b", 2**64 - 1, 1)], time.time()), 2)
+    text = state.metrics.render().decode()
+    assert f'{DEAD_LETTER_ROWS_TOTAL}{{store="labels"}} 1.0' in text
+    assert state.labels.written_rows == 1

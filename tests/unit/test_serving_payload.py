@@ -5,10 +5,17 @@ from __future__ import annotations
 import math
 
 import orjson
+import pandas as pd
 import pytest
 
-from mlops.contract import infer_contract
-from mlops.serving.payload import PayloadError, RecordValidator, parse_labels, parse_records
+from mlops.contract import MAX_ABS_VALUE, infer_contract
+from mlops.serving.payload import (
+    PayloadError,
+    RecordValidator,
+    check_content_type,
+    parse_labels,
+    parse_records,
+)
 from mlops.simulate import simulate_churn
 
 FEATURES = [
@@ -136,6 +143,64 @@ def test_invalid_records_name_the_record_and_field(validator, rows, message, fie
     assert err.body() == {"detail": message, "record": err.record, "field": field}
 
 
+@pytest.mark.parametrize("value", [1e308, -1e101, MAX_ABS_VALUE * 1.0000001, 2**400])
+def test_numbers_beyond_trainings_bound_are_refused(validator, value):
+    # Training refuses |x| > MAX_ABS_VALUE; a served row must be one retraining can use.
+    err = refusal(validator.validate, [record(monthly_charges=value)])
+    assert err.status == 422 and err.field == "monthly_charges"
+    assert err.detail.startswith("record 0: field 'monthly_charges' must be at most 1e+100 in absolute value, got ")
+    assert validator.validate([record(monthly_charges=-MAX_ABS_VALUE)])[0]["monthly_charges"] == -MAX_ABS_VALUE
+
+
+@pytest.fixture(scope="module")
+def mixed_contract():
+    """A date-time feature and a category set of numbers, the columns whose types a client can vary."""
+    frame = pd.DataFrame({
+        "signup": pd.to_datetime(["2026-01-01", "2026-02-01", "2026-03-01", "2026-04-01"]),
+        "tier": pd.Series([1, 2, 1, 2], dtype=object),
+        "y": [0, 1, 0, 1],
+    })
+    return infer_contract(frame, "y", None, "classification")
+
+
+def test_each_feature_is_logged_as_one_type(mixed_contract):
+    validator = RecordValidator(mixed_contract)
+    clean = validator.validate([
+        {"signup": "2026-05-01T10:00:00+00:00", "tier": 2.0},
+        {"signup": "2026-05-02", "tier": True},
+        {"signup": None, "tier": "gold"},
+    ])
+    assert [r["signup"] for r in clean] == ["2026-05-01T10:00:00+00:00", "2026-05-02", None]
+    # The contract's own spelling of a non-text category: 2.0 and true name 2 and 1, as ints.
+    assert [(r["tier"], type(r["tier"])) for r in clean] == [(2, int), (1, int), ("gold", str)]
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(1767225600, "1767225600"), ("yesterday", "'yesterday'"), (True, "true"), ([1], "an array")]
+)
+def test_date_times_must_be_iso_text(mixed_contract, value, shown):
+    err = refusal(RecordValidator(mixed_contract).validate, [{"signup": value, "tier": 1}])
+    assert err.detail == f"record 0: field 'signup' must be an ISO 8601 date-time string, got {shown}"
+    assert (err.status, err.field) == (422, "signup")
+
+
+@pytest.mark.parametrize("value", ["application/json", "application/json; charset=utf-8", "Application/JSON;charset=\"UTF-8\""])
+def test_json_content_types_are_accepted(value):
+    check_content_type(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(None, "none"), ("text/plain", "'text/plain'"), ("application/x-www-form-urlencoded", "'application/x-www-form-urlencoded'"),
+     ("multipart/form-data; boundary=x", "'multipart/form-data; boundary=x'"), ("application/json; charset=utf-16", "'application/json; charset=utf-16'"),
+     ("application/jsonp", "'application/jsonp'")],
+)
+def test_other_content_types_are_415(value, shown):
+    err = refusal(check_content_type, value)
+    assert (err.status, err.reason) == (415, "unsupported_media_type")
+    assert err.detail == f"Content-Type must be application/json, got {shown}"
+
+
 def test_long_values_are_shortened_in_messages(validator):
     err = refusal(validator.validate, [record(age="x" * 500)])
     assert len(err.detail) < 120 and err.detail.endswith("...")
@@ -160,6 +225,10 @@ def test_labels_parse_and_take_the_contract_class(contract):
         ([{"request_id": "", "row": 0, "label": 1}], "label 0: field 'request_id' must be a non-empty string", "request_id"),
         ([{"request_id": "a", "row": -1, "label": 1}], "field 'row' must be a non-negative integer, got -1", "row"),
         ([{"request_id": "a", "row": True, "label": 1}], "field 'row' must be a non-negative integer", "row"),
+        # Beyond int64 the log cannot store it: this one killed the label writer thread.
+        ([{"request_id": "a", "row": 2**64 - 1, "label": 1}], "field 'row' must be at most 9223372036854775807", "row"),
+        ([{"request_id": "a", "row": 2**63, "label": 1}], "field 'row' must be at most 9223372036854775807", "row"),
+        ([{"request_id": "a" * 129, "row": 0, "label": 1}], "field 'request_id' must be at most 128 characters", "request_id"),
         ([{"request_id": "a", "label": 1}], "label 0: missing field 'row'", "row"),
         ([{"request_id": "a", "row": 0, "label": 1, "x": 2}], "label 0: unknown field 'x'", "x"),
     ],
@@ -180,3 +249,5 @@ def test_regression_labels_are_numbers():
     assert parse_labels(body({"labels": [{"request_id": "a", "row": 0, "label": 12}]}), 10, contract) == [("a", 0, 12.0)]
     err = refusal(parse_labels, body({"labels": [{"request_id": "a", "row": 0, "label": "12"}]}), 10, contract)
     assert "must be a finite number" in err.detail
+    err = refusal(parse_labels, body({"labels": [{"request_id": "a", "row": 0, "label": 1e300}]}), 10, contract)
+    assert "field 'label' must be at most 1e+100 in absolute value" in err.detail

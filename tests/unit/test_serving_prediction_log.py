@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 import pytest
 
@@ -14,6 +15,7 @@ from mlops.serving import logstore
 from mlops.serving.logstore import PartitionWriter
 from mlops.serving.prediction_log import (
     RESERVED_COLUMNS,
+    count_dead_letters,
     label_columns,
     label_writer,
     logged_feature_column,
@@ -175,11 +177,11 @@ def test_failed_write_keeps_rows_for_the_next_flush(tmp_path, monkeypatch):
     real = logstore.write_table
     calls = {"n": 0}
 
-    def flaky(table, uri, client=None):
+    def flaky(table, uri, client=None, name=None):
         calls["n"] += 1
         if calls["n"] == 1:
             raise OSError("store down")
-        return real(table, uri, client=client)
+        return real(table, uri, client=client, name=name)
 
     monkeypatch.setattr(logstore, "write_table", flaky)
     log_rows(writer, "a")
@@ -327,3 +329,157 @@ def test_labels_are_read_from_the_date_of_since_on(tmp_path):
     labels.flush()
     assert sorted(read_labels(root)["request_id"]) == ["a", "b"]
     assert list(read_labels(root, since="2026-11-26 12:00")["request_id"]) == ["b"]
+# -- a writer never dies on a bad record; dead letters; health ---------------------------------
+
+
+def label_rows(writer: PartitionWriter, *rows: tuple[str, int, Any], at: float = DAY1) -> None:
+    writer.append(label_columns(list(rows), at), len(rows))
+
+
+def test_a_row_no_arrow_type_holds_goes_to_the_dead_letter_file_and_the_rest_is_written(tmp_path):
+    root = str(tmp_path / "log")
+    counted: list[int] = []
+    labels = label_writer(root, on_dead_letter=counted.append)
+    now = time.time()
+    label_rows(labels, ("a", 0, 1), ("b", 2**64 - 1, 1), ("c", 1, 0), at=now)  # the row index fits no int64
+    assert labels.flush() == 2
+    assert sorted(read_labels(root)["request_id"]) == ["a", "c"]
+    assert labels.dead_letter_rows == 1 and counted == [1]
+    (dead,) = (tmp_path / "log" / "dead-letter" / "labels").rglob("dead-*.jsonl")
+    line = orjson.loads(dead.read_bytes())
+    assert line["row"]["request_id"] == "b" and line["row"]["row"] == 2**64 - 1
+    assert line["reason"].startswith("OverflowError") and line["store"] == "label-log"
+    assert count_dead_letters(root) == 1
+    stamp = pd.Timestamp(now, unit="s", tz="UTC")
+    assert count_dead_letters(root, since=stamp + pd.Timedelta(seconds=1)) == 0  # by the row's own time
+    assert count_dead_letters(root, since=stamp - pd.Timedelta(days=1), until=stamp + pd.Timedelta(seconds=1)) == 1
+    assert count_dead_letters(str(tmp_path / "nothing")) == 0
+
+
+def test_the_writer_thread_survives_bad_records_and_keeps_writing(tmp_path):
+    root = str(tmp_path / "log")
+    labels = label_writer(root, flush_seconds=0.05, convert_seconds=0.01)
+    labels.start()
+    try:
+        label_rows(labels, ("bad", 2**64 - 1, 1))
+        wait = time.monotonic() + 10
+        while labels.dead_letter_rows < 1 and time.monotonic() < wait:
+            time.sleep(0.01)
+        label_rows(labels, ("after", 0, 1))
+        while labels.written_rows < 1 and time.monotonic() < wait:
+            time.sleep(0.01)
+        assert labels.health() == logstore.OK
+    finally:
+        labels.close()
+    assert list(read_labels(root)["request_id"]) == ["after"]
+
+
+def test_slices_whose_types_differ_are_written_together(tmp_path):
+    # An int in one slice and a string in the next made every later write fail for good.
+    root = str(tmp_path / "log")
+    writer = prediction_writer(root)
+    log_rows(writer, "a", 1, signup=1767225600)
+    writer._convert()  # one slice converted on its own, as the thread does every convert_seconds
+    log_rows(writer, "b", 1, signup="2026-01-01")
+    assert writer.flush() == 2
+    frame = read_prediction_log(root).set_index("request_id")
+    assert frame.loc["a", "signup"] == "1767225600" and frame.loc["b", "signup"] == "2026-01-01"
+
+
+def test_health_turns_failing_after_repeated_failed_writes_without_segments(tmp_path, monkeypatch):
+    writer = prediction_writer(str(tmp_path / "log"))
+
+    def down(*_args, **_kwargs):
+        raise OSError("store down")
+
+    monkeypatch.setattr(logstore, "write_table", down)
+    for i in range(logstore.FAILING_AFTER):
+        assert writer.health() == logstore.OK
+        log_rows(writer, f"r{i}")
+        writer.flush()
+    assert writer.health() == logstore.FAILING and "store down" in writer.last_error
+    segmented = prediction_writer(str(tmp_path / "log2"), wal_dir=tmp_path / "wal")
+    segmented.start()
+    try:
+        for i in range(logstore.FAILING_AFTER):
+            log_rows(segmented, f"r{i}")
+            segmented.flush()
+        assert segmented.health() == logstore.RETRYING  # every row is safe on local disk
+    finally:
+        monkeypatch.undo()
+        segmented.close()
+    assert len(read_prediction_log(str(tmp_path / "log2"))) == logstore.FAILING_AFTER
+
+
+# -- write-ahead segments ----------------------------------------------------------------------
+
+
+def segment_files(wal_dir: Path) -> list[Path]:
+    return sorted(wal_dir.rglob("*.wal"))
+
+
+def test_rows_left_in_segments_by_a_dead_process_are_written_once_at_the_next_start(tmp_path):
+    root, wal_dir = str(tmp_path / "log"), tmp_path / "wal"
+    crashed = prediction_writer(root, wal_dir=wal_dir)
+    crashed.segments.acquire()
+    log_rows(crashed, "a", 2)
+    log_rows(crashed, "b", 1)
+    crashed.segments.release()  # the process dies here: nothing converted, nothing written
+    assert len(segment_files(wal_dir)) == 1 and read_prediction_log(root).empty
+
+    restarted = prediction_writer(root, wal_dir=wal_dir)
+    restarted.start()
+    restarted.close()
+    assert read_prediction_log(root).groupby("request_id").size().to_dict() == {"a": 2, "b": 1}
+    assert segment_files(wal_dir) == []
+
+
+def test_a_segment_written_but_not_yet_removed_is_not_written_twice(tmp_path):
+    root, wal_dir = str(tmp_path / "log"), tmp_path / "wal"
+    writer = prediction_writer(root, wal_dir=wal_dir)
+    writer.start()
+    log_rows(writer, "a", 2)
+    (segment,) = segment_files(wal_dir)
+    kept = segment.read_bytes()
+    writer.close()
+    segment.write_bytes(kept)  # as if the process died between the Parquet write and the removal
+    again = prediction_writer(root, wal_dir=wal_dir)
+    again.start()
+    again.close()
+    assert len(read_prediction_log(root)) == 2
+    assert len(list(Path(root).rglob("part-*.parquet"))) == 1
+
+
+def test_segments_belong_to_their_destination_and_one_process(tmp_path):
+    wal_dir = tmp_path / "wal"
+    first = prediction_writer(str(tmp_path / "one"), wal_dir=wal_dir)
+    first.start()
+    other = prediction_writer(str(tmp_path / "two"), wal_dir=wal_dir)
+    other.start()  # another destination: its own directory
+    same = prediction_writer(str(tmp_path / "one"), wal_dir=wal_dir)
+    same.start()  # a second process on the same segments would steal them: refused, and said
+    try:
+        assert (first.health(), other.health()) == (logstore.OK, logstore.OK)
+        assert same.health() == logstore.FAILING and "in use by another serving process" in same.wal_error
+    finally:
+        for writer in (first, other, same):
+            writer.close()
+
+
+def test_rows_spilled_from_memory_are_read_back_from_their_segment(tmp_path, monkeypatch):
+    root, wal_dir = str(tmp_path / "log"), tmp_path / "wal"
+    writer = prediction_writer(root, wal_dir=wal_dir, max_buffered_rows=2)
+    writer.start()
+    real = logstore.write_table
+
+    def down(*_args, **_kwargs):
+        raise OSError("store down")
+
+    monkeypatch.setattr(logstore, "write_table", down)
+    for i in range(5):
+        log_rows(writer, f"r{i}")
+        writer.flush()
+    assert writer.dropped_rows == 0 and sum(u.tables is None for u in writer._units) >= 3
+    monkeypatch.setattr(logstore, "write_table", real)
+    writer.close()
+    assert sorted(read_prediction_log(root)["request_id"]) == [f"r{i}" for i in range(5)]
