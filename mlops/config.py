@@ -18,10 +18,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveFloat,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops.errors import ConfigError
@@ -29,6 +31,28 @@ from mlops.errors import ConfigError
 TaskType = Literal["classification", "regression"]
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+
+# Keys that once named a secret or the endpoint that receives it. What names a secret is
+# infrastructure (Settings, environment only): a config is also an editable deployment parameter,
+# and one that chose the variable and the address could send any secret anywhere.
+MOVED_KEYS: dict[str, dict[str, str]] = {
+    "serving": {"api_key_env": "the API key is read from the environment variable MLOPS_API_KEY"},
+    "rollback": {
+        "service_url": "the watched service is the environment variable MLOPS_SERVING_URL "
+        "(default: the local stack's serving app)"
+    },
+}
+
+
+def _refuse_moved_keys(data: Any, section: str) -> Any:
+    if isinstance(data, dict):
+        for key, where in MOVED_KEYS[section].items():
+            if key in data:
+                raise PydanticCustomError(
+                    "moved_key", "'{key}' is not a config key: {where}", {"key": f"{section}.{key}", "where": where}
+                )
+    return data
 
 
 class _Strict(BaseModel):
@@ -186,21 +210,27 @@ class ServingConfig(_Strict):
     batch_max_rows: int = Field(default=256, ge=1, description="Micro-batch: most rows per predict call")
     batch_wait_ms: float = Field(default=2.0, ge=0.0, description="Micro-batch: longest wait to fill a batch")
     refresh_seconds: float = Field(default=5.0, gt=0.0, description="How often aliases are re-read")
-    api_key_env: str = Field(
-        default="MLOPS_API_KEY", description="Environment variable holding the API key; auth is on when it is set"
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_moved_keys(cls, data: Any) -> Any:
+        return _refuse_moved_keys(data, "serving")
 
 
 class RollbackConfig(_Strict):
     """The post-deployment check that moves `champion` back on a breach."""
 
     enabled: bool = True
-    service_url: str = Field(default="http://127.0.0.1:8000", description="The serving app to watch")
     window_seconds: float = Field(default=300.0, ge=0.0)
     poll_seconds: float = Field(default=10.0, gt=0.0)
     min_requests: int = Field(default=20, ge=1, description="Fewer requests in the window: no verdict on rates")
     max_error_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     max_p99_ms: float = Field(default=250.0, gt=0.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_moved_keys(cls, data: Any) -> Any:
+        return _refuse_moved_keys(data, "rollback")
 
 
 class ExecutionConfig(_Strict):
@@ -318,6 +348,8 @@ def _first_error(err: ValidationError) -> str:
     key = "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
     if first["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
+    if first["type"] == "moved_key":
+        return first["msg"]
     if first["type"] == "missing":
         return f"missing required key '{key}'"
     message = first["msg"].removeprefix("Value error, ")
@@ -402,6 +434,10 @@ class Settings(BaseSettings):
     mlflow_allowed_hosts: str | None = Field(default=None, alias="MLOPS_MLFLOW_ALLOWED_HOSTS")
     # Used when a config asks for Dask without naming a scheduler: teams point every run at theirs.
     dask_address: str | None = Field(default=None, alias="MLOPS_DASK_ADDRESS")
+    # The serving app's API key (auth is on when set and non-empty) and the serving app the deploy
+    # watch reads /metrics from, sending that key. Both are fixed names here, never config: see MOVED_KEYS.
+    api_key: SecretStr | None = Field(default=None, alias="MLOPS_API_KEY")
+    serving_url: str | None = Field(default=None, alias="MLOPS_SERVING_URL")
 
     @property
     def local_prefect_url(self) -> str:
@@ -410,6 +446,15 @@ class Settings(BaseSettings):
     @property
     def local_mlflow_url(self) -> str:
         return f"http://{self.stack_host}:{self.mlflow_port}"
+
+    @property
+    def watched_serving_url(self) -> str:
+        """The serving app the post-deployment watch reads: MLOPS_SERVING_URL, else the local stack's."""
+        return self.serving_url or f"http://{self.stack_host}:{self.serving_port}"
+
+    def serving_api_key(self) -> str | None:
+        """The serving app's API key, or None when auth is off (unset or empty)."""
+        return (self.api_key.get_secret_value() if self.api_key else "") or None
 
     def default_tracking_uri(self) -> str:
         """The embedded store used when no server is configured or running."""

@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.requests import Request
 
-from mlops.config import PipelineConfig
+from mlops.config import PipelineConfig, Settings
 from mlops.registry import ALIAS_CHAMPION
 from mlops.serving import auth
 from mlops.serving.batching import MicroBatcher
@@ -63,7 +63,7 @@ class ServingState:
         self.serving = serving = config.serving
         self.metrics = ServingMetrics()
         self.router = Router(serving.mode, serving.canary_share)
-        self.api_key = auth.configured_key(serving.api_key_env)
+        self.api_key = Settings().serving_api_key()
         self.canary_alias = serving.canary_alias if serving.mode != "champion" else None
 
         def default_factory() -> RegistryLike:

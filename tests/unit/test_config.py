@@ -130,3 +130,38 @@ def test_settings_ignore_same_named_shell_variables(monkeypatch, tmp_path):
     settings = Settings()
     assert settings.home == Path(".mlops")
     assert settings.default_tracking_uri() == f"sqlite:///{(tmp_path / '.mlops' / 'mlflow.db').resolve()}"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "where"),
+    [
+        ("serving.api_key_env", "AWS_SECRET_ACCESS_KEY", "MLOPS_API_KEY"),
+        ("serving.api_key_env", "MLOPS_API_KEY", "MLOPS_API_KEY"),  # even today's default name
+        ("rollback.service_url", "http://attacker.example:9/", "MLOPS_SERVING_URL"),
+    ],
+)
+def test_a_config_never_names_a_secret_or_where_it_is_sent(path, value, where):
+    with pytest.raises(ConfigError) as err:
+        parse_config(_with(path, value), source="c.yaml")
+    message = str(err.value)
+    assert f"'{path}' is not a config key" in message and where in message and "\n" not in message
+    assert err.value.exit_code == 2
+    # The same refusal when the config arrives as a flow parameter (an edited deployment).
+    with pytest.raises(ValueError, match=path.replace(".", r"\.")):
+        PipelineConfig.model_validate(_with(path, value))
+
+
+def test_api_key_and_watched_service_come_from_settings(monkeypatch):
+    monkeypatch.delenv("MLOPS_API_KEY", raising=False)
+    monkeypatch.delenv("MLOPS_SERVING_URL", raising=False)
+    monkeypatch.setenv("MLOPS_STACK_HOST", "127.0.0.2")
+    monkeypatch.setenv("MLOPS_SERVING_PORT", "8123")
+    settings = Settings()
+    assert settings.serving_api_key() is None and settings.watched_serving_url == "http://127.0.0.2:8123"
+    monkeypatch.setenv("MLOPS_API_KEY", "")
+    assert Settings().serving_api_key() is None  # empty: auth off, as before
+    monkeypatch.setenv("MLOPS_API_KEY", "k-1")
+    monkeypatch.setenv("MLOPS_SERVING_URL", "http://127.0.0.1:9999")
+    settings = Settings()
+    assert settings.serving_api_key() == "k-1" and settings.watched_serving_url == "http://127.0.0.1:9999"
+    assert "k-1" not in repr(settings)
