@@ -319,6 +319,14 @@ class PipelineConfig(_Strict):
         default=None, description="MLflow experiment name; defaults to the model name"
     )
 
+    @field_validator("experiment")
+    @classmethod
+    def _plain_experiment_name(cls, value: str | None) -> str | None:
+        # The name becomes a directory under the artifact root: '/' or '..' would leave it.
+        if value is not None and not _MODEL_NAME.match(value):
+            raise ValueError("must be 1-100 letters, digits, '.', '_' or '-' (a plain name, not a path)")
+        return value
+
     @model_validator(mode="after")
     def _time_split_needs_timestamp(self) -> PipelineConfig:
         if self.split.method == "time" and not self.dataset.timestamp:
@@ -437,6 +445,9 @@ class Settings(BaseSettings):
     # The serving app's API key (auth is on when set and non-empty) and the serving app the deploy
     # watch reads /metrics from, sending that key. Both are fixed names here, never config: see MOVED_KEYS.
     api_key: SecretStr | None = Field(default=None, alias="MLOPS_API_KEY")
+    # Packages a config's model.estimator may be imported from besides scikit-learn (comma-separated,
+    # e.g. "xgboost,lightgbm"): a config must not import arbitrary modules, whose import runs code.
+    estimator_modules: str = Field(default="", alias="MLOPS_ESTIMATOR_MODULES")
     serving_url: str | None = Field(default=None, alias="MLOPS_SERVING_URL")
 
     @property
@@ -451,6 +462,11 @@ class Settings(BaseSettings):
     def watched_serving_url(self) -> str:
         """The serving app the post-deployment watch reads: MLOPS_SERVING_URL, else the local stack's."""
         return self.serving_url or f"http://{self.stack_host}:{self.serving_port}"
+
+    def estimator_module_prefixes(self) -> tuple[str, ...]:
+        """Top-level packages model.estimator may name: scikit-learn plus MLOPS_ESTIMATOR_MODULES."""
+        extra = (name.strip().rstrip(".") for name in self.estimator_modules.split(","))
+        return ("sklearn", *(name for name in extra if name))
 
     def serving_api_key(self) -> str | None:
         """The serving app's API key, or None when auth is off (unset or empty)."""

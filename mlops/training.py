@@ -10,7 +10,7 @@ import difflib
 import importlib
 import importlib.util
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
-from mlops.config import ModelConfig
+from mlops.config import ModelConfig, Settings
 from mlops.contract import DataContract
 from mlops.errors import ConfigError, DataError
 
@@ -46,8 +46,13 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
 )
 
 
-def load_estimator_class(path: str, task: str) -> type:
-    """Import the estimator class at dotted `path` and check it fits `task`."""
+def load_estimator_class(path: str, task: str, allowed_modules: Sequence[str] | None = None) -> type:
+    """Import the estimator class at dotted `path` and check it fits `task`.
+
+    `path` must lie in one of `allowed_modules` (default: Settings' estimator_module_prefixes(),
+    scikit-learn plus MLOPS_ESTIMATOR_MODULES), checked before anything is imported: importing a
+    module runs its code, so a config may only name packages the operator has allowed.
+    """
     key = "model.estimator"
     if task not in TASKS:
         raise ConfigError(f"model.task: unknown task '{task}' (known: {', '.join(TASKS)})")
@@ -55,6 +60,12 @@ def load_estimator_class(path: str, task: str) -> type:
     if not module_name or not attr:
         raise ConfigError(
             f"{key}: '{path}' is not a dotted import path such as sklearn.linear_model.Ridge"
+        )
+    allowed = tuple(allowed_modules) if allowed_modules is not None else Settings().estimator_module_prefixes()
+    if not any(module_name == prefix or module_name.startswith(prefix + ".") for prefix in allowed):
+        raise ConfigError(
+            f"{key}: '{path}' is outside the allowed estimator packages ({', '.join(allowed)}); "
+            "MLOPS_ESTIMATOR_MODULES adds more"
         )
     try:
         module = importlib.import_module(module_name)

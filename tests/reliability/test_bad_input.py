@@ -229,7 +229,8 @@ def test_bad_config_names_the_key(section, update, key):
     [
         ("sklearn.nothing.Here", "module 'sklearn.nothing' not found"),
         ("sklearn.ensemble.NoSuchForest", "has no attribute 'NoSuchForest'"),
-        ("collections.OrderedDict", "is not a scikit-learn estimator"),
+        ("collections.OrderedDict", "outside the allowed estimator packages"),
+        ("sklearn.utils.Bunch", "is not a scikit-learn estimator"),
         ("sklearn.preprocessing.StandardScaler", "is not a classifier"),
         ("sklearn.linear_model.Ridge", "is not a classifier"),
         ("sklearn.ensemble", "is a module, not a class"),
@@ -244,5 +245,6 @@ def test_bad_estimator_path_is_a_config_error(path, words):
 def test_cli_bad_estimator_leaves_nothing(workdir, prefect_server):
     config = base_config("churn.parquet")
     config["model"]["estimator"] = "collections.OrderedDict"
-    proc = run_cli(["train", "--config", write_config(workdir, config), "--json"], workdir, prefect_server)
+    proc = run_cli(["train", "--config", write_config(workdir, config), "--json"], workdir, prefect_server,
+                   MLOPS_ESTIMATOR_MODULES="collections")
     assert_clean_failure(proc, 2, "is not a scikit-learn estimator", workdir, [])

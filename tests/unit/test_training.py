@@ -75,6 +75,7 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "thirdparty_estimators.py").write_text(THIRD_PARTY)
     (tmp_path / "broken_estimators.py").write_text("import package_that_is_not_installed_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("MLOPS_ESTIMATOR_MODULES", "thirdparty_estimators, broken_estimators")
     return "thirdparty_estimators"
 
 
@@ -114,7 +115,9 @@ def test_load_estimator_class_returns_the_class(path: str, task: str, expected: 
 @pytest.mark.parametrize(
     ("path", "task", "message"),
     [
-        ("no_such_package_xyz.Model", "classification", "module 'no_such_package_xyz' not found"),
+        ("sklearn.no_such_module.Model", "classification", "module 'sklearn.no_such_module' not found"),
+        ("no_such_package_xyz.Model", "classification", "outside the allowed estimator packages (sklearn)"),
+        ("sklearnx.Model", "classification", "outside the allowed estimator packages"),
         (
             "sklearn.ensemble.NoSuchForest",
             "classification",
@@ -127,7 +130,8 @@ def test_load_estimator_class_returns_the_class(path: str, task: str, expected: 
             "classification",
             "is a module, not a class",
         ),
-        ("collections.OrderedDict", "classification", "is not a scikit-learn estimator"),
+        ("collections.OrderedDict", "classification", "outside the allowed estimator packages"),
+        ("sklearn.utils.Bunch", "classification", "is not a scikit-learn estimator"),
         ("sklearn.preprocessing.StandardScaler", "classification", "is not a classifier"),
         (
             "sklearn.linear_model.Ridge",
@@ -158,6 +162,24 @@ def test_load_estimator_class_accepts_constructor_with_required_args(third_party
     assert cls.__name__ == "NeedsArgsClassifier"
     with pytest.raises(ConfigError, match="is not a regressor"):
         load_estimator_class(f"{third_party}.NeedsArgsClassifier", "regression")
+
+
+def test_an_estimator_outside_the_allow_list_is_refused_before_its_module_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "imported"
+    (tmp_path / "side_effect_estimators.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass X: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("MLOPS_ESTIMATOR_MODULES", raising=False)
+    for path in ("side_effect_estimators.X", "this.X", "antigravity.X"):
+        with pytest.raises(ConfigError, match=r"^model\.estimator: .* outside the allowed estimator packages"):
+            load_estimator_class(path, "classification")
+    assert not marker.exists()
+    # The operator, not the config, extends the list.
+    monkeypatch.setenv("MLOPS_ESTIMATOR_MODULES", "side_effect_estimators")
+    with pytest.raises(ConfigError, match="is not a scikit-learn estimator"):
+        load_estimator_class("side_effect_estimators.X", "classification")
+    assert marker.exists()
 
 
 def test_load_estimator_class_refuses_unknown_task() -> None:
