@@ -99,7 +99,12 @@ class ModelConfig(_Strict):
         description="Import path of a scikit-learn estimator class",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Estimator keyword arguments")
-    seed: int = Field(default=42, ge=0, description="Seed for the estimator and the split")
+    # scikit-learn and numpy's legacy RandomState take seeds below 2**32 only.
+    seed: int = Field(default=42, ge=0, le=2**32 - 1, description="Seed for the estimator and the split")
+    max_classes: int = Field(
+        default=100, ge=2, le=10_000,
+        description="Classification: most distinct target values trained on; more is refused before the fit",
+    )
     search: SearchConfig | None = Field(
         default=None, description="Hyperparameter search; the best candidate's params override `params`"
     )

@@ -132,7 +132,9 @@ def read_frame(uri: str, client: Any | None = None) -> pd.DataFrame:
         raise DataError(f"{uri}: cannot parse as {loc.format}: {detail}") from None
     header = _csv_header(payload) if loc.format == "csv" else [str(c) for c in frame.columns]
     seen: set[str] = set()
-    for name in header:
+    for position, name in enumerate(header, start=1):
+        if not name.strip():
+            raise DataError(f"{uri}: column {position} has an empty name")
         if name in seen:
             raise DataError(f"{uri}: duplicate column name '{name}'")
         seen.add(name)

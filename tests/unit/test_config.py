@@ -53,6 +53,8 @@ def test_minimal_config_gets_defaults():
         ("split.test_size", "big", "invalid value for 'split.test_size'"),
         ("model.params", [1, 2], "invalid value for 'model.params'"),
         ("model.name", "bad name!", "invalid value for 'model.name'"),
+        ("model.seed", 2**32, "invalid value for 'model.seed': Input should be less than or equal to 4294967295"),
+        ("model.max_classes", 1, "invalid value for 'model.max_classes'"),
         ("experiment", "../../outside", "invalid value for 'experiment': must be 1-100 letters"),
         ("experiment", "team/churn", "invalid value for 'experiment'"),
         ("experiment", "..", "invalid value for 'experiment'"),

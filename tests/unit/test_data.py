@@ -160,3 +160,14 @@ def test_s3_errors_are_one_line_and_only_outages_are_transient(error, transient)
             data = caught.value
 
         assert retry_if_transient(None, None, _State()) is transient
+
+
+@pytest.mark.parametrize("header", ["a,,churned", "a, ,churned"])
+def test_a_column_without_a_name_is_refused(tmp_path, header):
+    path = tmp_path / "blank.csv"
+    path.write_text(f"{header}\n1,2,0\n")
+    with pytest.raises(DataError, match=r"blank.csv: column 2 has an empty name$"):
+        read_frame(str(path))
+    write_frame(pd.DataFrame({"a": [1], "": [2]}), str(tmp_path / "blank.parquet"))
+    with pytest.raises(DataError, match="column 2 has an empty name"):
+        read_frame(str(tmp_path / "blank.parquet"))

@@ -55,6 +55,11 @@ THIRD_PARTY = textwrap.dedent(
             return np.full(len(X), self.classes_[0])
 
 
+    class BuggyClassifier(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            raise ValueError("a bug in the estimator, not in the config")
+
+
     class NeedsArgsClassifier(ClassifierMixin, BaseEstimator):
         def __init__(self, base):
             self.base = base
@@ -278,6 +283,59 @@ def test_fit_pipeline_param_validation_at_fit_is_config_error(
     )
     with pytest.raises(ConfigError, match=r"model.params: .*'alpha' parameter of PickyClassifier"):
         fit_pipeline(churn, contract, model)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "params", "words"),
+    [
+        (
+            "sklearn.linear_model.LogisticRegression",
+            {"solver": "liblinear", "penalty": "elasticnet", "l1_ratio": 0.5},
+            "Only 'saga' solver supports elasticnet penalty",
+        ),
+        (HGB, {"monotonic_cst": [1, 0]}, "monotonic_cst has shape (2,)"),
+    ],
+)
+def test_parameters_refused_inside_fit_are_config_errors(
+    churn: pd.DataFrame, contract: DataContract, estimator: str, params: dict, words: str
+) -> None:
+    model = ModelConfig(name="m", estimator=estimator, params={"max_iter": 30, **params} if estimator == HGB else params)
+    with pytest.raises(ConfigError) as caught:
+        fit_pipeline(churn.head(400), contract, model)
+    text = str(caught.value)
+    assert text.startswith(f"model.params: invalid parameters for {estimator}: ") and words in text
+    assert "\n" not in text and caught.value.exit_code == 2
+
+
+def test_an_estimator_bug_with_no_parameters_keeps_its_traceback(
+    churn: pd.DataFrame, contract: DataContract, third_party: str
+) -> None:
+    model = ModelConfig(name="m", estimator=f"{third_party}.BuggyClassifier")
+    with pytest.raises(ValueError, match="a bug in the estimator") as caught:
+        fit_pipeline(churn.head(200), contract, model)
+    assert not isinstance(caught.value, ConfigError)
+
+
+def test_a_target_the_model_cannot_learn_is_refused_before_the_fit(churn: pd.DataFrame) -> None:
+    text_target = churn.assign(level=np.where(churn["churned"] == 1, "high", "low")).drop(columns=["churned"])
+    regression = ModelConfig(name="m", task="regression", estimator="sklearn.linear_model.Ridge")
+    contract = infer_contract(text_target, "level", "event_time", "regression")
+    with pytest.raises(DataError, match="target column 'level' holds object values, but model.task 'regression' needs numbers"):
+        fit_pipeline(text_target, contract, regression)
+
+    only_target = churn[["churned", "event_time"]]
+    contract = infer_contract(only_target, "churned", "event_time", "classification")
+    with pytest.raises(DataError, match="no feature columns to learn from: the data holds only the target 'churned' and event_time"):
+        fit_pipeline(only_target, contract, hgb_model())
+
+    many = churn.assign(churned=np.arange(len(churn)) % 120)
+    contract = infer_contract(many, "churned", "event_time", "classification")
+    with pytest.raises(ConfigError) as caught:
+        training.check_target(many, contract, hgb_model())
+    assert str(caught.value) == (
+        "model.max_classes: target column 'churned' has 120 distinct values, more than model.max_classes (100)"
+    )
+    training.check_target(many, contract, hgb_model().model_copy(update={"max_classes": 120}))
 
 
 def test_build_pipeline_refuses_task_mismatch(contract: DataContract) -> None:
