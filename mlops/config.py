@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops.errors import ConfigError
+from mlops.files import read_regular_file
 
 TaskType = Literal["classification", "regression"]
 
@@ -386,19 +387,80 @@ def _validated(model: type[_M], raw: Any, where: str) -> _M:
         raise ConfigError(f"{where}: {_first_error(err)}") from None
 
 
+# A config is a few kB. These bounds stop a hostile one before it costs memory or time: a 1.7 kB
+# YAML "alias bomb" (aliases of aliases) expands to billions of nodes once walked, and a config
+# past Prefect's 512 KiB parameter limit fails the flow run with a bare traceback. The expanded
+# size counts every alias written out, about as JSON would (8 bytes a node plus its text).
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_YAML_ALIASES = 100
+_NODE_BYTES = 8
+
+
+class _ConfigTooLarge(Exception):
+    pass
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that counts aliases while composing and the expanded size before constructing."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                raise _ConfigTooLarge(f"more than {MAX_YAML_ALIASES} YAML aliases")
+        return super().compose_node(parent, index)
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_CONFIG_BYTES:
+            raise _ConfigTooLarge(f"more than {MAX_CONFIG_BYTES} bytes once its YAML aliases are expanded")
+        return self.construct_document(node)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """The document's size with every alias written out; an alias is the same node object, so
+    memoizing by identity keeps this linear in the file, and sizes are capped just past the bound."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = MAX_CONFIG_BYTES + 1  # a node that contains itself expands without end
+    total = _NODE_BYTES
+    if isinstance(node, yaml.ScalarNode):
+        total += len(node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = total = min(total, MAX_CONFIG_BYTES + 1)
+    return total
+
+
 def _read_yaml(path: Path) -> Any:
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    payload = read_regular_file(path, MAX_CONFIG_BYTES, ConfigError, label=f"config file {path}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as err:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as err:
         raise ConfigError(f"config file {path} cannot be read: {err}") from None
+    loader = _BoundedLoader(text)
     try:
-        return yaml.safe_load(text)
+        return loader.get_single_data()
+    except _ConfigTooLarge as err:
+        raise ConfigError(f"config file {path} is refused: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is refused: nested too deeply") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    finally:
+        loader.dispose()
 
 
 def load_config(path: str | Path) -> PipelineConfig:
@@ -454,6 +516,8 @@ class Settings(BaseSettings):
     # e.g. "xgboost,lightgbm"): a config must not import arbitrary modules, whose import runs code.
     estimator_modules: str = Field(default="", alias="MLOPS_ESTIMATOR_MODULES")
     serving_url: str | None = Field(default=None, alias="MLOPS_SERVING_URL")
+    # Datasets are read whole into memory: a bigger file (or a device behind a symlink) is refused.
+    max_dataset_bytes: int = Field(default=1 << 30, gt=0, alias="MLOPS_MAX_DATASET_BYTES")
 
     @property
     def local_prefect_url(self) -> str:
