@@ -12,7 +12,7 @@ from mlops.errors import DataValidationFailed
 from mlops.evaluation import enforce_gates, validate_gates
 from mlops.registry import open_registry
 from mlops.summary import GateSummary, TrainResult
-from mlops.training import load_estimator_class
+from mlops.training import check_target, load_estimator_class
 from tasks.data import load_dataset
 from tasks.evaluation import check_quality_gates, evaluate_model
 from tasks.registry import (
@@ -23,6 +23,7 @@ from tasks.registry import (
     log_validation,
     open_tracking_run,
     publish_summary,
+    read_aliases,
     register_model,
 )
 from tasks.training import fit_model, split_dataset
@@ -74,6 +75,7 @@ def train(config: PipelineConfig, data_uri: str | None = None) -> TrainResult:
 
         # The model is built from, and stored with, the contract of the data it learns from.
         own_contract = own_contract or infer_contract(frame, config)
+        check_target(frame, own_contract, config.model)
         train_frame, holdout = split_dataset(frame, own_contract, config)
         if config.model.search is not None:
             # Candidates are judged by cross-validation on the training split; the holdout stays
@@ -108,7 +110,8 @@ def train(config: PipelineConfig, data_uri: str | None = None) -> TrainResult:
         contract_source=contract_source,
         validation=report.short_summary(),
         gates=[GateSummary(g.metric, g.bound, g.threshold, g.value, g.passed) for g in gates],
-        aliases=list(ref.aliases),
+        # Re-read, not ref.aliases: two trains at once both set `challenger`, one holds it.
+        aliases=read_aliases(registry, ref),
         run_url=registry.run_url(run_id),
         model_url=registry.version_url(ref),
         flow_run_id=str(flow_run.get_id()) if flow_run.get_id() else None,

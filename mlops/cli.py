@@ -3,7 +3,8 @@
 This is the composition root: unlike the rest of `mlops/`, it may start Prefect flows, and it
 imports them lazily so `mlops --help` and bad-config errors stay fast. Exit codes (README):
 0 success, 1 unexpected error, 2 bad usage / config / unreadable data / nothing to deploy or roll
-back, 3 data validation failed, 4 quality gate failed, 5 promotion refused (or rolled back).
+back, 3 data validation failed, 4 quality gate failed, 5 promotion refused (or rolled back),
+130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -23,6 +25,18 @@ from mlops.errors import ConfigError, MlopsError, PromotionRefused
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+# Ended by a signal: 128 + the signal number, as shells report it.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises KeyboardInterrupt, so every layer unwinds
+    the same way: Prefect marks the run Crashed, MLflow runs are closed, the command says so."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 class _NoTracebacks(logging.Filter):
@@ -414,16 +428,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(err: KeyboardInterrupt, as_json: bool) -> int:
+    """Ctrl-C or SIGTERM: one line, the JSON line, and no process of ours left running."""
+    # A second signal must not cut the clean-up short with a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    terminated = isinstance(err, Terminated)
+    code = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    line = "terminated (SIGTERM)" if terminated else "interrupted"
+    print(f"error: {line}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"status": "failed", "exit_code": code, "error": line, "error_type": type(err).__name__}))
+    sys.stdout.flush()
+    if "prefect" in sys.modules:
+        # Ship the run's last logs (its Crashed state is already recorded) while its server is up.
+        from prefect.logging.handlers import APILogWorker
+
+        with contextlib.suppress(Exception):
+            APILogWorker.drain_all(timeout=5)
+    from mlops.stack import stop_descendants
+
+    # The temporary Prefect server (and whatever it started) holds our stdout: a caller reading
+    # to the end would wait for it for ever.
+    stop_descendants()
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return handler(args)
     except ConfigError as err:  # one line and exit 2, from whichever command read the config
         return _fail(err, getattr(args, "json", False))
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        return _interrupted(err, getattr(args, "json", False))
 
 
 if __name__ == "__main__":

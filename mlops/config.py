@@ -18,17 +18,42 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveFloat,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops.errors import ConfigError
+from mlops.files import read_regular_file
 
 TaskType = Literal["classification", "regression"]
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+
+# Keys that once named a secret or the endpoint that receives it. What names a secret is
+# infrastructure (Settings, environment only): a config is also an editable deployment parameter,
+# and one that chose the variable and the address could send any secret anywhere.
+MOVED_KEYS: dict[str, dict[str, str]] = {
+    "serving": {"api_key_env": "the API key is read from the environment variable MLOPS_API_KEY"},
+    "rollback": {
+        "service_url": "the watched service is the environment variable MLOPS_SERVING_URL "
+        "(default: the local stack's serving app)"
+    },
+}
+
+
+def _refuse_moved_keys(data: Any, section: str) -> Any:
+    if isinstance(data, dict):
+        for key, where in MOVED_KEYS[section].items():
+            if key in data:
+                raise PydanticCustomError(
+                    "moved_key", "'{key}' is not a config key: {where}", {"key": f"{section}.{key}", "where": where}
+                )
+    return data
 
 
 class _Strict(BaseModel):
@@ -75,7 +100,12 @@ class ModelConfig(_Strict):
         description="Import path of a scikit-learn estimator class",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Estimator keyword arguments")
-    seed: int = Field(default=42, ge=0, description="Seed for the estimator and the split")
+    # scikit-learn and numpy's legacy RandomState take seeds below 2**32 only.
+    seed: int = Field(default=42, ge=0, le=2**32 - 1, description="Seed for the estimator and the split")
+    max_classes: int = Field(
+        default=100, ge=2, le=10_000,
+        description="Classification: most distinct target values trained on; more is refused before the fit",
+    )
     search: SearchConfig | None = Field(
         default=None, description="Hyperparameter search; the best candidate's params override `params`"
     )
@@ -186,21 +216,27 @@ class ServingConfig(_Strict):
     batch_max_rows: int = Field(default=256, ge=1, description="Micro-batch: most rows per predict call")
     batch_wait_ms: float = Field(default=2.0, ge=0.0, description="Micro-batch: longest wait to fill a batch")
     refresh_seconds: float = Field(default=5.0, gt=0.0, description="How often aliases are re-read")
-    api_key_env: str = Field(
-        default="MLOPS_API_KEY", description="Environment variable holding the API key; auth is on when it is set"
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_moved_keys(cls, data: Any) -> Any:
+        return _refuse_moved_keys(data, "serving")
 
 
 class RollbackConfig(_Strict):
     """The post-deployment check that moves `champion` back on a breach."""
 
     enabled: bool = True
-    service_url: str = Field(default="http://127.0.0.1:8000", description="The serving app to watch")
     window_seconds: float = Field(default=300.0, ge=0.0)
     poll_seconds: float = Field(default=10.0, gt=0.0)
     min_requests: int = Field(default=20, ge=1, description="Fewer requests in the window: no verdict on rates")
     max_error_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     max_p99_ms: float = Field(default=250.0, gt=0.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_moved_keys(cls, data: Any) -> Any:
+        return _refuse_moved_keys(data, "rollback")
 
 
 class ExecutionConfig(_Strict):
@@ -297,6 +333,14 @@ class PipelineConfig(_Strict):
         default=None, description="MLflow experiment name; defaults to the model name"
     )
 
+    @field_validator("experiment")
+    @classmethod
+    def _plain_experiment_name(cls, value: str | None) -> str | None:
+        # The name becomes a directory under the artifact root: '/' or '..' would leave it.
+        if value is not None and not _MODEL_NAME.match(value):
+            raise ValueError("must be 1-100 letters, digits, '.', '_' or '-' (a plain name, not a path)")
+        return value
+
     @model_validator(mode="after")
     def _time_split_needs_timestamp(self) -> PipelineConfig:
         if self.split.method == "time" and not self.dataset.timestamp:
@@ -326,6 +370,8 @@ def _first_error(err: ValidationError) -> str:
     key = "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
     if first["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
+    if first["type"] == "moved_key":
+        return first["msg"]
     if first["type"] == "missing":
         return f"missing required key '{key}'"
     message = first["msg"].removeprefix("Value error, ")
@@ -349,19 +395,80 @@ def _validated(model: type[_M], raw: Any, where: str) -> _M:
         raise ConfigError(f"{where}: {_first_error(err)}") from None
 
 
+# A config is a few kB. These bounds stop a hostile one before it costs memory or time: a 1.7 kB
+# YAML "alias bomb" (aliases of aliases) expands to billions of nodes once walked, and a config
+# past Prefect's 512 KiB parameter limit fails the flow run with a bare traceback. The expanded
+# size counts every alias written out, about as JSON would (8 bytes a node plus its text).
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_YAML_ALIASES = 100
+_NODE_BYTES = 8
+
+
+class _ConfigTooLarge(Exception):
+    pass
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that counts aliases while composing and the expanded size before constructing."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                raise _ConfigTooLarge(f"more than {MAX_YAML_ALIASES} YAML aliases")
+        return super().compose_node(parent, index)
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_CONFIG_BYTES:
+            raise _ConfigTooLarge(f"more than {MAX_CONFIG_BYTES} bytes once its YAML aliases are expanded")
+        return self.construct_document(node)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """The document's size with every alias written out; an alias is the same node object, so
+    memoizing by identity keeps this linear in the file, and sizes are capped just past the bound."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = MAX_CONFIG_BYTES + 1  # a node that contains itself expands without end
+    total = _NODE_BYTES
+    if isinstance(node, yaml.ScalarNode):
+        total += len(node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = total = min(total, MAX_CONFIG_BYTES + 1)
+    return total
+
+
 def _read_yaml(path: Path) -> Any:
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    payload = read_regular_file(path, MAX_CONFIG_BYTES, ConfigError, label=f"config file {path}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as err:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as err:
         raise ConfigError(f"config file {path} cannot be read: {err}") from None
+    loader = _BoundedLoader(text)
     try:
-        return yaml.safe_load(text)
+        return loader.get_single_data()
+    except _ConfigTooLarge as err:
+        raise ConfigError(f"config file {path} is refused: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is refused: nested too deeply") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    finally:
+        loader.dispose()
 
 
 def load_config(path: str | Path) -> PipelineConfig:
@@ -415,6 +522,15 @@ class Settings(BaseSettings):
     serving_wal: bool = Field(default=True, alias="MLOPS_SERVING_WAL")
     serving_wal_dir: Path | None = Field(default=None, alias="MLOPS_SERVING_WAL_DIR")
     serving_wal_fsync: bool = Field(default=False, alias="MLOPS_SERVING_WAL_FSYNC")
+    # The serving app's API key (auth is on when set and non-empty) and the serving app the deploy
+    # watch reads /metrics from, sending that key. Both are fixed names here, never config: see MOVED_KEYS.
+    api_key: SecretStr | None = Field(default=None, alias="MLOPS_API_KEY")
+    # Packages a config's model.estimator may be imported from besides scikit-learn (comma-separated,
+    # e.g. "xgboost,lightgbm"): a config must not import arbitrary modules, whose import runs code.
+    estimator_modules: str = Field(default="", alias="MLOPS_ESTIMATOR_MODULES")
+    serving_url: str | None = Field(default=None, alias="MLOPS_SERVING_URL")
+    # Datasets are read whole into memory: a bigger file (or a device behind a symlink) is refused.
+    max_dataset_bytes: int = Field(default=1 << 30, gt=0, alias="MLOPS_MAX_DATASET_BYTES")
 
     @property
     def local_prefect_url(self) -> str:
@@ -423,6 +539,20 @@ class Settings(BaseSettings):
     @property
     def local_mlflow_url(self) -> str:
         return f"http://{self.stack_host}:{self.mlflow_port}"
+
+    @property
+    def watched_serving_url(self) -> str:
+        """The serving app the post-deployment watch reads: MLOPS_SERVING_URL, else the local stack's."""
+        return self.serving_url or f"http://{self.stack_host}:{self.serving_port}"
+
+    def estimator_module_prefixes(self) -> tuple[str, ...]:
+        """Top-level packages model.estimator may name: scikit-learn plus MLOPS_ESTIMATOR_MODULES."""
+        extra = (name.strip().rstrip(".") for name in self.estimator_modules.split(","))
+        return ("sklearn", *(name for name in extra if name))
+
+    def serving_api_key(self) -> str | None:
+        """The serving app's API key, or None when auth is off (unset or empty)."""
+        return (self.api_key.get_secret_value() if self.api_key else "") or None
 
     def default_tracking_uri(self) -> str:
         """The embedded store used when no server is configured or running."""

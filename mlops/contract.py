@@ -114,6 +114,9 @@ def infer_contract(frame: pd.DataFrame, target: str, timestamp: str | None, task
     for role, name in (("target", target), ("timestamp", timestamp)):
         if name is not None and name not in frame.columns:
             raise DataError(f"{role} column '{name}' is not in the data (columns: {', '.join(map(str, frame.columns))})")
+    blank = [position for position, name in enumerate(frame.columns, start=1) if not str(name).strip()]
+    if blank:
+        raise DataError(f"column {blank[0]} has an empty name: every column needs one")
     columns = []
     for name in frame.columns:
         series = frame[name]

@@ -21,7 +21,9 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
+from mlops.config import Settings
 from mlops.errors import DataError, StorageUnavailable
+from mlops.files import read_regular_file
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -65,18 +67,23 @@ def s3_client(endpoint_url: str | None = None) -> Any:
     return boto3.client("s3", endpoint_url=endpoint)
 
 
-def read_bytes(loc: DataLocation, client: Any | None = None) -> bytes:
-    """A whole file, local or on S3; a missing file or an S3 failure is one line (see s3_errors)."""
+def read_bytes(loc: DataLocation, client: Any | None = None, max_bytes: int | None = None) -> bytes:
+    """A whole file, local or on S3, of at most `max_bytes` (default: MLOPS_MAX_DATASET_BYTES).
+
+    Locally only a regular file is read (a FIFO would block forever, a symlink to a device would
+    never end); a missing file, anything else or an S3 failure is one line naming the file.
+    """
+    limit = max_bytes if max_bytes is not None else Settings().max_dataset_bytes
     if not loc.is_s3:
-        path = Path(loc.key)
-        if not path.exists():
-            raise DataError(f"{loc.uri}: file not found")
-        if path.is_dir():
-            raise DataError(f"{loc.uri}: is a directory, not a data file")
-        return path.read_bytes()
+        return read_regular_file(loc.key, limit, DataError, label=loc.uri, limit_name="MLOPS_MAX_DATASET_BYTES")
     client = client or s3_client()
     with s3_errors(loc.uri, "read"):
-        return client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
+        response = client.get_object(Bucket=loc.bucket, Key=loc.key)
+        size = int(response.get("ContentLength") or 0)
+        if size > limit:
+            response["Body"].close()
+            raise DataError(f"{loc.uri}: {size} bytes, more than the limit of {limit} (MLOPS_MAX_DATASET_BYTES)")
+        return response["Body"].read()
 
 
 # Answers that say "not now" rather than "no": throttling and server-side failures.
@@ -132,7 +139,9 @@ def read_frame(uri: str, client: Any | None = None) -> pd.DataFrame:
         raise DataError(f"{uri}: cannot parse as {loc.format}: {detail}") from None
     header = _csv_header(payload) if loc.format == "csv" else [str(c) for c in frame.columns]
     seen: set[str] = set()
-    for name in header:
+    for position, name in enumerate(header, start=1):
+        if not name.strip():
+            raise DataError(f"{uri}: column {position} has an empty name")
         if name in seen:
             raise DataError(f"{uri}: duplicate column name '{name}'")
         seen.add(name)

@@ -61,6 +61,7 @@ PLOT_DPI = 100
 # Scatter plots draw at most this many points: enough to see the shape, cheap to render.
 MAX_PLOT_POINTS = 2000
 MAX_IMPORTANCE_BARS = 30
+MAX_PLOT_CLASSES = 30
 
 
 def split_frame(
@@ -386,7 +387,10 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _plot_confusion_matrix(truth: np.ndarray, pred: np.ndarray, classes: list[Any]) -> bytes:
+def _plot_confusion_matrix(truth: np.ndarray, pred: np.ndarray, all_classes: list[Any]) -> bytes:
+    # The figure grows with the classes and draws one label per cell: hundreds of classes took
+    # minutes and ran out of memory. Past MAX_PLOT_CLASSES only the most frequent true classes are drawn.
+    classes = _most_frequent(truth, all_classes, MAX_PLOT_CLASSES)
     counts = confusion_matrix(truth, pred, labels=classes)
     size = max(4.0, 0.6 * len(classes) + 2.5)
     figure = _new_figure(size, size * 0.85)
@@ -408,8 +412,18 @@ def _plot_confusion_matrix(truth: np.ndarray, pred: np.ndarray, classes: list[An
         )
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
-    ax.set_title("Confusion matrix (holdout)")
+    shown = "" if len(classes) == len(all_classes) else f", {len(classes)} most frequent of {len(all_classes)} classes"
+    ax.set_title(f"Confusion matrix (holdout{shown})")
     return _png(figure)
+
+
+def _most_frequent(truth: np.ndarray, classes: list[Any], limit: int) -> list[Any]:
+    """`classes` when there are at most `limit`; else the `limit` most frequent in `truth`, in class order."""
+    if len(classes) <= limit:
+        return classes
+    frequency = pd.Series(truth).value_counts()
+    ranked = sorted(range(len(classes)), key=lambda i: (-int(frequency.get(classes[i], 0)), i))
+    return [classes[i] for i in sorted(ranked[:limit])]
 
 
 def _plot_roc(positive: np.ndarray, score: np.ndarray) -> bytes:

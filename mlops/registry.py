@@ -214,6 +214,11 @@ class Registry:
             held.setdefault(str(version), []).append(alias)
         return [replace(ref, aliases=tuple(sorted(held.get(ref.version, ())))) for ref in self.list_versions(name)]
 
+    def aliases_of(self, name: str, version: str) -> tuple[str, ...]:
+        """The aliases `version` holds now, read from the registered model (the authority on aliases)."""
+        by_alias = self.client.get_registered_model(name).aliases or {}
+        return tuple(sorted(alias for alias, held in by_alias.items() if str(held) == str(version)))
+
     def reference_version(self, name: str) -> ModelRef | None:
         """The version whose contract new data must meet: the champion, else the latest."""
         champion = self.version_by_alias(name, ALIAS_CHAMPION)

@@ -339,6 +339,73 @@ def stop_pid(pid: int, timeout: float = 20.0) -> None:
             time.sleep(0.2)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every living process below `pid` (children first), read from /proc; [] where there is none."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path("/proc", entry, "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        # The command name is in parentheses and may hold spaces: the parent pid follows the last ')'.
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        for child in children.get(queue.pop(0), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def stop_descendants(timeout: float = 5.0) -> list[int]:
+    """Stop every process this one started (and theirs): SIGTERM, then SIGKILL after `timeout`.
+
+    A command ended by a signal must not leave its temporary Prefect server behind: it holds
+    the command's stdout open, so a caller reading to the end would wait for ever. Returns the pids.
+    """
+    pids = descendants(os.getpid())
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
+        alive = [pid for pid in pids if _signal(pid, sig)]
+        deadline = time.monotonic() + wait
+        while alive and time.monotonic() < deadline:
+            alive = [pid for pid in alive if not _reaped(pid)]
+            if alive:
+                time.sleep(0.05)
+        if not alive:
+            break
+    return pids
+
+
+def _signal(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _reaped(pid: int) -> bool:
+    """True once `pid` is gone (our own child is reaped here; another's is gone when it vanishes)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == pid
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+        return Path("/proc", str(pid), "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (ProcessLookupError, OSError):
+        return True
+
+
 def stop(service: Service, home: Path) -> bool:
     """Stop a service started by `start`; True when something was running."""
     pid = running_pid(home, service.name)

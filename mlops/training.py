@@ -10,7 +10,7 @@ import difflib
 import importlib
 import importlib.util
 import inspect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
-from mlops.config import ModelConfig
+from mlops.config import ModelConfig, Settings
 from mlops.contract import DataContract
 from mlops.errors import ConfigError, DataError
 
@@ -46,8 +46,13 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
 )
 
 
-def load_estimator_class(path: str, task: str) -> type:
-    """Import the estimator class at dotted `path` and check it fits `task`."""
+def load_estimator_class(path: str, task: str, allowed_modules: Sequence[str] | None = None) -> type:
+    """Import the estimator class at dotted `path` and check it fits `task`.
+
+    `path` must lie in one of `allowed_modules` (default: Settings' estimator_module_prefixes(),
+    scikit-learn plus MLOPS_ESTIMATOR_MODULES), checked before anything is imported: importing a
+    module runs its code, so a config may only name packages the operator has allowed.
+    """
     key = "model.estimator"
     if task not in TASKS:
         raise ConfigError(f"model.task: unknown task '{task}' (known: {', '.join(TASKS)})")
@@ -55,6 +60,12 @@ def load_estimator_class(path: str, task: str) -> type:
     if not module_name or not attr:
         raise ConfigError(
             f"{key}: '{path}' is not a dotted import path such as sklearn.linear_model.Ridge"
+        )
+    allowed = tuple(allowed_modules) if allowed_modules is not None else Settings().estimator_module_prefixes()
+    if not any(module_name == prefix or module_name.startswith(prefix + ".") for prefix in allowed):
+        raise ConfigError(
+            f"{key}: '{path}' is outside the allowed estimator packages ({', '.join(allowed)}); "
+            "MLOPS_ESTIMATOR_MODULES adds more"
         )
     try:
         module = importlib.import_module(module_name)
@@ -186,24 +197,68 @@ def feature_frame(frame: pd.DataFrame, contract: DataContract) -> pd.DataFrame:
     return features
 
 
+def check_target(frame: pd.DataFrame, contract: DataContract, model: ModelConfig) -> None:
+    """Refuse, before any fit, a target or feature set the model cannot learn from.
+
+    Each of these used to fail deep inside fit (or in the confusion-matrix plot, out of memory)
+    with a traceback; here each is one line naming the column or the key.
+    """
+    target = contract.target
+    if target not in frame.columns:
+        raise DataError(f"target column '{target}' is not in the data")
+    if not contract.numeric_features and not contract.categorical_features:
+        others = [c.name for c in contract.columns if c.name != target]
+        raise DataError(
+            f"no feature columns to learn from: the data holds only the target '{target}'"
+            + (f" and {', '.join(others)} (timestamps are not features)" if others else "")
+        )
+    values = frame[target]
+    nulls = int(values.isna().sum())
+    if nulls:
+        raise DataError(f"target column '{target}' has {nulls} missing values")
+    if model.task == "regression":
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            raise DataError(
+                f"target column '{target}' holds {values.dtype} values, but model.task 'regression' needs numbers"
+            )
+    else:
+        classes = int(values.nunique())
+        if classes > model.max_classes:
+            raise ConfigError(
+                f"model.max_classes: target column '{target}' has {classes} distinct values, "
+                f"more than model.max_classes ({model.max_classes})"
+            )
+
+
 def fit_pipeline(frame: pd.DataFrame, contract: DataContract, model: ModelConfig) -> Pipeline:
     """Build and fit the pipeline on `frame`; deterministic for the same data and config."""
     pipeline = build_pipeline(contract, model)
     features = feature_frame(frame, contract)
-    if contract.target not in frame.columns:
-        raise DataError(f"target column '{contract.target}' is not in the data")
+    check_target(frame, contract, model)
     target = frame[contract.target]
-    nulls = int(target.isna().sum())
-    if nulls:
-        raise DataError(f"target column '{contract.target}' has {nulls} missing values")
     try:
-        pipeline.fit(features, target)
+        # The steps are fitted one after the other, as Pipeline.fit does, so that an error of
+        # the estimator's own fit can be told from one of the preprocessing.
+        transformed = pipeline[:-1].fit_transform(features, target)
     except InvalidParameterError as err:
-        # Nested or third-party parameters are only validated inside fit.
-        raise ConfigError(
-            f"model.params: invalid parameters for {model.estimator}: {_one_line(err)}"
-        ) from None
+        raise _params_error(model, err) from None
+    estimator = pipeline.steps[-1][1]
+    try:
+        estimator.fit(transformed, target)
+    except (ValueError, TypeError) as err:
+        # The data was checked above (contract, validation, check_target) and preprocessed to
+        # numbers, so the estimator refusing it is a parameter combination it only checks in fit
+        # (liblinear with elasticnet, monotonic_cst of the wrong length). With no parameters
+        # configured nothing in the config caused it: that is a bug and keeps its traceback.
+        if not model.params and not isinstance(err, InvalidParameterError):
+            raise
+        raise _params_error(model, err) from None
     return pipeline
+
+
+def _params_error(model: ModelConfig, err: BaseException) -> ConfigError:
+    # Nested or third-party parameters are only validated inside fit.
+    return ConfigError(f"model.params: invalid parameters for {model.estimator}: {_one_line(err)}")
 
 
 def skops_trusted_types(pipeline: Any) -> list[str]:

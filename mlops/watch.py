@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mlops.config import RollbackConfig
+from mlops.config import RollbackConfig, Settings
 from mlops.serving import metrics as serving_metrics
 
 # The serving app's metric and label names (it exports them; the watch reads them).
@@ -202,6 +202,16 @@ def fetch_metrics(service_url: str, api_key: str | None = None, timeout: float =
     return response.text
 
 
+def watch_service(settings: Settings, version: str, policy: RollbackConfig, window_seconds: float) -> WatchVerdict:
+    """Watch the serving app Settings names, sending Settings' API key: no config chooses either.
+
+    The key goes only to MLOPS_SERVING_URL (or the local stack's serving app), never to an address
+    from the pipeline config, which anyone who can edit a deployment's parameters controls.
+    """
+    url, api_key = settings.watched_serving_url, settings.serving_api_key()
+    return watch_version(lambda: fetch_metrics(url, api_key), version, policy, window_seconds, where=url)
+
+
 def watch_version(
     fetch: Callable[[], str | None],
     version: str,
@@ -209,6 +219,7 @@ def watch_version(
     window_seconds: float,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    where: str = "the service",
 ) -> WatchVerdict:
     """Scrape every `poll_seconds` for `window_seconds`; stop early on a breach.
 
@@ -252,7 +263,7 @@ def watch_version(
         sleep(min(policy.poll_seconds, remaining))
     if scrapes - failed < 2:
         reason = (
-            f"v{version}: service unreachable at {policy.service_url} ({failed} of {scrapes} scrapes failed); "
+            f"v{version}: service unreachable at {where} ({failed} of {scrapes} scrapes failed); "
             "no verdict, champion kept"
         )
         return WatchVerdict(VERDICT_NONE, reason, version, None, scrapes, failed)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +15,7 @@ from prefect.events import emit_event
 
 from mlops import data, events, promotion, smoke, watch
 from mlops.audit import AuditRecord
-from mlops.config import PipelineConfig, RollbackConfig
+from mlops.config import PipelineConfig, RollbackConfig, Settings
 from mlops.contract import DataContract
 from mlops.errors import ModelNotFound
 from mlops.registry import ALIAS_CHALLENGER, ALIAS_CHAMPION, ALIAS_STAGING, ModelRef, Registry
@@ -174,14 +173,9 @@ def emit_model_event(record: AuditRecord) -> str | None:
 
 
 @task(name="watch-deployment", cache_policy=NO_CACHE)
-def watch_deployment(
-    policy: RollbackConfig, version: str, window_seconds: float, api_key_env: str
-) -> watch.WatchVerdict:
-    """Poll the serving app's /metrics for the window and judge the new champion."""
-    api_key = os.environ.get(api_key_env)
-    return watch.watch_version(
-        lambda: watch.fetch_metrics(policy.service_url, api_key), version, policy, window_seconds
-    )
+def watch_deployment(policy: RollbackConfig, version: str, window_seconds: float) -> watch.WatchVerdict:
+    """Poll the serving app's /metrics (MLOPS_SERVING_URL) for the window and judge the new champion."""
+    return watch.watch_service(Settings(), version, policy, window_seconds)
 
 
 @task(name="publish-deploy-summary", cache_policy=NO_CACHE)

@@ -99,6 +99,12 @@ def register_model(
     )
 
 
+@task(name="read-aliases", **_IO)
+def read_aliases(registry: Registry, ref: ModelRef) -> list[str]:
+    """The aliases the version holds now: a concurrent train may have taken `challenger` since."""
+    return list(registry.aliases_of(ref.name, ref.version))
+
+
 @task(name="close-tracking-run", **_IO)
 def close_tracking_run(registry: Registry, run_id: str, succeeded: bool) -> None:
     registry.end_run(run_id, succeeded)

@@ -1,16 +1,10 @@
-"""Optional API-key check: on when the configured environment variable is set."""
+"""Optional API-key check: on when MLOPS_API_KEY is set (read by Settings, never by a name from config)."""
 
 from __future__ import annotations
 
 import hmac
-import os
 
 API_KEY_HEADER = "X-API-Key"
-
-
-def configured_key(env_name: str) -> str | None:
-    """The API key from the environment, or None when auth is off (unset or empty)."""
-    return os.environ.get(env_name) or None
 
 
 def key_matches(expected: str, provided: str | None) -> bool:

@@ -66,7 +66,7 @@ class ServingState:
         self.serving = serving = config.serving
         self.metrics = ServingMetrics()
         self.router = Router(serving.mode, serving.canary_share)
-        self.api_key = auth.configured_key(serving.api_key_env)
+        self.api_key = settings.serving_api_key()
         self.canary_alias = serving.canary_alias if serving.mode != "champion" else None
 
         def default_factory() -> RegistryLike:

@@ -336,11 +336,12 @@ def failing_service() -> Iterator[tuple[str, type[_MetricsHandler]]]:
         server.server_close()
 
 
-def test_watch_breach_rolls_the_promotion_back(store, failing_service):
+def test_watch_breach_rolls_the_promotion_back(store, failing_service, monkeypatch):
     uri, data_uri = store
     url, _ = failing_service
     run_deploy(make_config(data_uri), challenger_version="1")
-    config = make_config(data_uri, rollback={"enabled": True, "service_url": url, "poll_seconds": 0.2, "min_requests": 20})
+    monkeypatch.setenv("MLOPS_SERVING_URL", url)
+    config = make_config(data_uri, rollback={"enabled": True, "poll_seconds": 0.2, "min_requests": 20})
     result, run_id = run_deploy(config, challenger_version="2", watch_seconds=5)
     assert result.status == "rolled-back" and result.champion_version == "1"
     assert result.watch["verdict"] == "breach" and "error rate 0.2000 > max 0.05" in result.watch["reason"]
@@ -350,9 +351,10 @@ def test_watch_breach_rolls_the_promotion_back(store, failing_service):
     assert len(result.audit_records) == 2
 
 
-def test_unreachable_service_gives_no_verdict_and_keeps_the_champion(store):
+def test_unreachable_service_gives_no_verdict_and_keeps_the_champion(store, monkeypatch):
     uri, data_uri = store
-    config = make_config(data_uri, rollback={"enabled": True, "service_url": f"http://127.0.0.1:{free_port()}"})
+    monkeypatch.setenv("MLOPS_SERVING_URL", f"http://127.0.0.1:{free_port()}")
+    config = make_config(data_uri, rollback={"enabled": True})
     result, _ = run_deploy(config, challenger_version="1", watch_seconds=30)
     assert result.status == "promoted" and result.watch["verdict"] == "no-verdict"
     assert "unreachable" in result.watch["reason"]

@@ -194,3 +194,61 @@ def test_half_of_the_team_mlflow_settings_is_a_config_error_for_every_stack_acti
         "error: MLOPS_MLFLOW_BACKEND_URI and MLOPS_MLFLOW_ARTIFACTS_DESTINATION go together: set both or neither"
     )
     assert not (tmp_path / "home" / "run").exists()  # nothing was started
+
+
+def _group_members(pgid: int) -> list[str]:
+    """Living processes in process group `pgid`, from /proc (no psutil): 'pid command' each."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        command, rest = stat.split("(", 1)[1].rsplit(")", 1)
+        fields = rest.split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(f"{entry.name} {command}")
+    return found
+
+
+def test_sigterm_ends_train_with_one_line_the_json_a_crashed_run_and_no_child_left(workdir):
+    """With no Prefect server, the CLI starts a temporary one; SIGTERM must stop it too."""
+    import signal
+    import sqlite3
+
+    cfg = write_config(workdir, base_config("churn.parquet"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "MLOPS_"))}
+    env.update(MLOPS_HOME=str(workdir / "home"), MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}",
+               MLOPS_PREFECT_PORT=str(free_port()), MLOPS_MLFLOW_PORT=str(free_port()),
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", GX_ANALYTICS_ENABLED="false")
+    # Its own process group: whatever it starts stays in it, so leftovers can be found after it exits.
+    proc = subprocess.Popen([MLOPS, "train", "--config", cfg, "--json"], cwd=workdir, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    seen = []
+    try:
+        for line in proc.stderr:  # until the flow is past its first task
+            seen.append(line)
+            if "load-dataset" in line and "Finished in state Completed" in line:
+                break
+        assert proc.poll() is None, "".join(seen)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        leftovers = _group_members(proc.pid)
+        if leftovers:  # never leave a leaked server running after a failure
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    stderr = "".join(seen) + stderr
+    assert proc.returncode == 143, stderr[-3000:]
+    assert leftovers == []
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: terminated (SIGTERM)"], stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert json.loads(stdout) == {"status": "failed", "exit_code": 143, "error": "terminated (SIGTERM)",
+                                  "error_type": "Terminated"}
+    with sqlite3.connect(workdir / "home" / "prefect" / "prefect.db") as db:
+        states = [row[0] for row in db.execute("select state_type from flow_run")]
+    assert states == ["CRASHED"]
+    assert versions(workdir) == []

@@ -229,7 +229,8 @@ def test_bad_config_names_the_key(section, update, key):
     [
         ("sklearn.nothing.Here", "module 'sklearn.nothing' not found"),
         ("sklearn.ensemble.NoSuchForest", "has no attribute 'NoSuchForest'"),
-        ("collections.OrderedDict", "is not a scikit-learn estimator"),
+        ("collections.OrderedDict", "outside the allowed estimator packages"),
+        ("sklearn.utils.Bunch", "is not a scikit-learn estimator"),
         ("sklearn.preprocessing.StandardScaler", "is not a classifier"),
         ("sklearn.linear_model.Ridge", "is not a classifier"),
         ("sklearn.ensemble", "is a module, not a class"),
@@ -244,5 +245,25 @@ def test_bad_estimator_path_is_a_config_error(path, words):
 def test_cli_bad_estimator_leaves_nothing(workdir, prefect_server):
     config = base_config("churn.parquet")
     config["model"]["estimator"] = "collections.OrderedDict"
-    proc = run_cli(["train", "--config", write_config(workdir, config), "--json"], workdir, prefect_server)
+    proc = run_cli(["train", "--config", write_config(workdir, config), "--json"], workdir, prefect_server,
+                   MLOPS_ESTIMATOR_MODULES="collections")
     assert_clean_failure(proc, 2, "is not a scikit-learn estimator", workdir, [])
+
+
+def test_cli_refuses_parameters_the_estimator_rejects_only_inside_fit(workdir, prefect_server):
+    config = base_config("churn.parquet")
+    config["model"].update(estimator="sklearn.linear_model.LogisticRegression",
+                           params={"solver": "liblinear", "penalty": "elasticnet", "l1_ratio": 0.5})
+    proc = run_cli(["train", "--config", write_config(workdir, config), "--json"], workdir, prefect_server)
+    assert_clean_failure(proc, 2, "model.params: invalid parameters for sklearn.linear_model.LogisticRegression: "
+                         "Only 'saga' solver supports elasticnet penalty", workdir, [])
+
+
+def test_cli_refuses_a_yaml_alias_bomb_naming_the_file(workdir):
+    levels = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = workdir / "bomb.yaml"
+    path.write_text("\n".join(levels) + "\n")
+    proc = run_cli(["train", "--config", str(path), "--json"], workdir, None)
+    assert_clean_failure(proc, 2, f"config file {path} is refused: more than 262144 bytes once its YAML aliases "
+                         "are expanded", workdir, [])

@@ -70,11 +70,11 @@ def test_any_body_parses_or_is_refused_with_a_named_reason(body: bytes) -> None:
 
 
 def test_the_app_answers_any_body_with_200_or_a_named_4xx(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("PROPERTY_TEST_KEY", "k-123")
+    monkeypatch.setenv("MLOPS_API_KEY", "k-123")
     key = {"X-API-Key": "k-123"}
     limit, max_rows = 4096, 10  # 11 rows of ROW fit in the limit, so max_rows is what refuses them
     with serve(tmp_path, FakeRegistry(aliases={"champion": "1"}), headers=key,
-               api_key_env="PROPERTY_TEST_KEY", max_rows=max_rows, max_body_bytes=limit) as client:
+               max_rows=max_rows, max_body_bytes=limit) as client:
 
         @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
         @given(body=bodies | st.binary(min_size=limit + 1, max_size=limit + 64))

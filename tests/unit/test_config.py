@@ -53,6 +53,12 @@ def test_minimal_config_gets_defaults():
         ("split.test_size", "big", "invalid value for 'split.test_size'"),
         ("model.params", [1, 2], "invalid value for 'model.params'"),
         ("model.name", "bad name!", "invalid value for 'model.name'"),
+        ("model.seed", 2**32, "invalid value for 'model.seed': Input should be less than or equal to 4294967295"),
+        ("model.max_classes", 1, "invalid value for 'model.max_classes'"),
+        ("experiment", "../../outside", "invalid value for 'experiment': must be 1-100 letters"),
+        ("experiment", "team/churn", "invalid value for 'experiment'"),
+        ("experiment", "..", "invalid value for 'experiment'"),
+        ("experiment", "/abs", "invalid value for 'experiment'"),
         ("model.estimator", "not a path", "invalid value for 'model.estimator'"),
         ("validation.min_rows", -1, "invalid value for 'validation.min_rows'"),
         ("validation.contract.range_margin", -0.5, "invalid value for 'validation.contract.range_margin'"),
@@ -130,3 +136,88 @@ def test_settings_ignore_same_named_shell_variables(monkeypatch, tmp_path):
     settings = Settings()
     assert settings.home == Path(".mlops")
     assert settings.default_tracking_uri() == f"sqlite:///{(tmp_path / '.mlops' / 'mlflow.db').resolve()}"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "where"),
+    [
+        ("serving.api_key_env", "AWS_SECRET_ACCESS_KEY", "MLOPS_API_KEY"),
+        ("serving.api_key_env", "MLOPS_API_KEY", "MLOPS_API_KEY"),  # even today's default name
+        ("rollback.service_url", "http://attacker.example:9/", "MLOPS_SERVING_URL"),
+    ],
+)
+def test_a_config_never_names_a_secret_or_where_it_is_sent(path, value, where):
+    with pytest.raises(ConfigError) as err:
+        parse_config(_with(path, value), source="c.yaml")
+    message = str(err.value)
+    assert f"'{path}' is not a config key" in message and where in message and "\n" not in message
+    assert err.value.exit_code == 2
+    # The same refusal when the config arrives as a flow parameter (an edited deployment).
+    with pytest.raises(ValueError, match=path.replace(".", r"\.")):
+        PipelineConfig.model_validate(_with(path, value))
+
+
+def test_api_key_and_watched_service_come_from_settings(monkeypatch):
+    monkeypatch.delenv("MLOPS_API_KEY", raising=False)
+    monkeypatch.delenv("MLOPS_SERVING_URL", raising=False)
+    monkeypatch.setenv("MLOPS_STACK_HOST", "127.0.0.2")
+    monkeypatch.setenv("MLOPS_SERVING_PORT", "8123")
+    settings = Settings()
+    assert settings.serving_api_key() is None and settings.watched_serving_url == "http://127.0.0.2:8123"
+    monkeypatch.setenv("MLOPS_API_KEY", "")
+    assert Settings().serving_api_key() is None  # empty: auth off, as before
+    monkeypatch.setenv("MLOPS_API_KEY", "k-1")
+    monkeypatch.setenv("MLOPS_SERVING_URL", "http://127.0.0.1:9999")
+    settings = Settings()
+    assert settings.serving_api_key() == "k-1" and settings.watched_serving_url == "http://127.0.0.1:9999"
+    assert "k-1" not in repr(settings)
+
+
+def _bomb(levels: int, width: int) -> str:
+    """A YAML alias bomb: each level is `width` aliases of the one before."""
+    lines = ["l0: &l0 [" + ", ".join(['"lol"'] * width) + "]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\ndataset: {uri: d.csv, target: y}\nmodel: {name: m}\n"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (_bomb(9, 9), "once its YAML aliases are expanded"),  # 72 aliases, 9**9 strings once expanded
+        ("x: &x [*x]\n", "once its YAML aliases are expanded"),  # an anchor that contains itself
+        ("a: &a 1\nb: [" + ", ".join(["*a"] * 101) + "]\n", "more than 100 YAML aliases"),
+        ("dataset: {uri: d.csv, target: y}\nmodel: {name: m}\n#" + "x" * (256 * 1024), "more than the limit of 262144"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+    ],
+    ids=["alias-bomb", "self-alias", "too-many-aliases", "too-big", "too-deep"],
+)
+def test_a_hostile_config_file_is_refused_before_it_is_expanded(tmp_path, text, words):
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and words in str(err.value) and err.value.exit_code == 2
+
+
+def test_a_config_with_a_few_aliases_still_loads(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text(
+        "dataset: {uri: d.csv, target: y}\nmodel: {name: m, params: &p {max_iter: 30}}\n"
+        "monitoring: {per_column_threshold: &t {a: 0.1, b: 0.2}}\n"
+    )
+    assert load_config(path).model.params == {"max_iter": 30}
+
+
+@pytest.mark.timeout(30)
+def test_a_config_path_that_is_a_fifo_or_a_device_is_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match=rf"config file {fifo}: is a FIFO \(named pipe\); only regular files are read"):
+        load_config(fifo)
+    device = tmp_path / "device.yaml"
+    device.symlink_to("/dev/zero")
+    with pytest.raises(ConfigError, match="is a character device"):
+        load_config(device)

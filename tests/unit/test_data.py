@@ -160,3 +160,41 @@ def test_s3_errors_are_one_line_and_only_outages_are_transient(error, transient)
             data = caught.value
 
         assert retry_if_transient(None, None, _State()) is transient
+
+
+@pytest.mark.parametrize("header", ["a,,churned", "a, ,churned"])
+def test_a_column_without_a_name_is_refused(tmp_path, header):
+    path = tmp_path / "blank.csv"
+    path.write_text(f"{header}\n1,2,0\n")
+    with pytest.raises(DataError, match=r"blank.csv: column 2 has an empty name$"):
+        read_frame(str(path))
+    write_frame(pd.DataFrame({"a": [1], "": [2]}), str(tmp_path / "blank.parquet"))
+    with pytest.raises(DataError, match="column 2 has an empty name"):
+        read_frame(str(tmp_path / "blank.parquet"))
+
+
+@pytest.mark.timeout(30)
+def test_only_regular_files_are_read_and_only_up_to_the_size_limit(tmp_path, monkeypatch, frame):
+    import os
+
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match=rf"^{fifo}: is a FIFO \(named pipe\); only regular files are read$"):
+        read_frame(str(fifo))
+    device = tmp_path / "zero.csv"
+    device.symlink_to("/dev/zero")
+    with pytest.raises(DataError, match=rf"^{device}: is a character device"):
+        read_frame(str(device))
+    (tmp_path / "dir.csv").mkdir()
+    with pytest.raises(DataError, match="dir.csv: is a directory; only regular files are read"):
+        read_frame(str(tmp_path / "dir.csv"))
+    path = tmp_path / "big.csv"
+    write_frame(frame, str(path))
+    size = path.stat().st_size
+    monkeypatch.setenv("MLOPS_MAX_DATASET_BYTES", str(size - 1))
+    with pytest.raises(DataError, match=rf"big.csv: {size} bytes, more than the limit of {size - 1} \(MLOPS_MAX_DATASET_BYTES\)"):
+        read_frame(str(path))
+    link = tmp_path / "link.csv"
+    link.symlink_to(path)  # a symlink to a regular file is read like the file
+    monkeypatch.setenv("MLOPS_MAX_DATASET_BYTES", str(size))
+    assert fingerprint_frame(read_frame(str(link))) == fingerprint_frame(read_frame(str(path)))

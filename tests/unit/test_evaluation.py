@@ -447,3 +447,19 @@ def test_validate_gates_accepts_sensible_bounds() -> None:
         GatesConfig(min_metrics={"roc_auc": 0.7, "pr_auc": 0.4}, max_metrics={"log_loss": 0.6}),
         "classification",
     )
+
+
+def test_the_confusion_matrix_plot_stays_bounded_with_many_classes(churn: pd.DataFrame) -> None:
+    import struct
+
+    from mlops.evaluation import MAX_PLOT_CLASSES
+
+    many = churn.assign(plan=np.arange(len(churn)) % (2 * MAX_PLOT_CLASSES))
+    mc_contract = infer_contract(many, "plan", "event_time", "classification")
+    train, holdout = split_frame(many, mc_contract, SplitConfig(), seed=0)
+    model = ModelConfig(name="plan", estimator="sklearn.tree.DecisionTreeClassifier", params={"max_depth": 3})
+    evaluation = evaluate_model(fit_pipeline(train, mc_contract, model), holdout, mc_contract, seed=0, importance_rows=200)
+    png = evaluation.plots["confusion_matrix.png"]
+    width, height = struct.unpack(">II", png[16:24])
+    # The figure of MAX_PLOT_CLASSES classes (0.6 in per class + 2.5 in, at 100 dpi), not of all of them.
+    assert width <= (0.6 * MAX_PLOT_CLASSES + 2.5) * 100 and height <= width

@@ -555,3 +555,50 @@ def test_fetch_metrics_returns_none_when_nothing_listens():
     from mlops.stack import free_port
 
     assert watch.fetch_metrics(f"http://127.0.0.1:{free_port()}", timeout=1.0) is None
+
+
+def test_the_watch_sends_the_api_key_only_to_the_settings_url(monkeypatch):
+    """Two real listeners: the key arrives at MLOPS_SERVING_URL; a config cannot name the other one."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from mlops.config import Settings
+
+    seen: dict[str, list[str | None]] = {"settings": [], "config": []}
+
+    def listener(name: str) -> ThreadingHTTPServer:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                seen[name].append(self.headers.get("X-API-Key"))
+                body = exposition({("2", "champion"): (1, 0, (1,) * 5)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    ours, theirs = listener("settings"), listener("config")
+    try:
+        their_url = f"http://127.0.0.1:{theirs.server_address[1]}"
+        raw = {
+            "dataset": {"uri": "d.csv", "target": "y"}, "model": {"name": "m"},
+            "rollback": {"service_url": their_url}, "serving": {"api_key_env": "SOME_OTHER_SECRET"},
+        }
+        with pytest.raises(ConfigError, match="not a config key"):
+            parse_config(raw)
+        monkeypatch.setenv("SOME_OTHER_SECRET", "not-for-you")
+        monkeypatch.setenv("MLOPS_API_KEY", "serving-key")
+        monkeypatch.setenv("MLOPS_SERVING_URL", f"http://127.0.0.1:{ours.server_address[1]}")
+        verdict = watch.watch_service(Settings(), "2", RollbackConfig(), window_seconds=0)
+    finally:
+        for server in (ours, theirs):
+            server.shutdown()
+            server.server_close()
+    assert verdict.scrapes == 1 and verdict.failed_scrapes == 0
+    assert seen == {"settings": ["serving-key"], "config": []}

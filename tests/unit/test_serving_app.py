@@ -178,9 +178,9 @@ def test_alias_move_swaps_the_model_between_requests(tmp_path):
 
 
 def test_api_key_guards_everything_but_health(tmp_path, monkeypatch):
-    monkeypatch.setenv("SERVING_TEST_KEY", "s3cret-key")
+    monkeypatch.setenv("MLOPS_API_KEY", "s3cret-key")
     good = {"X-API-Key": "s3cret-key"}
-    with serve(tmp_path, FakeRegistry(aliases={"champion": "1"}), api_key_env="SERVING_TEST_KEY", headers=good) as client:
+    with serve(tmp_path, FakeRegistry(aliases={"champion": "1"}), headers=good) as client:
         assert client.get("/health").status_code == 200
         for method, path in (("GET", "/ready"), ("GET", "/metrics"), ("POST", "/predict"), ("POST", "/labels")):
             assert client.request(method, path).status_code == 401

@@ -55,6 +55,11 @@ THIRD_PARTY = textwrap.dedent(
             return np.full(len(X), self.classes_[0])
 
 
+    class BuggyClassifier(ClassifierMixin, BaseEstimator):
+        def fit(self, X, y):
+            raise ValueError("a bug in the estimator, not in the config")
+
+
     class NeedsArgsClassifier(ClassifierMixin, BaseEstimator):
         def __init__(self, base):
             self.base = base
@@ -75,6 +80,7 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (tmp_path / "thirdparty_estimators.py").write_text(THIRD_PARTY)
     (tmp_path / "broken_estimators.py").write_text("import package_that_is_not_installed_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("MLOPS_ESTIMATOR_MODULES", "thirdparty_estimators, broken_estimators")
     return "thirdparty_estimators"
 
 
@@ -114,7 +120,9 @@ def test_load_estimator_class_returns_the_class(path: str, task: str, expected: 
 @pytest.mark.parametrize(
     ("path", "task", "message"),
     [
-        ("no_such_package_xyz.Model", "classification", "module 'no_such_package_xyz' not found"),
+        ("sklearn.no_such_module.Model", "classification", "module 'sklearn.no_such_module' not found"),
+        ("no_such_package_xyz.Model", "classification", "outside the allowed estimator packages (sklearn)"),
+        ("sklearnx.Model", "classification", "outside the allowed estimator packages"),
         (
             "sklearn.ensemble.NoSuchForest",
             "classification",
@@ -127,7 +135,8 @@ def test_load_estimator_class_returns_the_class(path: str, task: str, expected: 
             "classification",
             "is a module, not a class",
         ),
-        ("collections.OrderedDict", "classification", "is not a scikit-learn estimator"),
+        ("collections.OrderedDict", "classification", "outside the allowed estimator packages"),
+        ("sklearn.utils.Bunch", "classification", "is not a scikit-learn estimator"),
         ("sklearn.preprocessing.StandardScaler", "classification", "is not a classifier"),
         (
             "sklearn.linear_model.Ridge",
@@ -158,6 +167,24 @@ def test_load_estimator_class_accepts_constructor_with_required_args(third_party
     assert cls.__name__ == "NeedsArgsClassifier"
     with pytest.raises(ConfigError, match="is not a regressor"):
         load_estimator_class(f"{third_party}.NeedsArgsClassifier", "regression")
+
+
+def test_an_estimator_outside_the_allow_list_is_refused_before_its_module_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "imported"
+    (tmp_path / "side_effect_estimators.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass X: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("MLOPS_ESTIMATOR_MODULES", raising=False)
+    for path in ("side_effect_estimators.X", "this.X", "antigravity.X"):
+        with pytest.raises(ConfigError, match=r"^model\.estimator: .* outside the allowed estimator packages"):
+            load_estimator_class(path, "classification")
+    assert not marker.exists()
+    # The operator, not the config, extends the list.
+    monkeypatch.setenv("MLOPS_ESTIMATOR_MODULES", "side_effect_estimators")
+    with pytest.raises(ConfigError, match="is not a scikit-learn estimator"):
+        load_estimator_class("side_effect_estimators.X", "classification")
+    assert marker.exists()
 
 
 def test_load_estimator_class_refuses_unknown_task() -> None:
@@ -256,6 +283,59 @@ def test_fit_pipeline_param_validation_at_fit_is_config_error(
     )
     with pytest.raises(ConfigError, match=r"model.params: .*'alpha' parameter of PickyClassifier"):
         fit_pipeline(churn, contract, model)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "params", "words"),
+    [
+        (
+            "sklearn.linear_model.LogisticRegression",
+            {"solver": "liblinear", "penalty": "elasticnet", "l1_ratio": 0.5},
+            "Only 'saga' solver supports elasticnet penalty",
+        ),
+        (HGB, {"monotonic_cst": [1, 0]}, "monotonic_cst has shape (2,)"),
+    ],
+)
+def test_parameters_refused_inside_fit_are_config_errors(
+    churn: pd.DataFrame, contract: DataContract, estimator: str, params: dict, words: str
+) -> None:
+    model = ModelConfig(name="m", estimator=estimator, params={"max_iter": 30, **params} if estimator == HGB else params)
+    with pytest.raises(ConfigError) as caught:
+        fit_pipeline(churn.head(400), contract, model)
+    text = str(caught.value)
+    assert text.startswith(f"model.params: invalid parameters for {estimator}: ") and words in text
+    assert "\n" not in text and caught.value.exit_code == 2
+
+
+def test_an_estimator_bug_with_no_parameters_keeps_its_traceback(
+    churn: pd.DataFrame, contract: DataContract, third_party: str
+) -> None:
+    model = ModelConfig(name="m", estimator=f"{third_party}.BuggyClassifier")
+    with pytest.raises(ValueError, match="a bug in the estimator") as caught:
+        fit_pipeline(churn.head(200), contract, model)
+    assert not isinstance(caught.value, ConfigError)
+
+
+def test_a_target_the_model_cannot_learn_is_refused_before_the_fit(churn: pd.DataFrame) -> None:
+    text_target = churn.assign(level=np.where(churn["churned"] == 1, "high", "low")).drop(columns=["churned"])
+    regression = ModelConfig(name="m", task="regression", estimator="sklearn.linear_model.Ridge")
+    contract = infer_contract(text_target, "level", "event_time", "regression")
+    with pytest.raises(DataError, match="target column 'level' holds object values, but model.task 'regression' needs numbers"):
+        fit_pipeline(text_target, contract, regression)
+
+    only_target = churn[["churned", "event_time"]]
+    contract = infer_contract(only_target, "churned", "event_time", "classification")
+    with pytest.raises(DataError, match="no feature columns to learn from: the data holds only the target 'churned' and event_time"):
+        fit_pipeline(only_target, contract, hgb_model())
+
+    many = churn.assign(churned=np.arange(len(churn)) % 120)
+    contract = infer_contract(many, "churned", "event_time", "classification")
+    with pytest.raises(ConfigError) as caught:
+        training.check_target(many, contract, hgb_model())
+    assert str(caught.value) == (
+        "model.max_classes: target column 'churned' has 120 distinct values, more than model.max_classes (100)"
+    )
+    training.check_target(many, contract, hgb_model().model_copy(update={"max_classes": 120}))
 
 
 def test_build_pipeline_refuses_task_mismatch(contract: DataContract) -> None:
