@@ -191,13 +191,19 @@ def test_failed_write_keeps_rows_for_the_next_flush(tmp_path, monkeypatch):
     assert list(read_prediction_log(root)["request_id"]) == ["a", "b"]
 
 
-def test_buffer_is_bounded_when_the_store_stays_down(tmp_path, monkeypatch):
-    writer = prediction_writer(str(tmp_path), flush_seconds=0.0, max_buffered_rows=3)
+def take_store_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every write to the destination fails until the monkeypatch is undone."""
 
     def down(*_args, **_kwargs):
         raise OSError("store down")
 
     monkeypatch.setattr(logstore, "write_table", down)
+
+
+def test_buffer_is_bounded_when_the_store_stays_down(tmp_path, monkeypatch):
+    writer = prediction_writer(str(tmp_path), flush_seconds=0.0, max_buffered_rows=3)
+
+    take_store_down(monkeypatch)
     for i in range(5):
         log_rows(writer, f"r{i}")
     writer.flush()
@@ -389,10 +395,7 @@ def test_slices_whose_types_differ_are_written_together(tmp_path):
 def test_health_turns_failing_after_repeated_failed_writes_without_segments(tmp_path, monkeypatch):
     writer = prediction_writer(str(tmp_path / "log"))
 
-    def down(*_args, **_kwargs):
-        raise OSError("store down")
-
-    monkeypatch.setattr(logstore, "write_table", down)
+    take_store_down(monkeypatch)
     for i in range(logstore.FAILING_AFTER):
         assert writer.health() == logstore.OK
         log_rows(writer, f"r{i}")
@@ -472,10 +475,7 @@ def test_rows_spilled_from_memory_are_read_back_from_their_segment(tmp_path, mon
     writer.start()
     real = logstore.write_table
 
-    def down(*_args, **_kwargs):
-        raise OSError("store down")
-
-    monkeypatch.setattr(logstore, "write_table", down)
+    take_store_down(monkeypatch)
     for i in range(5):
         log_rows(writer, f"r{i}")
         writer.flush()
