@@ -1,34 +1,26 @@
 """Holdout split, metrics, plots, feature importance and the quality gate.
 
-Metric names are the constants below; configs, gates, MLflow and the serving layer all use them.
-Every metric is a plain rounded float, and a metric that is undefined for the data at hand
-(say roc_auc on a holdout with one class) is left out rather than reported as NaN or a made-up value.
+What each metric means, which way is better and its bounds live in `mlops.metrics`; this module
+applies them to the holdout and to the configured gates.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
-    accuracy_score,
     average_precision_score,
     confusion_matrix,
-    mean_absolute_error,
-    mean_absolute_percentage_error,
     precision_recall_curve,
-    precision_recall_fscore_support,
-    r2_score,
     roc_auc_score,
     roc_curve,
-    root_mean_squared_error,
 )
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
@@ -36,27 +28,12 @@ from sklearn.pipeline import Pipeline
 from mlops.config import GatesConfig, SplitConfig
 from mlops.contract import DataContract
 from mlops.errors import ConfigError, DataError, QualityGateFailed
+from mlops.metrics import DECIMALS, METRICS, METRICS_BY_TASK, predict, score_predictions
 from mlops.training import feature_frame
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-# Binary: precision/recall/f1 are for the positive class (the second of the sorted classes, e.g. 1
-# for 0/1 churn) and roc_auc/pr_auc score that class. Multiclass: precision/recall/f1 are macro
-# averages, roc_auc is macro one-vs-rest, pr_auc the macro mean of one-vs-rest average precision.
-CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss")
-# mape is a fraction (0.12 = 12 %), as scikit-learn returns it.
-REGRESSION_METRICS = ("rmse", "mae", "r2", "mape")
-METRICS_BY_TASK: dict[str, tuple[str, ...]] = {
-    "classification": CLASSIFICATION_METRICS,
-    "regression": REGRESSION_METRICS,
-}
-
-# Bounds that hold for every possible model, so a gate outside them is a typo (often a percentage).
-_CAN_BE_NEGATIVE = frozenset({"r2"})
-_AT_MOST_ONE = frozenset({"accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "r2"})
-
-DECIMALS = 6
 PLOT_DPI = 100
 # Scatter plots draw at most this many points: enough to see the shape, cheap to render.
 MAX_PLOT_POINTS = 2000
@@ -137,130 +114,6 @@ def _split_by_time(
     return frame.iloc[positions[:cut]], frame.iloc[positions[cut:]]
 
 
-def compute_metrics(
-    task: str,
-    y_true: ArrayLike,
-    y_pred: ArrayLike,
-    y_score: ArrayLike | None = None,
-    classes: Sequence[Any] | None = None,
-) -> dict[str, float]:
-    """Holdout metrics by name; metrics undefined for these inputs are omitted.
-
-    Classification: `y_score` is predict_proba (columns in `classes` order; for binary also just the
-    positive-class column) or decision_function output. roc_auc/pr_auc need a score and both outcomes
-    in `y_true` (every class for multiclass); log_loss needs probabilities. precision/recall are 0 when
-    undefined (no predicted / actual positives), scikit-learn's zero_division=0 convention.
-    Regression: r2 is omitted for fewer than two rows or a constant target, mape when a target is 0.
-    """
-    truth = np.asarray(y_true)
-    pred = np.asarray(y_pred)
-    if truth.shape[0] != pred.shape[0]:
-        raise ValueError(f"y_true has {truth.shape[0]} rows but y_pred has {pred.shape[0]}")
-    if truth.shape[0] == 0:
-        return {}
-    if task == "classification":
-        labels = (
-            list(classes) if classes is not None else list(np.unique(np.concatenate([truth, pred])))
-        )
-        raw = _classification_metrics(
-            truth, pred, None if y_score is None else np.asarray(y_score, dtype=float), labels
-        )
-    elif task == "regression":
-        raw = _regression_metrics(truth.astype(float), pred.astype(float))
-    else:
-        raise ValueError(f"unknown task '{task}' (known: {', '.join(METRICS_BY_TASK)})")
-    return {
-        name: round(float(value), DECIMALS) for name, value in raw.items() if math.isfinite(value)
-    }
-
-
-def _classification_metrics(
-    truth: np.ndarray, pred: np.ndarray, score: np.ndarray | None, labels: list[Any]
-) -> dict[str, float]:
-    out: dict[str, float] = {"accuracy": float(accuracy_score(truth, pred))}
-    binary = len(labels) == 2
-    # labels=[positive] with average=None gives the positive class's numbers without requiring it be present.
-    chosen = [labels[1]] if binary else labels
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        truth, pred, labels=chosen, average=None if binary else "macro", zero_division=0.0
-    )
-    out["precision"], out["recall"], out["f1"] = (
-        float(np.ravel(v)[0]) for v in (precision, recall, f1)
-    )
-    if score is None:
-        return out
-    proba = _as_matrix(score, len(labels))
-    if proba is None:
-        return out
-    present = set(truth.tolist())
-    if binary:
-        positive = truth == labels[1]
-        if present <= set(labels) and positive.any() and not positive.all():
-            out["roc_auc"] = float(roc_auc_score(positive, proba[:, 1]))
-            out["pr_auc"] = float(average_precision_score(positive, proba[:, 1]))
-    elif present == set(labels):
-        try:
-            out["roc_auc"] = float(
-                roc_auc_score(truth, proba, multi_class="ovr", average="macro", labels=labels)
-            )
-        except ValueError:
-            pass  # decision_function scores: multiclass roc_auc is defined on probabilities only
-        out["pr_auc"] = float(
-            np.mean(
-                [
-                    average_precision_score(truth == label, proba[:, i])
-                    for i, label in enumerate(labels)
-                ]
-            )
-        )
-    if _is_probability(proba):
-        out_loss = _log_loss(truth, proba, labels)
-        if out_loss is not None:
-            out["log_loss"] = out_loss
-    return out
-
-
-def _as_matrix(score: np.ndarray, n_classes: int) -> np.ndarray | None:
-    """Scores as (rows, classes); a binary 1-D score is the positive class's."""
-    if score.ndim == 1 and n_classes == 2:
-        # For probabilities the complement is exact; for decision scores only column 1 is ever read.
-        return np.column_stack([1.0 - score, score])
-    if score.ndim == 2 and score.shape[1] == n_classes:
-        return score
-    return None
-
-
-def _is_probability(proba: np.ndarray) -> bool:
-    return bool(
-        np.isfinite(proba).all()
-        and (proba >= 0).all()
-        and (proba <= 1).all()
-        and np.allclose(proba.sum(axis=1), 1.0, atol=1e-6)
-    )
-
-
-def _log_loss(truth: np.ndarray, proba: np.ndarray, labels: list[Any]) -> float | None:
-    column = {label: i for i, label in enumerate(labels)}
-    if not set(truth.tolist()) <= column.keys():
-        return None
-    picked = proba[np.arange(len(truth)), [column[v] for v in truth.tolist()]]
-    # Same clipping as scikit-learn: a confident miss costs a lot, not infinity.
-    eps = np.finfo(proba.dtype).eps
-    return float(-np.mean(np.log(np.clip(picked, eps, 1.0))))
-
-
-def _regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    out = {
-        "rmse": float(root_mean_squared_error(truth, pred)),
-        "mae": float(mean_absolute_error(truth, pred)),
-    }
-    if len(truth) >= 2 and np.ptp(truth) > 0:
-        out["r2"] = float(r2_score(truth, pred))
-    if (truth != 0).all():
-        out["mape"] = float(mean_absolute_percentage_error(truth, pred))
-    return out
-
-
 @dataclass(frozen=True)
 class Evaluation:
     """What the holdout says about a fitted pipeline: metrics, PNG plots, permutation importance."""
@@ -292,13 +145,14 @@ def evaluate_model(
     truth = holdout[contract.target].to_numpy()
     if pd.isna(truth).any():
         raise DataError(f"target column '{contract.target}' has missing values in the holdout")
-    pred = pipeline.predict(features)
+    predictions = predict(pipeline, features, contract.task)
+    pred = predictions.pred
+    metrics = score_predictions(contract.task, truth, predictions)
     plots: dict[str, bytes] = {}
     rng = np.random.default_rng(seed)
     if contract.task == "classification":
-        classes = list(pipeline.classes_)
-        score = _class_scores(pipeline, features)
-        metrics = compute_metrics("classification", truth, pred, score, classes)
+        classes = list(predictions.classes or ())
+        score = predictions.score
         plots["confusion_matrix.png"] = _plot_confusion_matrix(truth, pred, classes)
         if len(classes) == 2 and score is not None:
             positive = truth == classes[1]
@@ -308,26 +162,12 @@ def evaluate_model(
                 plots["roc_curve.png"] = _plot_roc(positive, positive_score)
                 plots["pr_curve.png"] = _plot_pr(positive, positive_score)
     else:
-        metrics = compute_metrics("regression", truth, pred)
         sample = _sample_positions(len(truth), MAX_PLOT_POINTS, rng)
-        plots["residuals.png"] = _plot_residuals(
-            truth[sample].astype(float), pred[sample].astype(float)
-        )
-        plots["predicted_vs_actual.png"] = _plot_predicted_vs_actual(
-            truth[sample].astype(float), pred[sample].astype(float)
-        )
+        plots["residuals.png"] = _plot_residuals(truth[sample].astype(float), pred[sample])
+        plots["predicted_vs_actual.png"] = _plot_predicted_vs_actual(truth[sample].astype(float), pred[sample])
     importance = _feature_importance(pipeline, features, truth, contract, seed, importance_rows)
     plots["feature_importance.png"] = _plot_importance(importance)
     return Evaluation(metrics=metrics, plots=plots, feature_importance=importance)
-
-
-def _class_scores(pipeline: Pipeline, features: pd.DataFrame) -> np.ndarray | None:
-    """predict_proba when the estimator has it, else decision_function, else nothing."""
-    if hasattr(pipeline, "predict_proba"):
-        return np.asarray(pipeline.predict_proba(features), dtype=float)
-    if hasattr(pipeline, "decision_function"):
-        return np.asarray(pipeline.decision_function(features), dtype=float)
-    return None
 
 
 def _sample_positions(rows: int, limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -535,9 +375,10 @@ def validate_gates(gates: GatesConfig, task: str) -> None:
                 raise ConfigError(f"{key}: unknown metric for {task} (known: {', '.join(known)})")
             if not math.isfinite(threshold):
                 raise ConfigError(f"{key}: threshold must be a finite number, got {threshold}")
-            if threshold < 0 and name not in _CAN_BE_NEGATIVE:
+            spec = METRICS[name]
+            if spec.minimum == 0 and threshold < 0:
                 raise ConfigError(f"{key}: {name} is never negative, got {threshold:g}")
-            if threshold > 1 and name in _AT_MOST_ONE:
+            if spec.maximum == 1 and threshold > 1:
                 raise ConfigError(
                     f"{key}: {name} is at most 1 (a fraction, not a percentage), got {threshold:g}"
                 )

@@ -21,7 +21,7 @@ the same model retrained on the same data) is refused: the test exists to stop p
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,19 +32,21 @@ from mlops.audit import ACTION_ROLLED_BACK, TAG_LAST_ACTION, TAG_LAST_AT
 from mlops.config import GatesConfig, PipelineConfig, PromotionConfig, SplitConfig
 from mlops.contract import DataContract
 from mlops.errors import ConfigError, DataError
-from mlops.evaluation import METRICS_BY_TASK, check_gates, compute_metrics, split_frame
+from mlops.evaluation import check_gates, split_frame
+from mlops.metrics import (
+    METRICS_BY_TASK,
+    Predictions,
+    higher_is_better,
+    predict,
+    score_predictions,
+    weighted_metric,
+)
 from mlops.training import feature_frame
 
-# Error-like metrics: a smaller value is a better model. Every other metric is better when larger.
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "mape", "log_loss"})
-# Metrics are rounded to 6 decimals (evaluation.DECIMALS); a difference below this is float noise.
+# Metrics are rounded to 6 decimals (metrics.DECIMALS); a difference below this is float noise.
 _EPS = 1e-9
 # Resamples are scored in blocks so a large holdout never needs a (samples x rows) matrix at once.
 _BLOCK_CELLS = 1_000_000
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric not in LOWER_IS_BETTER
 
 
 @dataclass(frozen=True)
@@ -88,15 +90,6 @@ class PromotionDecision:
             "first_champion": self.first_champion,
             "checks": [asdict(c) for c in self.checks],
         }
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """One model's output on the holdout rows: labels/values, scores, and its class order."""
-
-    pred: np.ndarray
-    score: np.ndarray | None = None
-    classes: tuple[Any, ...] | None = None
 
 
 def validate_policy(policy: PromotionConfig, task: str) -> None:
@@ -143,21 +136,12 @@ def promotion_holdout(frame: pd.DataFrame, contract: DataContract, config: Pipel
 
 def predict_holdout(pipeline: Any, holdout: pd.DataFrame, contract: DataContract) -> Predictions:
     """Predict the holdout with the columns this model's own contract names, as serving does."""
-    features = feature_frame(holdout, contract)
-    pred = np.asarray(pipeline.predict(features))
-    if contract.task != "classification":
-        return Predictions(pred=pred.astype(float))
-    score = None
-    if hasattr(pipeline, "predict_proba"):
-        score = np.asarray(pipeline.predict_proba(features), dtype=float)
-    elif hasattr(pipeline, "decision_function"):
-        score = np.asarray(pipeline.decision_function(features), dtype=float)
-    return Predictions(pred=pred, score=score, classes=tuple(pipeline.classes_))
+    return predict(pipeline, feature_frame(holdout, contract), contract.task)
 
 
 def holdout_metrics(task: str, truth: Sequence[Any] | np.ndarray, predictions: Predictions) -> dict[str, float]:
     """The same metrics training reports, on the shared holdout."""
-    return compute_metrics(task, truth, predictions.pred, predictions.score, predictions.classes)
+    return score_predictions(task, truth, predictions)
 
 
 # -- paired significance --------------------------------------------------------------------------
@@ -199,8 +183,8 @@ def paired_bootstrap(
     if rows == 0:
         raise DataError("the promotion holdout is empty")
     sign = 1.0 if higher_is_better(metric) else -1.0
-    new_metric = _weighted_metric(task, metric, truth, challenger)
-    old_metric = _weighted_metric(task, metric, truth, champion)
+    new_metric = weighted_metric(task, metric, truth, challenger)
+    old_metric = weighted_metric(task, metric, truth, champion)
     ones = np.ones((1, rows))
     observed = sign * (new_metric(ones)[0] - old_metric(ones)[0])
     rng = np.random.default_rng(seed)
@@ -248,197 +232,6 @@ def paired_evidence(
     return paired_bootstrap(
         task, policy.primary_metric, truth, challenger, champion, policy.bootstrap_samples, seed
     )
-
-
-WeightedMetric = Callable[[np.ndarray], np.ndarray]
-
-
-def _weighted_metric(task: str, metric: str, truth: np.ndarray, p: Predictions) -> WeightedMetric:
-    """A function of (resamples x rows) draw counts returning the metric per resample (NaN: undefined).
-
-    With all counts 1 it equals `compute_metrics` on the rows (tested), so the bootstrap judges the
-    very metric the gates and the comparison use.
-    """
-    if task == "regression":
-        return _weighted_regression(metric, truth.astype(float), p.pred.astype(float))
-    labels = list(p.classes) if p.classes is not None else sorted(set(truth.tolist()) | set(p.pred.tolist()))
-    pred = np.asarray(p.pred)
-    if metric == "accuracy":
-        correct = (pred == truth).astype(float)
-        return lambda w: w @ correct / w.sum(axis=1)
-    if metric in ("precision", "recall", "f1"):
-        return _weighted_prf(metric, truth, pred, labels)
-    proba = _proba_matrix(p.score, len(labels))
-    if proba is None:
-        return lambda w: np.full(w.shape[0], np.nan)
-    if metric == "log_loss":
-        return _weighted_log_loss(truth, proba, labels)
-    if metric == "roc_auc" and len(labels) == 2:
-        return _weighted_binary_auc(truth == labels[1], proba[:, 1])
-    if metric == "pr_auc":
-        return _weighted_pr_auc(truth, proba, labels)
-    return _weighted_by_sklearn(metric, truth, pred, p.score, labels)
-
-
-def _weighted_regression(metric: str, truth: np.ndarray, pred: np.ndarray) -> WeightedMetric:
-    err = truth - pred
-    if metric == "rmse":
-        sq = err**2
-        return lambda w: np.sqrt(w @ sq / w.sum(axis=1))
-    if metric == "mae":
-        ab = np.abs(err)
-        return lambda w: w @ ab / w.sum(axis=1)
-    if metric == "mape":
-        if (truth == 0).any():  # compute_metrics leaves mape out when a target is 0
-            return lambda w: np.full(w.shape[0], np.nan)
-        rel = np.abs(err) / np.abs(truth)
-        return lambda w: w @ rel / w.sum(axis=1)
-    if metric == "r2":
-        sq, y, y2 = err**2, truth, truth**2
-
-        def r2(w: np.ndarray) -> np.ndarray:
-            total = w.sum(axis=1)
-            mean = w @ y / total
-            ss_tot = w @ y2 - total * mean**2
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(ss_tot > 1e-12 * np.maximum(1.0, w @ y2), 1.0 - (w @ sq) / ss_tot, np.nan)
-
-        return r2
-    raise ConfigError(f"promotion.primary_metric: unknown metric '{metric}' for regression")
-
-
-def _weighted_prf(metric: str, truth: np.ndarray, pred: np.ndarray, labels: list[Any]) -> WeightedMetric:
-    # Binary: the positive class (labels[1]); multiclass: macro average, as compute_metrics does.
-    chosen = [labels[1]] if len(labels) == 2 else labels
-    parts = [
-        (((pred == c) & (truth == c)).astype(float), (pred == c).astype(float), (truth == c).astype(float))
-        for c in chosen
-    ]
-
-    def value(w: np.ndarray) -> np.ndarray:
-        per_class = []
-        for tp_row, pp_row, ap_row in parts:
-            tp, pp, ap = w @ tp_row, w @ pp_row, w @ ap_row
-            with np.errstate(divide="ignore", invalid="ignore"):
-                if metric == "precision":
-                    out = np.where(pp > 0, tp / pp, 0.0)
-                elif metric == "recall":
-                    out = np.where(ap > 0, tp / ap, 0.0)
-                else:
-                    out = np.where(pp + ap > 0, 2 * tp / (pp + ap), 0.0)
-            per_class.append(out)
-        return np.mean(per_class, axis=0)
-
-    return value
-
-
-def _proba_matrix(score: np.ndarray | None, n_classes: int) -> np.ndarray | None:
-    if score is None:
-        return None
-    score = np.asarray(score, dtype=float)
-    if score.ndim == 1 and n_classes == 2:
-        return np.column_stack([1.0 - score, score])
-    if score.ndim == 2 and score.shape[1] == n_classes:
-        return score
-    return None
-
-
-def _weighted_log_loss(truth: np.ndarray, proba: np.ndarray, labels: list[Any]) -> WeightedMetric:
-    column = {label: i for i, label in enumerate(labels)}
-    is_proba = bool(
-        np.isfinite(proba).all() and (proba >= 0).all() and (proba <= 1).all()
-        and np.allclose(proba.sum(axis=1), 1.0, atol=1e-6)
-    )
-    if not is_proba or not set(truth.tolist()) <= column.keys():
-        return lambda w: np.full(w.shape[0], np.nan)
-    picked = proba[np.arange(len(truth)), [column[v] for v in truth.tolist()]]
-    loss = -np.log(np.clip(picked, np.finfo(proba.dtype).eps, 1.0))
-    return lambda w: w @ loss / w.sum(axis=1)
-
-
-def _weighted_binary_auc(positive: np.ndarray, score: np.ndarray) -> WeightedMetric:
-    """Weighted Mann-Whitney AUC, ties counting one half, for many weight vectors at once."""
-    order = np.argsort(score, kind="stable")
-    s, pos = score[order], positive[order].astype(float)
-    neg = 1.0 - pos
-    # For each sorted row: the first and last position of its group of tied scores.
-    starts = np.searchsorted(s, s, side="left")
-    ends = np.searchsorted(s, s, side="right") - 1
-
-    def auc(w: np.ndarray) -> np.ndarray:
-        ws = w[:, order]
-        cum_neg = np.cumsum(ws * neg, axis=1)
-        padded = np.concatenate([np.zeros((ws.shape[0], 1)), cum_neg], axis=1)
-        below = padded[:, starts]  # negatives strictly below each row's score
-        tied = padded[:, ends + 1] - below  # negatives sharing each row's score
-        numerator = ((ws * pos) * (below + 0.5 * tied)).sum(axis=1)
-        n_pos, n_neg = ws @ pos, ws @ neg
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where((n_pos > 0) & (n_neg > 0), numerator / (n_pos * n_neg), np.nan)
-
-    return auc
-
-
-def _weighted_average_precision(positive: np.ndarray, score: np.ndarray) -> WeightedMetric:
-    """Weighted average precision (scikit-learn's step-wise definition), per weight vector."""
-    order = np.argsort(-score, kind="stable")
-    s, pos = score[order], positive[order].astype(float)
-    # Last position of each group of tied scores: precision and recall are read only there.
-    group_ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])
-
-    def ap(w: np.ndarray) -> np.ndarray:
-        ws = w[:, order]
-        tp = np.cumsum(ws * pos, axis=1)[:, group_ends]
-        seen = np.cumsum(ws, axis=1)[:, group_ends]
-        total_pos = tp[:, -1:]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            precision = np.where(seen > 0, tp / seen, 0.0)
-            recall = tp / total_pos
-        steps = np.diff(np.concatenate([np.zeros((w.shape[0], 1)), recall], axis=1), axis=1)
-        out = (steps * precision).sum(axis=1)
-        return np.where(total_pos[:, 0] > 0, out, np.nan)
-
-    return ap
-
-
-def _weighted_pr_auc(truth: np.ndarray, proba: np.ndarray, labels: list[Any]) -> WeightedMetric:
-    if len(labels) == 2:
-        positive = truth == labels[1]
-        binary = _weighted_average_precision(positive, proba[:, 1])
-
-        def value(w: np.ndarray) -> np.ndarray:
-            # compute_metrics needs both outcomes among the rows drawn.
-            n_pos = w @ positive.astype(float)
-            return np.where((n_pos > 0) & (n_pos < w.sum(axis=1)), binary(w), np.nan)
-
-        return value
-    per_class = [_weighted_average_precision(truth == label, proba[:, i]) for i, label in enumerate(labels)]
-    indicators = [(truth == label).astype(float) for label in labels]
-
-    def macro(w: np.ndarray) -> np.ndarray:
-        # compute_metrics needs every class present among the rows drawn.
-        present = np.all([w @ ind > 0 for ind in indicators], axis=0)
-        return np.where(present, np.mean([f(w) for f in per_class], axis=0), np.nan)
-
-    return macro
-
-
-def _weighted_by_sklearn(
-    metric: str, truth: np.ndarray, pred: np.ndarray, score: np.ndarray | None, labels: list[Any]
-) -> WeightedMetric:
-    """Slow path (one compute_metrics per resample): multiclass roc_auc."""
-
-    def value(w: np.ndarray) -> np.ndarray:
-        out = np.full(w.shape[0], np.nan)
-        for i, weights in enumerate(w):
-            keep = weights > 0
-            # Repeating rows by their counts is exactly a resample; compute_metrics has no weights.
-            idx = np.repeat(np.flatnonzero(keep), weights[keep].astype(int))
-            got = compute_metrics("classification", truth[idx], pred[idx], None if score is None else score[idx], labels)
-            out[i] = got.get(metric, np.nan)
-        return out
-
-    return value
 
 
 # -- the decision ---------------------------------------------------------------------------------
