@@ -365,7 +365,7 @@ def test_validate_gates_accepts_sensible_bounds() -> None:
 def test_the_confusion_matrix_plot_stays_bounded_with_many_classes(churn: pd.DataFrame) -> None:
     import struct
 
-    from mlops.evaluation import MAX_PLOT_CLASSES
+    from mlops.evaluation.plots import MAX_PLOT_CLASSES
 
     many = churn.assign(plan=np.arange(len(churn)) % (2 * MAX_PLOT_CLASSES))
     mc_contract = infer_contract(many, "plan", "event_time", "classification")

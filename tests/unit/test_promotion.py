@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from mlops import audit, events, promotion, smoke, watch
+from mlops import audit, events, promotion
 from mlops.config import GatesConfig, PromotionConfig, RollbackConfig, parse_config
 from mlops.contract import infer_contract
 from mlops.errors import ConfigError
 from mlops.metrics import LOWER_IS_BETTER, Predictions
-from mlops.promotion import PairedEvidence, decide_promotion
+from mlops.promotion import PairedEvidence, decide_promotion, smoke, watch
 
 NO_GATES = GatesConfig()
 
