@@ -19,8 +19,8 @@ from mlops.evaluation import (
     split_frame,
     validate_gates,
 )
+from mlops.local.simulate import simulate_churn
 from mlops.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
-from mlops.simulate import simulate_churn
 from mlops.training import fit_pipeline
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

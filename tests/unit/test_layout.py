@@ -49,6 +49,14 @@ def test_only_the_evidently_adapter_imports_evidently():
     assert importers == ["drift_evidently.py"]
 
 
+def test_only_the_great_expectations_adapter_imports_great_expectations():
+    # The plan (contract + rules -> expectations) is ours and testable without GE.
+    importers = sorted(
+        str(p.relative_to(LIBRARY)) for p in LIBRARY.rglob("*.py") if "great_expectations" in _imports(p)
+    )
+    assert importers == ["validation/ge_adapter.py"]
+
+
 SUBPACKAGES = sorted(
     ".".join(("mlops", *init.parent.relative_to(LIBRARY).parts))
     for init in LIBRARY.rglob("__init__.py")

@@ -16,6 +16,7 @@ from mlops import evaluation, monitoring, promotion
 from mlops.config import GatesConfig, PromotionConfig, parse_config
 from mlops.contract import infer_contract
 from mlops.errors import ConfigError
+from mlops.local.simulate import simulate_churn
 from mlops.metrics import (
     CLASSIFICATION_METRICS,
     LOWER_IS_BETTER,
@@ -27,7 +28,6 @@ from mlops.metrics import (
     higher_is_better,
     weighted_metric,
 )
-from mlops.simulate import simulate_churn
 from mlops.training import fit_pipeline
 
 # --- the table ---------------------------------------------------------------------------------

@@ -520,7 +520,7 @@ def test_garbage_metrics_count_as_failed_scrapes():
 
 
 def test_fetch_metrics_returns_none_when_nothing_listens():
-    from mlops.stack import free_port
+    from mlops.local.stack import free_port
 
     assert watch.fetch_metrics(f"http://127.0.0.1:{free_port()}", timeout=1.0) is None
 
