@@ -184,8 +184,8 @@ def _register(store: str, workdir: Path) -> None:
     from mlops import contract as contracts
     from mlops import training
     from mlops.config import load_config
+    from mlops.local.simulate import simulate_churn
     from mlops.registry import ALIAS_CHAMPION, Registry
-    from mlops.simulate import simulate_churn
 
     config = load_config(REPO / "configs" / "churn.yaml")
     model = config.model.model_copy(update={"name": MODEL})
@@ -202,7 +202,7 @@ def _register(store: str, workdir: Path) -> None:
 
 
 def _payloads(workdir: Path) -> tuple[Path, Path]:
-    from mlops.simulate import simulate_churn
+    from mlops.local.simulate import simulate_churn
 
     rows = simulate_churn(1000, seed=7).drop(columns=["churned", "event_time"])
     records = json.loads(rows.to_json(orient="records"))
@@ -250,7 +250,7 @@ def _run_load(port: int, path: str, payloads: Path, clients: int, args: argparse
 
 def _serve_ours(workdir: Path, env: dict[str, str], tag: str) -> tuple[subprocess.Popen, int, Path]:
     """`python -m mlops.serving` with prediction logging on, its own log directory and home."""
-    from mlops import stack
+    from mlops.local import stack
 
     log_uri = workdir / f"predictions-{tag}"
     config = workdir / f"serving-{tag}.yaml"
@@ -271,7 +271,7 @@ def compare_wal(args: argparse.Namespace, workdir: Path, env: dict[str, str], pa
     """Ours with the write-ahead segments off and on, alternating; prints each run and the ratios."""
     from statistics import median
 
-    from mlops import stack
+    from mlops.local import stack
     from mlops.serving.prediction_log import read_prediction_log
 
     runs: dict[tuple[str, int], list[dict]] = {}
@@ -303,7 +303,7 @@ def compare_wal(args: argparse.Namespace, workdir: Path, env: dict[str, str], pa
 
 
 def main(args: argparse.Namespace) -> int:
-    from mlops import stack
+    from mlops.local import stack
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     store = f"sqlite:///{workdir / 'mlflow.db'}"

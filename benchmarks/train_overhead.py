@@ -28,10 +28,11 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from mlops import contract as contracts  # noqa: E402
-from mlops import data, evaluation, lineage, stack, training, validation  # noqa: E402
+from mlops import data, evaluation, lineage, training, validation  # noqa: E402
 from mlops.config import PipelineConfig, load_config  # noqa: E402
+from mlops.local import stack  # noqa: E402
+from mlops.local.simulate import simulate_churn  # noqa: E402
 from mlops.registry import Registry  # noqa: E402
-from mlops.simulate import simulate_churn  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

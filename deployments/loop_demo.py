@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 
 from mlops.config import Settings, load_config
+from mlops.local.prefect_rest import PrefectRest, wait_for
+from mlops.local.simulate import TARGET, TIMESTAMP, DriftSpec, simulate_churn
+from mlops.local.traffic import send_labels, send_predictions
 from mlops.monitoring import DRIFT_DETECTED, PERFORMANCE_DEGRADED
-from mlops.prefect_rest import PrefectRest, wait_for
 from mlops.registry import Registry
-from mlops.simulate import TARGET, TIMESTAMP, DriftSpec, simulate_churn
-from mlops.traffic import send_labels, send_predictions
 
 T0 = time.monotonic()
 # A new customer population: shorter tenure, higher charges, more month-to-month contracts and

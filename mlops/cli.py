@@ -56,7 +56,7 @@ def _configure_infrastructure(settings: Settings) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from mlops.stack import is_healthy
+    from mlops.local.stack import is_healthy
 
     if not settings.mlflow_tracking_uri and is_healthy(f"{settings.local_mlflow_url}/health", 0.5):
         os.environ["MLFLOW_TRACKING_URI"] = settings.local_mlflow_url
@@ -302,7 +302,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from mlops.data import parse_uri, write_frame
-    from mlops.simulate import simulate_churn
+    from mlops.local.simulate import simulate_churn
 
     try:
         parse_uri(args.out)
@@ -318,7 +318,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    from mlops import stack
+    from mlops.local import stack
 
     settings = Settings()
     try:
@@ -446,7 +446,7 @@ def _interrupted(err: KeyboardInterrupt, as_json: bool) -> int:
 
         with contextlib.suppress(Exception):
             APILogWorker.drain_all(timeout=5)
-    from mlops.stack import stop_descendants
+    from mlops.local.stack import stop_descendants
 
     # The temporary Prefect server (and whatever it started) holds our stdout: a caller reading
     # to the end would wait for it for ever.

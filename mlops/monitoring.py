@@ -14,21 +14,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from mlops import drift, drift_evidently, evaluation, events, training
+from mlops import drift, drift_evidently, events, training
 from mlops.config import PipelineConfig
 from mlops.contract import DataContract
 from mlops.drift_profile import ReferenceProfile, profile_frame
 from mlops.drift_window import FrameWindow
+from mlops.metrics import Predictions, higher_is_better, predict, score_predictions
 from mlops.serving import prediction_log
 
 PREDICTION_COLUMN = "prediction"
 DRIFT_DETECTED = "mlops.drift.detected"
 PERFORMANCE_DEGRADED = "mlops.performance.degraded"
-# Metrics where a smaller value is better; everything else is compared the other way round.
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "mape", "log_loss"})
 
 
 @dataclass(frozen=True)
@@ -75,20 +73,23 @@ def _prediction_is_numeric(contract: DataContract) -> bool:
 
 
 def live_performance(
-    truth: pd.Series, predicted: np.ndarray, scores: np.ndarray | None, contract: DataContract,
+    truth: pd.Series, predictions: Predictions, contract: DataContract,
     champion_metrics: dict[str, float], metric: str, max_drop: float,
 ) -> drift.PerformanceDrift | None:
-    """The champion's metric on labelled live rows against its evaluation metric; None if unknown."""
+    """The champion's metric on labelled live rows against its evaluation metric; None if unknown.
+
+    Scored by `mlops.metrics` exactly as the quality gate and the promotion decision score a model.
+    """
     if metric not in champion_metrics or len(truth) == 0:
         return None
-    live = evaluation.compute_metrics(contract.task, truth.to_numpy(), predicted, scores, contract.classes)
+    live = score_predictions(contract.task, truth.to_numpy(), predictions)
     if metric not in live:
         return None
     return drift.PerformanceDrift(
         metric=metric,
         reference=float(champion_metrics[metric]),
         current=float(live[metric]),
-        higher_is_better=metric not in LOWER_IS_BETTER,
+        higher_is_better=higher_is_better(metric),
         max_drop=max_drop,
     )
 
@@ -149,10 +150,9 @@ def check_window(
     performance = None
     if contract.target in current.columns and current[contract.target].notna().any():
         labelled = current[current[contract.target].notna()]
-        features = training.feature_frame(labelled, contract)
-        scores = model.predict_proba(features) if hasattr(model, "predict_proba") else None
+        predictions = predict(model, training.feature_frame(labelled, contract), contract.task)
         performance = live_performance(
-            labelled[contract.target], model.predict(features), scores, contract, champion_metrics,
+            labelled[contract.target], predictions, contract, champion_metrics,
             config.promotion.primary_metric, config.monitoring.max_performance_drop,
         )
     return replace(

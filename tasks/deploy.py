@@ -13,11 +13,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from mlops import data, events, promotion, smoke, watch
+from mlops import data, events, promotion
 from mlops.audit import AuditRecord
 from mlops.config import PipelineConfig, RollbackConfig, Settings
 from mlops.contract import DataContract
 from mlops.errors import ModelNotFound
+from mlops.promotion import smoke, watch
 from mlops.registry import ALIAS_CHALLENGER, ALIAS_CHAMPION, ALIAS_STAGING, ModelRef, Registry
 from mlops.summary import DeployResult
 from tasks import io_task_options

@@ -49,7 +49,7 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def prefect_server(session_home: Path) -> Iterator[str]:
     """A real `prefect server start` on a free loopback port; yields its API URL."""
-    from mlops import stack
+    from mlops.local import stack
 
     service = stack.prefect_service(session_home, "127.0.0.1", stack.free_port())
     proc = stack.start(service, session_home, timeout=180)

@@ -23,13 +23,13 @@ import httpx
 import pytest
 import yaml
 
-from mlops import stack
 from mlops.config import Settings
 from mlops.data import write_frame
-from mlops.prefect_rest import PrefectRest, wait_for
+from mlops.local import stack
+from mlops.local.prefect_rest import PrefectRest, wait_for
+from mlops.local.simulate import simulate_churn
+from mlops.local.traffic import send_labels, send_predictions
 from mlops.registry import Registry
-from mlops.simulate import simulate_churn
-from mlops.traffic import send_labels, send_predictions
 from tests.timing import LENIENT_PROMOTION
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,9 +23,9 @@ from flows.train import train
 from mlops.config import PipelineConfig, parse_config
 from mlops.data import write_frame
 from mlops.errors import ConfigError, ModelNotFound
+from mlops.local.simulate import simulate_churn
+from mlops.local.stack import free_port
 from mlops.registry import Registry
-from mlops.simulate import simulate_churn
-from mlops.stack import free_port
 from tests.timing import LENIENT_PROMOTION
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

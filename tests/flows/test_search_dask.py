@@ -16,8 +16,8 @@ from flows.fanout import fan_out
 from flows.search import search_hyperparameters
 from mlops import contract as contracts
 from mlops.config import ExecutionConfig, PipelineConfig, parse_config
+from mlops.local.simulate import simulate_churn
 from mlops.search import SearchResult
-from mlops.simulate import simulate_churn
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 REPO = Path(__file__).resolve().parents[2]

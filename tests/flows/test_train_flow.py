@@ -12,8 +12,8 @@ from flows.train import train
 from mlops.config import PipelineConfig, parse_config
 from mlops.data import write_frame
 from mlops.errors import DataValidationFailed, QualityGateFailed
+from mlops.local.simulate import simulate_churn
 from mlops.registry import ALIAS_CHAMPION, Registry
-from mlops.simulate import simulate_churn
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

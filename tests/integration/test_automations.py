@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlops import stack
 from mlops.config import Settings
-from mlops.prefect_rest import PrefectRest
+from mlops.local import stack
+from mlops.local.prefect_rest import PrefectRest
 
 REPO = Path(__file__).resolve().parents[2]
 

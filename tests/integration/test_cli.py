@@ -13,8 +13,8 @@ import yaml
 from mlflow import MlflowClient
 
 from mlops.data import write_frame
-from mlops.simulate import simulate_churn
-from mlops.stack import free_port
+from mlops.local.simulate import simulate_churn
+from mlops.local.stack import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 MLOPS = str(Path(sys.executable).parent / "mlops")

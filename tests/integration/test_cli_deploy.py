@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlops.data import write_frame
-from mlops.simulate import simulate_churn
+from mlops.local.simulate import simulate_churn
 from tests.integration.test_cli import MODEL, base_config, first_error_line, run_cli, write_config
 from tests.timing import LENIENT_PROMOTION
 

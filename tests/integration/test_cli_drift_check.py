@@ -11,7 +11,7 @@ import pytest
 
 from mlops.data import write_frame
 from mlops.drift_profile import profile_frame
-from mlops.simulate import simulate_churn
+from mlops.local.simulate import simulate_churn
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
 

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import yaml
 
-from mlops import stack
 from mlops.data import read_frame, write_frame
-from mlops.simulate import simulate_churn
+from mlops.local import stack
+from mlops.local.simulate import simulate_churn
 from tests.s3 import AWS_ENV, moto_service
 
 pytestmark = pytest.mark.integration

@@ -28,8 +28,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from mlops import stack
 from mlops.contract import infer_contract
+from mlops.local import stack
+from mlops.local.simulate import simulate_churn
 from mlops.registry import ALIAS_CHALLENGER, ALIAS_CHAMPION, Registry
 from mlops.serving.metrics import (
     MODEL_INFO,
@@ -39,7 +40,6 @@ from mlops.serving.metrics import (
     REQUESTS_TOTAL,
 )
 from mlops.serving.prediction_log import read_labelled_predictions, read_prediction_log
-from mlops.simulate import simulate_churn
 from mlops.training import feature_frame, fit_pipeline, skops_trusted_types
 
 MODEL = "serving-churn"

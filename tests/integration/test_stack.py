@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from mlops import stack
 from mlops.config import Settings
 from mlops.data import write_frame
-from mlops.simulate import simulate_churn
+from mlops.local import stack
+from mlops.local.simulate import simulate_churn
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
 

@@ -10,7 +10,7 @@ import pytest
 
 from mlops.config import PipelineConfig, parse_config
 from mlops.data import write_frame
-from mlops.simulate import simulate_churn
+from mlops.local.simulate import simulate_churn
 from tests.timing import LENIENT_PROMOTION
 
 

@@ -22,7 +22,7 @@ from mlops.config import ValidationConfig, parse_config
 from mlops.contract import infer_contract
 from mlops.data import read_frame, write_frame
 from mlops.errors import ConfigError, DataValidationFailed, MlopsError
-from mlops.simulate import simulate_churn
+from mlops.local.simulate import simulate_churn
 from mlops.training import load_estimator_class
 from mlops.validation import validate_frame
 from tests.integration.test_cli import MODEL, base_config, run_cli, write_config

@@ -90,7 +90,7 @@ def test_two_deploys_racing_for_champion_one_wins_and_both_are_audited(champion_
 def test_serving_keeps_the_champion_while_the_registry_server_is_down(store, tmp_path):
     import httpx
 
-    from mlops import stack
+    from mlops.local import stack
     from tests.integration.test_serving import HOST, rows, serve
 
     # The MLflow server serves a copy of the store that the serving fixtures registered.
@@ -150,7 +150,7 @@ def test_train_fails_cleanly_when_mlflow_dies_mid_run_and_a_rerun_succeeds(workd
     import json
     import time
 
-    from mlops import stack
+    from mlops.local import stack
     from tests.integration.test_cli import MODEL as CLI_MODEL
     from tests.integration.test_cli import base_config, run_cli, versions, write_config
 

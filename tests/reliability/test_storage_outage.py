@@ -6,11 +6,11 @@ import boto3
 import pytest
 
 from flows.train import train
-from mlops import stack
 from mlops.data import serialize_frame
 from mlops.errors import StorageUnavailable
+from mlops.local import stack
+from mlops.local.simulate import simulate_churn
 from mlops.registry import Registry
-from mlops.simulate import simulate_churn
 from tests.reliability.flows_setup import flow_config, new_home
 from tests.s3 import AWS_ENV, moto_service
 

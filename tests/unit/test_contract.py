@@ -7,7 +7,7 @@ import pytest
 
 from mlops.contract import DataContract, infer_contract
 from mlops.errors import DataError
-from mlops.simulate import simulate_churn
+from mlops.local.simulate import simulate_churn
 
 
 def test_infers_roles_kinds_ranges_and_categories():

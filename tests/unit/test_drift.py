@@ -7,7 +7,7 @@ import pytest
 from mlops.config import MonitoringConfig
 from mlops.drift import PerformanceDrift
 from mlops.drift_evidently import run_drift_report
-from mlops.simulate import simulate_churn
+from mlops.local.simulate import simulate_churn
 
 NUMERIC = ["age", "tenure_months", "monthly_charges", "support_calls"]
 CATEGORICAL = ["contract", "plan"]

@@ -10,7 +10,7 @@ from mlops.drift import INSUFFICIENT_DATA, too_few_rows
 from mlops.drift_check import report_dict, run_drift_check
 from mlops.drift_profile import ReferenceProfile, profile_frame
 from mlops.errors import DataError
-from mlops.simulate import simulate_churn
+from mlops.local.simulate import simulate_churn
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,18 +11,16 @@ from mlops.config import GatesConfig, ModelConfig, SplitConfig
 from mlops.contract import DataContract, infer_contract
 from mlops.errors import ConfigError, DataError, QualityGateFailed
 from mlops.evaluation import (
-    CLASSIFICATION_METRICS,
-    REGRESSION_METRICS,
     Evaluation,
     GateResult,
     check_gates,
-    compute_metrics,
     enforce_gates,
     evaluate_model,
     split_frame,
     validate_gates,
 )
-from mlops.simulate import simulate_churn
+from mlops.local.simulate import simulate_churn
+from mlops.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from mlops.training import fit_pipeline
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -161,89 +157,6 @@ def test_time_split_refuses_missing_timestamps() -> None:
     )
     with pytest.raises(DataError, match="timestamp column 't' has 1 missing values"):
         split_frame(frame, contract, SplitConfig(method="time"), seed=0)
-
-
-# --- compute_metrics --------------------------------------------------------------------------
-
-
-def test_binary_metrics_match_hand_computation() -> None:
-    y_true = [0, 0, 1, 1]
-    y_pred = [0, 1, 1, 1]
-    score = [0.1, 0.85, 0.8, 0.9]
-    metrics = compute_metrics("classification", y_true, y_pred, score, classes=[0, 1])
-    expected_loss = -(math.log(0.9) + math.log(0.15) + math.log(0.8) + math.log(0.9)) / 4
-    assert metrics == {
-        "accuracy": 0.75,
-        "precision": round(2 / 3, 6),
-        "recall": 1.0,
-        "f1": 0.8,
-        # Positive/negative pairs ranked right: (0.8>0.1), (0.9>0.1), (0.9>0.85); wrong: (0.8<0.85).
-        "roc_auc": 0.75,
-        # Ranked: 0.9 pos (P=1, R=.5), 0.85 neg, 0.8 pos (P=2/3, R=1).
-        "pr_auc": round(0.5 * 1 + 0.5 * 2 / 3, 6),
-        "log_loss": round(expected_loss, 6),
-    }
-    assert all(type(value) is float for value in metrics.values())
-    two_columns = np.column_stack([1 - np.array(score), score])
-    assert compute_metrics("classification", y_true, y_pred, two_columns, classes=[0, 1]) == metrics
-
-
-def test_binary_metrics_use_the_second_sorted_label_as_positive() -> None:
-    metrics = compute_metrics(
-        "classification", ["no", "yes", "yes"], ["yes", "yes", "no"], classes=["no", "yes"]
-    )
-    assert metrics == {"accuracy": round(1 / 3, 6), "precision": 0.5, "recall": 0.5, "f1": 0.5}
-
-
-def test_metrics_undefined_for_the_data_are_omitted_not_nan() -> None:
-    one_class = compute_metrics(
-        "classification", [1, 1, 1], [1, 0, 1], [0.9, 0.4, 0.7], classes=[0, 1]
-    )
-    assert set(one_class) == {"accuracy", "precision", "recall", "f1", "log_loss"}
-    no_positive_predictions = compute_metrics("classification", [0, 1], [0, 0], classes=[0, 1])
-    assert no_positive_predictions["precision"] == 0.0
-    decision_scores = compute_metrics(
-        "classification", [0, 1, 1], [0, 1, 0], [-2.0, 3.0, -0.5], classes=[0, 1]
-    )
-    assert decision_scores["roc_auc"] == 1.0 and "log_loss" not in decision_scores
-    for metrics in (one_class, no_positive_predictions, decision_scores):
-        assert all(math.isfinite(v) for v in metrics.values())
-
-
-def test_multiclass_metrics_are_macro_averages() -> None:
-    classes = ["a", "b", "c"]
-    y_true = ["a", "b", "c", "a"]
-    y_pred = ["a", "b", "b", "a"]
-    proba = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.5, 0.4], [0.6, 0.3, 0.1]])
-    metrics = compute_metrics("classification", y_true, y_pred, proba, classes=classes)
-    assert metrics["accuracy"] == 0.75
-    assert metrics["precision"] == 0.5  # a: 2/2, b: 1/2, c: nothing predicted -> 0
-    assert metrics["recall"] == round(2 / 3, 6)  # a: 1, b: 1, c: 0
-    assert metrics["f1"] == round((1 + 2 / 3 + 0) / 3, 6)
-    # Every one-vs-rest ranking is perfect: the true class always has its column's top scores.
-    assert metrics["roc_auc"] == 1.0 and metrics["pr_auc"] == 1.0
-    assert metrics["log_loss"] == round(
-        -(math.log(0.8) + math.log(0.7) + math.log(0.4) + math.log(0.6)) / 4, 6
-    )
-    missing_class = compute_metrics(
-        "classification", ["a", "b", "a"], ["a", "b", "b"], proba[:3], classes=classes
-    )
-    assert "roc_auc" not in missing_class and "pr_auc" not in missing_class
-
-
-def test_regression_metrics_match_hand_computation() -> None:
-    metrics = compute_metrics("regression", [1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 5.0])
-    assert metrics == {"rmse": 0.5, "mae": 0.25, "r2": 0.8, "mape": 0.0625}
-    assert "mape" not in compute_metrics("regression", [0.0, 2.0], [1.0, 2.0])
-    assert "r2" not in compute_metrics("regression", [3.0, 3.0], [2.0, 4.0])
-    assert "r2" not in compute_metrics("regression", [3.0], [2.0])
-
-
-def test_compute_metrics_refuses_unknown_task_and_mismatched_lengths() -> None:
-    with pytest.raises(ValueError, match="unknown task 'ranking'"):
-        compute_metrics("ranking", [1], [1])
-    with pytest.raises(ValueError, match="y_true has 2 rows but y_pred has 1"):
-        compute_metrics("regression", [1.0, 2.0], [1.0])
 
 
 # --- evaluate_model ---------------------------------------------------------------------------
@@ -452,7 +365,7 @@ def test_validate_gates_accepts_sensible_bounds() -> None:
 def test_the_confusion_matrix_plot_stays_bounded_with_many_classes(churn: pd.DataFrame) -> None:
     import struct
 
-    from mlops.evaluation import MAX_PLOT_CLASSES
+    from mlops.evaluation.plots import MAX_PLOT_CLASSES
 
     many = churn.assign(plan=np.arange(len(churn)) % (2 * MAX_PLOT_CLASSES))
     mc_contract = infer_contract(many, "plan", "event_time", "classification")

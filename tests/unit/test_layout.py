@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
+
+import pytest
 
 LIBRARY = Path(__file__).resolve().parents[2] / "mlops"
 # The CLI is the composition root: it starts flows, importing them lazily inside commands.
@@ -44,3 +47,27 @@ def test_only_the_evidently_adapter_imports_evidently():
     # The drift decisions are our own code; Evidently is read in one module, for the HTML report.
     importers = sorted(str(p.relative_to(LIBRARY)) for p in LIBRARY.rglob("*.py") if "evidently" in _imports(p))
     assert importers == ["drift_evidently.py"]
+
+
+def test_only_the_great_expectations_adapter_imports_great_expectations():
+    # The plan (contract + rules -> expectations) is ours and testable without GE.
+    importers = sorted(
+        str(p.relative_to(LIBRARY)) for p in LIBRARY.rglob("*.py") if "great_expectations" in _imports(p)
+    )
+    assert importers == ["validation/ge_adapter.py"]
+
+
+SUBPACKAGES = sorted(
+    ".".join(("mlops", *init.parent.relative_to(LIBRARY).parts))
+    for init in LIBRARY.rglob("__init__.py")
+    if init.parent != LIBRARY
+)
+
+
+@pytest.mark.parametrize("package", SUBPACKAGES)
+def test_each_subpackage_states_its_public_names(package):
+    module = importlib.import_module(package)
+    public = getattr(module, "__all__", None)
+    assert public, f"{package}/__init__.py has no __all__"
+    assert sorted(set(public)) == sorted(public)
+    assert [name for name in public if not hasattr(module, name)] == []

@@ -10,7 +10,7 @@ from mlops import monitoring
 from mlops.config import parse_config
 from mlops.contract import infer_contract
 from mlops.drift_profile import ReferenceProfile
-from mlops.simulate import simulate_churn
+from mlops.local.simulate import simulate_churn
 from mlops.training import fit_pipeline
 
 
@@ -68,7 +68,7 @@ def test_strong_drift_breaches_and_shapes_the_event(setup):
 def test_concept_drift_alone_degrades_performance(setup):
     config, reference, contract, model = setup
     # Same inputs as the reference population, but labels follow the drifted concept.
-    from mlops.simulate import DriftSpec
+    from mlops.local.simulate import DriftSpec
 
     current = simulate_churn(3000, DriftSpec(concept=1.0), seed=44)
     report = monitoring.check_window(reference, current, contract, model, config, {"roc_auc": 0.82})

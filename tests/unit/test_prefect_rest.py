@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from mlops import prefect_rest
-from mlops.prefect_rest import PrefectRest
+from mlops.local import prefect_rest
+from mlops.local.prefect_rest import PrefectRest
 
 
 @pytest.fixture(autouse=True)

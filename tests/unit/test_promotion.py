@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from mlops import audit, events, promotion, smoke, watch
+from mlops import audit, events, promotion
 from mlops.config import GatesConfig, PromotionConfig, RollbackConfig, parse_config
 from mlops.contract import infer_contract
 from mlops.errors import ConfigError
-from mlops.evaluation import compute_metrics
-from mlops.promotion import PairedEvidence, Predictions, decide_promotion
+from mlops.metrics import LOWER_IS_BETTER, Predictions
+from mlops.promotion import PairedEvidence, decide_promotion, smoke, watch
 
 NO_GATES = GatesConfig()
 
@@ -90,7 +90,7 @@ def test_tolerance_on_a_higher_is_better_metric(new, old, tolerance, promote):
 def test_metric_direction(metric, task, new, old, promote):
     decision = decide_promotion({metric: new}, {metric: old}, policy(primary_metric=metric), NO_GATES, task=task)
     assert decision.promote is promote
-    direction = "lower" if metric in promotion.LOWER_IS_BETTER else "higher"
+    direction = "lower" if metric in LOWER_IS_BETTER else "higher"
     assert f"({direction} is better)" in decision.checks[-1].detail
 
 
@@ -232,38 +232,6 @@ def test_paired_evidence_dispatches_on_the_policy():
     assert boot.method == "bootstrap" and boot.details["samples"] == 100
     with pytest.raises(ConfigError, match="mcnemar"):
         promotion.paired_evidence(policy(primary_metric="rmse", significance="mcnemar"), "regression", truth, good, noise, 0)
-
-
-def _weighted_equals_compute_metrics(task, truth, predictions):
-    expected = compute_metrics(task, truth, predictions.pred, predictions.score, predictions.classes)
-    ones = np.ones((1, len(truth)))
-    for metric, value in expected.items():
-        got = promotion._weighted_metric(task, metric, truth, predictions)(ones)[0]
-        assert got == pytest.approx(value, abs=2e-6), metric
-    return expected
-
-
-def test_bootstrap_metrics_equal_the_reported_metrics():
-    rng = np.random.default_rng(2)
-    truth, good, _ = _binary_case()
-    assert len(_weighted_equals_compute_metrics("classification", truth, good)) == 7
-    labels = rng.integers(0, 3, 300)
-    proba = rng.dirichlet([1, 1, 1], 300)
-    multi = Predictions(proba.argmax(axis=1), proba, (0, 1, 2))
-    assert len(_weighted_equals_compute_metrics("classification", labels, multi)) == 7
-    values = rng.normal(20, 4, 300)
-    assert len(_weighted_equals_compute_metrics("regression", values, Predictions(values + rng.normal(0, 1, 300)))) == 4
-
-
-def test_weighted_auc_matches_a_resample():
-    truth, good, _ = _binary_case(rows=300)
-    rng = np.random.default_rng(4)
-    index = rng.integers(0, 300, 300)
-    weights = np.bincount(index, minlength=300).astype(float)[None, :]
-    expected = compute_metrics("classification", truth[index], good.pred[index], good.score[index], [0, 1])
-    for metric in ("roc_auc", "pr_auc", "accuracy", "log_loss"):
-        got = promotion._weighted_metric("classification", metric, truth, good)(weights)[0]
-        assert got == pytest.approx(expected[metric], abs=2e-6), metric
 
 
 # -- the shared holdout ---------------------------------------------------------------------------
@@ -552,7 +520,7 @@ def test_garbage_metrics_count_as_failed_scrapes():
 
 
 def test_fetch_metrics_returns_none_when_nothing_listens():
-    from mlops.stack import free_port
+    from mlops.local.stack import free_port
 
     assert watch.fetch_metrics(f"http://127.0.0.1:{free_port()}", timeout=1.0) is None
 

@@ -9,13 +9,13 @@ import pytest
 
 from mlops import audit
 from mlops.config import parse_config
+from mlops.local.simulate import simulate_churn
 from mlops.retraining import (
     combine_with_labelled,
     cooldown_state,
     last_retrain_finished,
     trigger_evidence,
 )
-from mlops.simulate import simulate_churn
 
 CONFIG = parse_config({
     "dataset": {"uri": "x.parquet", "target": "churned", "timestamp": "event_time"},

@@ -10,8 +10,8 @@ from typing import Any
 from mlops.config import ModelConfig
 from mlops.contract import DataContract, infer_contract
 from mlops.errors import RegistryError
+from mlops.local.simulate import simulate_churn
 from mlops.serving.models import SLOT_CANARY, SLOT_CHAMPION, ModelSlots
-from mlops.simulate import simulate_churn
 from mlops.training import fit_pipeline
 
 # -- fakes shared with test_serving_app.py: a tiny fitted pipeline, an in-memory Registry --------

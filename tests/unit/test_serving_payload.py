@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from mlops.contract import MAX_ABS_VALUE, infer_contract
+from mlops.local.simulate import simulate_churn
 from mlops.serving.payload import (
     PayloadError,
     RecordValidator,
@@ -16,7 +17,6 @@ from mlops.serving.payload import (
     parse_labels,
     parse_records,
 )
-from mlops.simulate import simulate_churn
 
 FEATURES = [
     "age", "tenure_months", "monthly_charges", "total_charges", "support_calls", "num_products",

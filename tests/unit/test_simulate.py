@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlops.data import fingerprint_frame, read_frame
-from mlops.simulate import TARGET, TIMESTAMP, simulate_churn
+from mlops.local.simulate import TARGET, TIMESTAMP, simulate_churn
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mlops import stack
 from mlops.config import Settings
 from mlops.errors import ConfigError
+from mlops.local import stack
 
 HOME = Path("/srv/mlops")
 

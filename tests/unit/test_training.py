@@ -17,7 +17,7 @@ from mlops import training
 from mlops.config import ModelConfig
 from mlops.contract import DataContract, infer_contract
 from mlops.errors import ConfigError, DataError
-from mlops.simulate import simulate_churn
+from mlops.local.simulate import simulate_churn
 from mlops.training import (
     build_pipeline,
     feature_frame,

@@ -10,8 +10,15 @@ import pytest
 
 from mlops.config import ColumnRule, ContractTolerance, ValidationConfig
 from mlops.contract import DataContract, infer_contract
-from mlops.simulate import simulate_churn
-from mlops.validation import ExpectationOutcome, ValidationReport, validate_frame
+from mlops.local.simulate import simulate_churn
+from mlops.validation import (
+    TYPE_LISTS,
+    ExpectationOutcome,
+    ValidationReport,
+    plan_expectations,
+    validate_frame,
+)
+from mlops.validation.plan import MAX_VALUE_SET
 
 URI = "memory://batch"
 
@@ -411,3 +418,44 @@ def test_short_summary_is_small(frame: pd.DataFrame, contract: DataContract) -> 
     assert short["failed"] == len(report.failed) > 5
     assert len(short["failed_expectations"]) == 5
     assert len(json.dumps(short)) < 5000
+
+
+# --- the pure plan: no Great Expectations involved ------------------------------------------------
+
+
+def _planned(plan, expectation: str, column: str | None = None) -> list:
+    return [p for p in plan if p.expectation == expectation and p.column == column]
+
+
+def test_plan_holds_the_schema_each_contract_column_and_each_rule(
+    frame: pd.DataFrame, contract: DataContract
+) -> None:
+    config = ValidationConfig(rules=[ColumnRule(column="age", min=18, max=99), ColumnRule(column="nope", unique=True)])
+    plan = plan_expectations(frame, contract, config, require_target=True)
+    assert [p.expectation for p in plan[:2]] == ["expect_table_columns_to_match_set", "expect_table_row_count_to_be_between"]
+    assert plan[0].arguments["column_set"] == [c.name for c in contract.columns]
+    for col in contract.columns:
+        (typed,) = _planned(plan, "expect_column_values_to_be_in_type_list", col.name)
+        assert typed.kind == col.kind and typed.arguments["type_list"] == list(TYPE_LISTS[col.kind])
+    (rule,) = [p for p in plan if p.source == "rule"]
+    assert rule.arguments == {"min_value": 18, "max_value": 99, "mostly": 1.0}
+    # A rule on an absent column becomes a clean existence check, not a check GE would crash on.
+    assert [p.source for p in _planned(plan, "expect_column_to_exist", "nope")] == ["schema"]
+
+
+def test_plan_reports_long_value_sets_cut_but_hands_ge_all_of_them(frame: pd.DataFrame) -> None:
+    values = [f"v{i}" for i in range(50)]
+    config = ValidationConfig(rules=[ColumnRule(column="region", allowed=values)])
+    local = infer_contract(frame, "churned", "event_time", "classification")
+    (rule,) = [p for p in plan_expectations(frame, local, config, require_target=True) if p.source == "rule"]
+    assert rule.arguments["value_set"] == values
+    assert len(rule.kwargs["value_set"]) == MAX_VALUE_SET and rule.kwargs["value_set_size"] == 50
+
+
+def test_plan_without_required_target_skips_an_absent_target(frame: pd.DataFrame, contract: DataContract) -> None:
+    serving = frame.drop(columns=[contract.target])
+    plan = plan_expectations(serving, contract, ValidationConfig(), require_target=False)
+    assert contract.target not in plan[0].arguments["column_set"]
+    assert all(p.column != contract.target for p in plan)
+    with_target = plan_expectations(frame, contract, ValidationConfig(), require_target=True)
+    assert _planned(with_target, "expect_column_unique_value_count_to_be_between", contract.target)

@@ -251,7 +251,7 @@ def apply_automations(settings: Settings, project: Path) -> list[str]:
         return []
     import yaml
 
-    from mlops.prefect_rest import PrefectRest
+    from mlops.local.prefect_rest import PrefectRest
 
     automations = (yaml.safe_load(path.read_text()) or {}).get("automations") or []
     rest = PrefectRest(settings.local_prefect_url)
