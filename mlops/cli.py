@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Annotated, Any, Literal
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from mlops.config import PipelineConfig, Settings, load_config
 from mlops.errors import ConfigError, MlopsError, PromotionRefused
@@ -212,6 +212,31 @@ class _OneLineErrors(TyperGroup):
         return code
 
 
+class _ArgparseTokens(TyperCommand):
+    """Two argparse rules the command had, kept where Click differs.
+
+    A unique prefix of an option names it (`--chunk 1000`, `--window 2`), and an option that needs a
+    value is not given the next option as its value: `--reason --json` is a usage error, not the
+    reason "--json" with the JSON output gone. `--reason=--json` still says it on purpose.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        options = {name: param for param in self.get_params(ctx) if param.param_type_name == "option" for name in param.opts}
+        tokens: list[str] = []
+        for token in args:
+            if token == "--":
+                tokens.extend(args[len(tokens):])
+                break
+            name, equals, value = token.partition("=")
+            if name.startswith("--") and name not in options:
+                matches = [known for known in options if known.startswith(name)]
+                token = f"{matches[0]}{equals}{value}" if len(matches) == 1 else token
+            if tokens and tokens[-1] in options and not options[tokens[-1]].is_flag and token.partition("=")[0] in options:
+                ctx.fail(f"Option '{tokens[-1]}' requires an argument.")
+            tokens.append(token)
+        return super().parse_args(ctx, tokens)
+
+
 app = typer.Typer(
     name="mlops",
     help="Closed-loop MLOps pipeline on Prefect and MLflow.",
@@ -243,10 +268,17 @@ def _command(name: str, help: str, example: str) -> Callable[[Callable[..., int]
 
     def register(command: Callable[..., int]) -> Callable[..., int]:
         guarded = _guarded(command)
-        app.command(name, help=help, epilog=f"Example:\n\n{example}")(guarded)
+        app.command(name, cls=_ArgparseTokens, help=help, epilog=f"Example:\n\n{example}")(guarded)
         return guarded
 
     return register
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise typer.BadParameter("must be at least 1")
+    return number
 
 
 def _version(value: str) -> str:
@@ -391,7 +423,7 @@ def cmd_models(
 def cmd_serve(
     config: ConfigOption,
     host: Annotated[str, typer.Option("--host", metavar="H")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", metavar="N")] = 8000,
+    port: Annotated[int, typer.Option("--port", metavar="N", parser=int)] = 8000,
 ) -> int:
     settings = Settings()
     run_config = _load_for_run(config)
@@ -411,7 +443,7 @@ def cmd_monitor(
     config: ConfigOption,
     current: Annotated[str | None, typer.Option("--current", metavar="URI",
                                                 help="data to check instead of the prediction log window (path or s3://)")] = None,
-    window_hours: Annotated[float | None, typer.Option("--window-hours", metavar="H", show_default=False,
+    window_hours: Annotated[float | None, typer.Option("--window-hours", metavar="H", parser=float, show_default=False,
                                                        help="prediction-log window (default: monitoring.window_hours)")] = None,
     as_json: JsonFlag = False,
 ) -> int:
@@ -471,7 +503,7 @@ def cmd_score(
                                      help="output URI (.csv or .parquet; path or s3://)")],
     version: Annotated[str | None, typer.Option("--version", metavar="N", parser=_version, show_default=False,
                                                 help="version to score with (default: the 'champion' alias)")] = None,
-    chunk_rows: Annotated[int, typer.Option("--chunk-rows", metavar="N", min=1, help="rows per scoring task")] = 50_000,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", metavar="N", parser=_positive, help="rows per scoring task")] = 50_000,
     as_json: JsonFlag = False,
 ) -> int:
     run_config = _load_for_run(config)
@@ -492,11 +524,11 @@ def cmd_score(
 @_command("simulate", "write a synthetic churn batch with controllable drift",
           "mlops simulate --rows 5000 --drift strong --seed 1 --out batch.parquet")
 def cmd_simulate(
-    rows: Annotated[int, typer.Option("--rows", metavar="N", min=1, show_default=False)],
+    rows: Annotated[int, typer.Option("--rows", metavar="N", parser=_positive, show_default=False)],
     out: Annotated[str, typer.Option("--out", metavar="URI", show_default=False,
                                      help="output URI (.csv or .parquet; path or s3://)")],
     drift: Annotated[Literal["none", "mild", "strong"], typer.Option("--drift")] = "none",
-    seed: Annotated[int, typer.Option("--seed", metavar="S")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="S", parser=int)] = 0,
     start: Annotated[str, typer.Option("--start", help="timestamp of the first event")] = "2025-01-01",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> int:

@@ -80,9 +80,13 @@ def test_every_command_has_help_with_an_example(command, flag):
         (["simulate", "--rows", "10", "--out", "o.csv", "--drift", "huge"], "'--drift'"),
         (["stack"], "Missing argument 'action'. Choose from: up, down, status"),
         (["stack", "sideways"], "'sideways' is not one of 'up', 'down', 'status'"),
+        (["simulate", "--rows", "20.0", "--out", "o.csv"], "'--rows'"),
+        (["rollback", "--config", "c.yaml", "--reason", "--json"], "Option '--reason' requires an argument"),
+        (["simulate", "--rows", "5", "--s", "1", "--out", "o.csv"], "No such option: --s"),
     ],
     ids=["no-command", "unknown-command", "missing-option", "missing-value", "unknown-option", "bad-version",
-         "chunk-rows-0", "bad-choice", "missing-argument", "bad-argument"],
+         "chunk-rows-0", "bad-choice", "missing-argument", "bad-argument", "float-for-int", "flag-as-value",
+         "ambiguous-prefix"],
 )
 def test_bad_usage_is_one_error_line_and_exit_2(args, words):
     """Not Typer's box with the usage in it: the one `error:` line every other failure prints."""
@@ -99,6 +103,12 @@ def test_main_takes_an_argv_list_and_returns_the_exit_code(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == {"status": "written", "uri": str(out), "rows": 20, "drift": "mild", "seed": 3}
     assert cli.main(["simulate", "--rows", "0", "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("error: Invalid value for '--rows'")
+
+
+def test_a_unique_prefix_names_its_option_as_argparse_allowed(tmp_path, capsys):
+    out = tmp_path / "batch.csv"
+    assert cli.main(["simulate", "--row", "5", "--dr", "strong", "--se", "2", f"--o={out}", "--js"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"status": "written", "uri": str(out), "rows": 5, "drift": "strong", "seed": 2}
 
 
 def test_a_config_error_is_one_line_the_json_line_and_exit_2(tmp_path):
