@@ -1,4 +1,4 @@
-"""The `mlops` command.
+"""The `mlops` command, a Typer app.
 
 This is the composition root: unlike the rest of `mlops/`, it may start Prefect flows, and it
 imports them lazily so `mlops --help` and bad-config errors stay fast. Exit codes (README):
@@ -9,19 +9,23 @@ back, 3 data validation failed, 4 quality gate failed, 5 promotion refused (or r
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Annotated, Any, Literal
+
+import typer
+from typer.core import TyperCommand, TyperGroup
 
 from mlops.config import PipelineConfig, Settings, load_config
 from mlops.errors import ConfigError, MlopsError, PromotionRefused
+from mlops.progress import Say, progress, stderr_handlers
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -90,10 +94,9 @@ def _profile_api_url() -> str | None:
 def _quiet_console_tracebacks() -> None:
     from prefect.logging.handlers import APILogHandler
 
-    for logger in [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.root.manager.loggerDict))]:
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, APILogHandler):
-                handler.addFilter(_NoTracebacks())
+    for handler in stderr_handlers():
+        if not isinstance(handler, APILogHandler):
+            handler.addFilter(_NoTracebacks())
 
 
 def _fail(err: BaseException, as_json: bool, extra: dict[str, Any] | None = None) -> int:
@@ -109,323 +112,6 @@ def _fail(err: BaseException, as_json: bool, extra: dict[str, Any] | None = None
     if code == EXIT_ERROR:
         traceback.print_exception(err, file=sys.stderr)
     return code
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    settings = Settings()
-    config = _load_for_run(args).with_data_uri(args.data)
-    from prefect.settings import PREFECT_UI_URL
-
-    from flows.train import train
-
-    state, result = _run_flow(train, config=config)
-    if isinstance(result, BaseException):
-        return _fail(result, args.json, {"model_name": config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
-    if args.json:
-        print(json.dumps(result.to_dict(), default=str))
-        return EXIT_OK
-    print(result.to_text())
-    ui = PREFECT_UI_URL.value()
-    if ui and result.flow_run_id:
-        print(f"  prefect: {ui}/runs/flow-run/{result.flow_run_id}")
-    if not result.run_url:
-        from mlops.lineage import redact_uri
-
-        print(f"  mlflow store: {redact_uri(os.environ.get('MLFLOW_TRACKING_URI') or settings.default_tracking_uri())}"
-              " (`make up` serves its UI)")
-    return EXIT_OK
-
-
-def _run_flow(flow: Any, **params: Any) -> tuple[Any, Any]:
-    """Run a flow in-process; return its final state and its result or the exception that ended it."""
-    _quiet_console_tracebacks()
-    # Libraries print progress to stdout (MLflow's "View run" links); stdout carries only our
-    # result, so everything said during the run goes to stderr.
-    with contextlib.redirect_stdout(sys.stderr):
-        state = flow(**params, return_state=True)
-    return state, _flow_outcome(state)
-
-
-def _flow_outcome(state: Any) -> Any:
-    """The flow's return value, or the exception that ended it."""
-    outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, BaseException) or not state.is_completed():
-        return outcome if isinstance(outcome, BaseException) else RuntimeError(state.message or "flow did not complete")
-    return outcome
-
-
-def _load_for_run(args: argparse.Namespace) -> PipelineConfig:
-    """The command's config, then MLflow and Prefect pointed at the local stack where it runs.
-
-    A bad config raises ConfigError before anything is imported or contacted; main() prints it.
-    """
-    config = load_config(args.config)
-    _configure_infrastructure(Settings())
-    return config
-
-
-def cmd_deploy(args: argparse.Namespace) -> int:
-    config = _load_for_run(args)
-    from prefect.settings import PREFECT_UI_URL
-
-    from flows.deploy import STATUS_REFUSED, STATUS_ROLLED_BACK, deploy
-
-    state, result = _run_flow(deploy, config=config, challenger_version=args.version, holdout_uri=args.holdout)
-    if isinstance(result, BaseException):
-        return _fail(result, args.json, {"model_name": config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
-    code = EXIT_OK
-    if result.status in (STATUS_REFUSED, STATUS_ROLLED_BACK):
-        what = "promotion refused" if result.status == STATUS_REFUSED else "promotion rolled back"
-        refused = PromotionRefused(f"{what}: {config.model.name} v{result.candidate_version}: {result.reason}")
-        code = refused.exit_code
-        print(f"error: {str(refused).splitlines()[0]}", file=sys.stderr)
-    if args.json:
-        print(json.dumps({**result.to_dict(), "exit_code": code}, default=str))
-        return code
-    print(result.to_text())
-    ui = PREFECT_UI_URL.value()
-    if ui and result.flow_run_id:
-        print(f"  prefect:    {ui}/runs/flow-run/{result.flow_run_id}")
-    return code
-
-
-def cmd_rollback(args: argparse.Namespace) -> int:
-    config = _load_for_run(args)
-    from flows.rollback import rollback
-
-    state, result = _run_flow(rollback, config=config, reason=args.reason)
-    if isinstance(result, BaseException):
-        return _fail(result, args.json, {"model_name": config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
-    print(json.dumps(result.to_dict()) if args.json else result.to_text())
-    return EXIT_OK
-
-
-def cmd_history(args: argparse.Namespace) -> int:
-    config = _load_for_run(args)
-    from mlops.audit import render_table
-    from mlops.registry import open_registry
-
-    try:
-        # Settings are read again: _configure_infrastructure may have pointed MLflow at the local stack.
-        records = open_registry(Settings()).read_audit(config.model.name)
-    except Exception as err:  # the registry is unreachable or refused: one readable line first
-        return _fail(err, args.json)
-    if args.json:
-        print(json.dumps([r.to_dict() for r in records], default=str))
-    else:
-        print(render_table(records) if records else f"no audit records for model {config.model.name}")
-    return EXIT_OK
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    config = _load_for_run(args)
-    from mlops.registry import open_registry
-    from mlops.summary import render_versions, version_rows
-
-    try:
-        versions = open_registry(Settings()).list_versions_with_aliases(config.model.name)
-    except Exception as err:
-        return _fail(err, args.json)
-    key_metrics = list(dict.fromkeys([config.promotion.primary_metric, *config.gates.min_metrics, *config.gates.max_metrics]))
-    rows = version_rows(versions, key_metrics)
-    if args.json:
-        print(json.dumps(rows, default=str))
-    else:
-        print(render_versions(config.model.name, rows, key_metrics))
-    return EXIT_OK
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    settings = Settings()
-    config = _load_for_run(args)
-    from mlops.serving import run
-
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.default_tracking_uri()
-    from mlops.lineage import redact_uri
-
-    print(f"serving {config.model.name}@champion from {redact_uri(tracking_uri)} on http://{args.host}:{args.port}", file=sys.stderr)
-    run(config, tracking_uri, host=args.host, port=args.port)
-    return EXIT_OK
-
-
-def cmd_monitor(args: argparse.Namespace) -> int:
-    config = _load_for_run(args)
-    from flows.monitor import monitor
-
-    state, result = _run_flow(monitor, config=config, current_uri=args.current, window_hours=args.window_hours)
-    if isinstance(result, BaseException):
-        return _fail(result, args.json, {"model_name": config.model.name})
-    if args.json:
-        print(json.dumps(result.to_dict(), default=str))
-        return EXIT_OK
-    print(f"{result.status}: {config.model.name} champion v{result.champion_version}, {result.rows} rows of {result.window}")
-    print(f"  drift share {result.drift_share:.2f}; drifted: {', '.join(result.drifted_columns) or 'none'}")
-    if result.performance:
-        p = result.performance
-        print(f"  {p['metric']}: live {p['current']:.4f} vs trained {p['reference']:.4f}{' (degraded)' if p['degraded'] else ''}")
-    print(f"  event: {result.event or 'none'}; report: {result.report_location or 'n/a'}")
-    return EXIT_OK
-
-
-def cmd_drift_check(args: argparse.Namespace) -> int:
-    """Ad-hoc drift check of two datasets; exit 0 with or without drift, 2 on bad input."""
-    from mlops.drift_check import report_dict, run_drift_check
-
-    try:
-        report = run_drift_check(args.reference, args.current, args.config)
-    except MlopsError as err:
-        return _fail(err, args.json)
-    if args.json:
-        print(json.dumps(report_dict(report)))
-        return EXIT_OK
-    print(report.summary())
-    for c in report.columns:
-        print(f"  {c.column:24s} {c.method:14s} {c.statistic:12.6g} threshold {c.threshold:<8g} {'DRIFT' if c.drifted else 'ok'}")
-    return EXIT_OK
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    config = _load_for_run(args)
-    from flows.batch_score import batch_score
-
-    state, result = _run_flow(
-        batch_score, config=config, data_uri=args.data, output_uri=args.out, version=args.version, chunk_rows=args.chunk_rows
-    )
-    if isinstance(result, BaseException):
-        return _fail(result, args.json, {"model_name": config.model.name})
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        print(f"scored {result.rows} rows ({result.chunks} chunks) with {result.model_name} v{result.model_version} -> {result.output_uri}")
-    return EXIT_OK
-
-
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from mlops.data import parse_uri, write_frame
-    from mlops.local.simulate import simulate_churn
-
-    try:
-        parse_uri(args.out)
-        frame = simulate_churn(args.rows, args.drift, seed=args.seed, start=args.start)
-        write_frame(frame, args.out)
-    except MlopsError as err:
-        return _fail(err, args.json)
-    if args.json:
-        print(json.dumps({"status": "written", "uri": args.out, "rows": len(frame), "drift": args.drift, "seed": args.seed}))
-    else:
-        print(f"wrote {len(frame)} rows (drift={args.drift}, seed={args.seed}) to {args.out}")
-    return EXIT_OK
-
-
-def cmd_stack(args: argparse.Namespace) -> int:
-    from mlops.local import stack
-
-    settings = Settings()
-    try:
-        if args.action == "up":
-            for service, state in stack.up(settings):
-                print(f"{service.name:8s} {state:16s} {'' if state.startswith('skipped') else service.url}".rstrip())
-        elif args.action == "down":
-            for service, state in stack.down(settings):
-                print(f"{service.name:8s} {state}")
-        else:
-            states = stack.status(settings)
-            for service, healthy in states:
-                print(f"{service.name:8s} {'up' if healthy else 'down':5s} {service.url}")
-            return EXIT_OK if all(h for _, h in states) else 3
-    except (RuntimeError, MlopsError) as err:
-        return _fail(err, False)
-    return EXIT_OK
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
-
-
-def _version(value: str) -> str:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError("must be a version number such as 3")
-    return str(int(value))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlops", description="Closed-loop MLOps pipeline on Prefect and MLflow.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    train = sub.add_parser("train", help="validate data, train, evaluate and register a challenger")
-    train.add_argument("--config", required=True, help="pipeline config YAML")
-    train.add_argument("--data", help="dataset URI overriding dataset.uri (path or s3://)")
-    train.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    train.set_defaults(handler=cmd_train)
-
-    deploy = sub.add_parser("deploy", help="compare the challenger with the champion and promote it if it is not worse")
-    deploy.add_argument("--config", required=True, help="pipeline config YAML")
-    deploy.add_argument("--version", type=_version, help="version to deploy (default: the 'challenger' alias)")
-    deploy.add_argument("--holdout", help="labelled data both models are scored on (overrides promotion.holdout_uri)")
-    deploy.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    deploy.set_defaults(handler=cmd_deploy)
-
-    rollback = sub.add_parser("rollback", help="move 'champion' back to 'previous-champion'")
-    rollback.add_argument("--config", required=True, help="pipeline config YAML")
-    rollback.add_argument("--reason", default="manual rollback", help="why (kept in the audit log)")
-    rollback.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    rollback.set_defaults(handler=cmd_rollback)
-
-    history = sub.add_parser("history", help="the model's audit log: promotions, refusals, rollbacks")
-    history.add_argument("--config", required=True, help="pipeline config YAML")
-    history.add_argument("--json", action="store_true", help="print a JSON list, oldest first")
-    history.set_defaults(handler=cmd_history)
-
-    models = sub.add_parser("models", help="registered versions with their aliases and key metrics")
-    models.add_argument("--config", required=True, help="pipeline config YAML")
-    models.add_argument("--json", action="store_true", help="print a JSON list, oldest version first")
-    models.set_defaults(handler=cmd_models)
-
-    serve = sub.add_parser("serve", help="serve the champion over HTTP (canary, shadow, prediction log, metrics)")
-    serve.add_argument("--config", required=True, help="pipeline config YAML")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.set_defaults(handler=cmd_serve)
-
-    monitor = sub.add_parser("monitor", help="check recent traffic (or a dataset) for drift; emit an event on a breach")
-    monitor.add_argument("--config", required=True, help="pipeline config YAML")
-    monitor.add_argument("--current", help="data to check instead of the prediction log window (path or s3://)")
-    monitor.add_argument("--window-hours", type=float, help="prediction-log window (default: monitoring.window_hours)")
-    monitor.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    monitor.set_defaults(handler=cmd_monitor)
-
-    check = sub.add_parser("drift-check", help="compare two datasets for drift on every row (Evidently's decisions)")
-    check.add_argument("--reference", required=True, help="reference data (path or s3://) or a stored profile (.npz)")
-    check.add_argument("--current", required=True, help="data to check (path or s3://; local parquet is streamed)")
-    check.add_argument("--config", help="YAML with drift settings: a pipeline config or its monitoring section")
-    check.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    check.set_defaults(handler=cmd_drift_check)
-
-    score = sub.add_parser("score", help="batch-score a dataset with the champion; rows with predictions out")
-    score.add_argument("--config", required=True, help="pipeline config YAML (execution: sequential or dask)")
-    score.add_argument("--data", required=True, help="dataset to score (path or s3://)")
-    score.add_argument("--out", required=True, help="output URI (.csv or .parquet; path or s3://)")
-    score.add_argument("--version", type=_version, help="version to score with (default: the 'champion' alias)")
-    score.add_argument("--chunk-rows", type=_positive, default=50_000, help="rows per scoring task")
-    score.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    score.set_defaults(handler=cmd_score)
-
-    simulate = sub.add_parser("simulate", help="write a synthetic churn batch with controllable drift")
-    simulate.add_argument("--rows", type=_positive, required=True)
-    simulate.add_argument("--drift", choices=["none", "mild", "strong"], default="none")
-    simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--start", default="2025-01-01", help="timestamp of the first event")
-    simulate.add_argument("--out", required=True, help="output URI (.csv or .parquet; path or s3://)")
-    simulate.add_argument("--json", action="store_true")
-    simulate.set_defaults(handler=cmd_simulate)
-
-    stack = sub.add_parser("stack", help="start, stop or check the local stack: Prefect and MLflow servers, worker (with prefect.yaml deployed), serving app")
-    stack.add_argument("action", choices=["up", "down", "status"])
-    stack.set_defaults(handler=cmd_stack)
-    return parser
 
 
 def _interrupted(err: KeyboardInterrupt, as_json: bool) -> int:
@@ -454,16 +140,440 @@ def _interrupted(err: KeyboardInterrupt, as_json: bool) -> int:
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    signal.signal(signal.SIGTERM, _raise_terminated)
+def _run_flow(flow: Any, as_json: bool, **params: Any) -> tuple[Any, Any]:
+    """Run a flow in-process; return its final state and its result or the exception that ended it."""
+    _quiet_console_tracebacks()
+    # Libraries print progress to stdout (MLflow's "View run" links); stdout carries only our
+    # result, so everything said during the run goes to stderr (above the spinner when there is one).
+    with progress(flow.name, as_json) as say, _task_runs_told(say), contextlib.redirect_stdout(sys.stderr):
+        state = flow(**params, return_state=True)
+    return state, _flow_outcome(state)
+
+
+class _TaskRunsTold(logging.Handler):
+    """Tells the spinner how many task runs have finished and which one spoke last."""
+
+    def __init__(self, say: Say) -> None:
+        super().__init__(logging.INFO)
+        self.say = say
+        self.finished = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.finished += record.getMessage().startswith("Finished in state")
+        self.say(f"{self.finished} task runs finished, last {getattr(record, 'task_run_name', '?')}")
+
+
+@contextlib.contextmanager
+def _task_runs_told(say: Say) -> Iterator[None]:
+    logger = logging.getLogger("prefect.task_runs")  # where Prefect logs each task run's end
+    handler = _TaskRunsTold(say)
+    logger.addHandler(handler)
     try:
-        return handler(args)
-    except ConfigError as err:  # one line and exit 2, from whichever command read the config
-        return _fail(err, getattr(args, "json", False))
-    except KeyboardInterrupt as err:
-        return _interrupted(err, getattr(args, "json", False))
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _flow_outcome(state: Any) -> Any:
+    """The flow's return value, or the exception that ended it."""
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, BaseException) or not state.is_completed():
+        return outcome if isinstance(outcome, BaseException) else RuntimeError(state.message or "flow did not complete")
+    return outcome
+
+
+def _load_for_run(config_path: str) -> PipelineConfig:
+    """The command's config, then MLflow and Prefect pointed at the local stack where it runs.
+
+    A bad config raises ConfigError before anything is imported or contacted; the command's
+    guard prints it.
+    """
+    config = load_config(config_path)
+    _configure_infrastructure(Settings())
+    return config
+
+
+class _OneLineErrors(TyperGroup):
+    """Typer's group, but a usage error ends as every other failure does: one `error:` line, exit 2.
+
+    Typer draws a box with the usage around it; the README promises one line on stderr.
+    """
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as err:  # Click's usage errors (exit code 2)
+            # Some messages list choices on further lines: one line still, so callers can read it.
+            print(f"error: {' '.join(err.format_message().split())}", file=sys.stderr)
+            code = err.exit_code
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+class _ArgparseTokens(TyperCommand):
+    """Two argparse rules the command had, kept where Click differs.
+
+    A unique prefix of an option names it (`--chunk 1000`, `--window 2`), and an option that needs a
+    value is not given the next option as its value: `--reason --json` is a usage error, not the
+    reason "--json" with the JSON output gone. `--reason=--json` still says it on purpose.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        options = {name: param for param in self.get_params(ctx) if param.param_type_name == "option" for name in param.opts}
+        tokens: list[str] = []
+        for token in args:
+            if token == "--":
+                tokens.extend(args[len(tokens):])
+                break
+            name, equals, value = token.partition("=")
+            if name.startswith("--") and name not in options:
+                matches = [known for known in options if known.startswith(name)]
+                token = f"{matches[0]}{equals}{value}" if len(matches) == 1 else token
+            if tokens and tokens[-1] in options and not options[tokens[-1]].is_flag and token.partition("=")[0] in options:
+                ctx.fail(f"Option '{tokens[-1]}' requires an argument.")
+            tokens.append(token)
+        return super().parse_args(ctx, tokens)
+
+
+app = typer.Typer(
+    name="mlops",
+    help="Closed-loop MLOps pipeline on Prefect and MLflow.",
+    cls=_OneLineErrors,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _guarded(command: Callable[..., int]) -> Callable[..., int]:
+    """Every command's ending: a ConfigError is its one line (exit 2); Ctrl-C or SIGTERM is `_interrupted`."""
+
+    @functools.wraps(command)
+    def run(**params: Any) -> int:
+        as_json = params.get("as_json", False)
+        signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            return command(**params)
+        except ConfigError as err:  # one line and exit 2, from whichever command read the config
+            return _fail(err, as_json)
+        except KeyboardInterrupt as err:  # Typer would end it as a silent exit 130
+            return _interrupted(err, as_json)
+
+    return run
+
+
+def _command(name: str, help: str, example: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Register a guarded command with its one-line help and an example under it."""
+
+    def register(command: Callable[..., int]) -> Callable[..., int]:
+        guarded = _guarded(command)
+        app.command(name, cls=_ArgparseTokens, help=help, epilog=f"Example:\n\n{example}")(guarded)
+        return guarded
+
+    return register
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise typer.BadParameter("must be at least 1")
+    return number
+
+
+def _version(value: str) -> str:
+    if not value.isdigit() or int(value) < 1:
+        raise typer.BadParameter("must be a version number such as 3")
+    return str(int(value))
+
+
+# The options several commands share, spelled once.
+ConfigOption = Annotated[str, typer.Option("--config", metavar="PATH", help="pipeline config YAML", show_default=False)]
+JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
+JsonListFlag = Annotated[bool, typer.Option("--json", help="print a JSON list, oldest first")]
+EXAMPLE_CONFIG = "configs/churn.yaml"
+
+
+@_command("train", "validate data, train, evaluate and register a challenger",
+          f"mlops train --config {EXAMPLE_CONFIG} --data data/churn.parquet --json")
+def cmd_train(
+    config: ConfigOption,
+    data: Annotated[str | None, typer.Option("--data", metavar="URI",
+                                             help="dataset URI overriding dataset.uri (path or s3://)")] = None,
+    as_json: JsonFlag = False,
+) -> int:
+    settings = Settings()
+    run_config = _load_for_run(config).with_data_uri(data)
+    from prefect.settings import PREFECT_UI_URL
+
+    from flows.train import train
+
+    state, result = _run_flow(train, as_json, config=run_config)
+    if isinstance(result, BaseException):
+        return _fail(result, as_json, {"model_name": run_config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
+    if as_json:
+        print(json.dumps(result.to_dict(), default=str))
+        return EXIT_OK
+    print(result.to_text())
+    ui = PREFECT_UI_URL.value()
+    if ui and result.flow_run_id:
+        print(f"  prefect: {ui}/runs/flow-run/{result.flow_run_id}")
+    if not result.run_url:
+        from mlops.lineage import redact_uri
+
+        print(f"  mlflow store: {redact_uri(os.environ.get('MLFLOW_TRACKING_URI') or settings.default_tracking_uri())}"
+              " (`make up` serves its UI)")
+    return EXIT_OK
+
+
+@_command("deploy", "compare the challenger with the champion and promote it if it is not worse",
+          f"mlops deploy --config {EXAMPLE_CONFIG} --version 3")
+def cmd_deploy(
+    config: ConfigOption,
+    version: Annotated[str | None, typer.Option("--version", metavar="N", parser=_version, show_default=False,
+                                                help="version to deploy (default: the 'challenger' alias)")] = None,
+    holdout: Annotated[str | None, typer.Option("--holdout", metavar="URI",
+                                                help="labelled data both models are scored on (overrides promotion.holdout_uri)")] = None,
+    as_json: JsonFlag = False,
+) -> int:
+    run_config = _load_for_run(config)
+    from prefect.settings import PREFECT_UI_URL
+
+    from flows.deploy import STATUS_REFUSED, STATUS_ROLLED_BACK, deploy
+
+    state, result = _run_flow(deploy, as_json, config=run_config, challenger_version=version, holdout_uri=holdout)
+    if isinstance(result, BaseException):
+        return _fail(result, as_json, {"model_name": run_config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
+    code = EXIT_OK
+    if result.status in (STATUS_REFUSED, STATUS_ROLLED_BACK):
+        what = "promotion refused" if result.status == STATUS_REFUSED else "promotion rolled back"
+        refused = PromotionRefused(f"{what}: {run_config.model.name} v{result.candidate_version}: {result.reason}")
+        code = refused.exit_code
+        print(f"error: {str(refused).splitlines()[0]}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({**result.to_dict(), "exit_code": code}, default=str))
+        return code
+    print(result.to_text())
+    ui = PREFECT_UI_URL.value()
+    if ui and result.flow_run_id:
+        print(f"  prefect:    {ui}/runs/flow-run/{result.flow_run_id}")
+    return code
+
+
+@_command("rollback", "move 'champion' back to 'previous-champion'",
+          f"mlops rollback --config {EXAMPLE_CONFIG} --reason 'bad canary'")
+def cmd_rollback(
+    config: ConfigOption,
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="why (kept in the audit log)")] = "manual rollback",
+    as_json: JsonFlag = False,
+) -> int:
+    run_config = _load_for_run(config)
+    from flows.rollback import rollback
+
+    state, result = _run_flow(rollback, as_json, config=run_config, reason=reason)
+    if isinstance(result, BaseException):
+        return _fail(result, as_json, {"model_name": run_config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
+    print(json.dumps(result.to_dict()) if as_json else result.to_text())
+    return EXIT_OK
+
+
+@_command("history", "the model's audit log: promotions, refusals, rollbacks", f"mlops history --config {EXAMPLE_CONFIG} --json")
+def cmd_history(config: ConfigOption, as_json: JsonListFlag = False) -> int:
+    run_config = _load_for_run(config)
+    from mlops.audit import render_table
+    from mlops.registry import open_registry
+
+    try:
+        # Settings are read again: _configure_infrastructure may have pointed MLflow at the local stack.
+        records = open_registry(Settings()).read_audit(run_config.model.name)
+    except Exception as err:  # the registry is unreachable or refused: one readable line first
+        return _fail(err, as_json)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in records], default=str))
+    else:
+        print(render_table(records) if records else f"no audit records for model {run_config.model.name}")
+    return EXIT_OK
+
+
+@_command("models", "registered versions with their aliases and key metrics", f"mlops models --config {EXAMPLE_CONFIG}")
+def cmd_models(
+    config: ConfigOption,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list, oldest version first")] = False,
+) -> int:
+    run_config = _load_for_run(config)
+    from mlops.registry import open_registry
+    from mlops.summary import render_versions, version_rows
+
+    try:
+        versions = open_registry(Settings()).list_versions_with_aliases(run_config.model.name)
+    except Exception as err:
+        return _fail(err, as_json)
+    promotion, gates = run_config.promotion, run_config.gates
+    key_metrics = list(dict.fromkeys([promotion.primary_metric, *gates.min_metrics, *gates.max_metrics]))
+    rows = version_rows(versions, key_metrics)
+    if as_json:
+        print(json.dumps(rows, default=str))
+    else:
+        print(render_versions(run_config.model.name, rows, key_metrics))
+    return EXIT_OK
+
+
+@_command("serve", "serve the champion over HTTP (canary, shadow, prediction log, metrics)",
+          f"mlops serve --config {EXAMPLE_CONFIG} --port 8000")
+def cmd_serve(
+    config: ConfigOption,
+    host: Annotated[str, typer.Option("--host", metavar="H")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="N", parser=int)] = 8000,
+) -> int:
+    settings = Settings()
+    run_config = _load_for_run(config)
+    from mlops.serving import run
+
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.default_tracking_uri()
+    from mlops.lineage import redact_uri
+
+    print(f"serving {run_config.model.name}@champion from {redact_uri(tracking_uri)} on http://{host}:{port}", file=sys.stderr)
+    run(run_config, tracking_uri, host=host, port=port)
+    return EXIT_OK
+
+
+@_command("monitor", "check recent traffic (or a dataset) for drift; emit an event on a breach",
+          f"mlops monitor --config {EXAMPLE_CONFIG} --window-hours 24")
+def cmd_monitor(
+    config: ConfigOption,
+    current: Annotated[str | None, typer.Option("--current", metavar="URI",
+                                                help="data to check instead of the prediction log window (path or s3://)")] = None,
+    window_hours: Annotated[float | None, typer.Option("--window-hours", metavar="H", parser=float, show_default=False,
+                                                       help="prediction-log window (default: monitoring.window_hours)")] = None,
+    as_json: JsonFlag = False,
+) -> int:
+    run_config = _load_for_run(config)
+    from flows.monitor import monitor
+
+    state, result = _run_flow(monitor, as_json, config=run_config, current_uri=current, window_hours=window_hours)
+    if isinstance(result, BaseException):
+        return _fail(result, as_json, {"model_name": run_config.model.name})
+    if as_json:
+        print(json.dumps(result.to_dict(), default=str))
+        return EXIT_OK
+    print(f"{result.status}: {run_config.model.name} champion v{result.champion_version}, {result.rows} rows of {result.window}")
+    print(f"  drift share {result.drift_share:.2f}; drifted: {', '.join(result.drifted_columns) or 'none'}")
+    if result.performance:
+        p = result.performance
+        print(f"  {p['metric']}: live {p['current']:.4f} vs trained {p['reference']:.4f}{' (degraded)' if p['degraded'] else ''}")
+    print(f"  event: {result.event or 'none'}; report: {result.report_location or 'n/a'}")
+    return EXIT_OK
+
+
+@_command("drift-check", "compare two datasets for drift on every row (Evidently's decisions)",
+          "mlops drift-check --reference data/churn.parquet --current batch.parquet --json")
+def cmd_drift_check(
+    reference: Annotated[str, typer.Option("--reference", metavar="URI", show_default=False,
+                                           help="reference data (path or s3://) or a stored profile (.npz)")],
+    current: Annotated[str, typer.Option("--current", metavar="URI", show_default=False,
+                                         help="data to check (path or s3://; local parquet is streamed)")],
+    config: Annotated[str | None, typer.Option("--config", metavar="PATH",
+                                               help="YAML with drift settings: a pipeline config or its monitoring section")] = None,
+    as_json: JsonFlag = False,
+) -> int:
+    """Ad-hoc drift check of two datasets; exit 0 with or without drift, 2 on bad input."""
+    from mlops.drift_check import report_dict, run_drift_check
+
+    try:
+        with progress(f"drift-check {current}", as_json):
+            report = run_drift_check(reference, current, config)
+    except MlopsError as err:
+        return _fail(err, as_json)
+    if as_json:
+        print(json.dumps(report_dict(report)))
+        return EXIT_OK
+    print(report.summary())
+    for c in report.columns:
+        print(f"  {c.column:24s} {c.method:14s} {c.statistic:12.6g} threshold {c.threshold:<8g} {'DRIFT' if c.drifted else 'ok'}")
+    return EXIT_OK
+
+
+@_command("score", "batch-score a dataset with the champion; rows with predictions out",
+          f"mlops score --config {EXAMPLE_CONFIG} --data data/churn.parquet --out scored.parquet")
+def cmd_score(
+    config: Annotated[str, typer.Option("--config", metavar="PATH", show_default=False,
+                                        help="pipeline config YAML (execution: sequential or dask)")],
+    data: Annotated[str, typer.Option("--data", metavar="URI", show_default=False, help="dataset to score (path or s3://)")],
+    out: Annotated[str, typer.Option("--out", metavar="URI", show_default=False,
+                                     help="output URI (.csv or .parquet; path or s3://)")],
+    version: Annotated[str | None, typer.Option("--version", metavar="N", parser=_version, show_default=False,
+                                                help="version to score with (default: the 'champion' alias)")] = None,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", metavar="N", parser=_positive, help="rows per scoring task")] = 50_000,
+    as_json: JsonFlag = False,
+) -> int:
+    run_config = _load_for_run(config)
+    from flows.batch_score import batch_score
+
+    state, result = _run_flow(
+        batch_score, as_json, config=run_config, data_uri=data, output_uri=out, version=version, chunk_rows=chunk_rows
+    )
+    if isinstance(result, BaseException):
+        return _fail(result, as_json, {"model_name": run_config.model.name})
+    if as_json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(f"scored {result.rows} rows ({result.chunks} chunks) with {result.model_name} v{result.model_version} -> {result.output_uri}")
+    return EXIT_OK
+
+
+@_command("simulate", "write a synthetic churn batch with controllable drift",
+          "mlops simulate --rows 5000 --drift strong --seed 1 --out batch.parquet")
+def cmd_simulate(
+    rows: Annotated[int, typer.Option("--rows", metavar="N", parser=_positive, show_default=False)],
+    out: Annotated[str, typer.Option("--out", metavar="URI", show_default=False,
+                                     help="output URI (.csv or .parquet; path or s3://)")],
+    drift: Annotated[Literal["none", "mild", "strong"], typer.Option("--drift")] = "none",
+    seed: Annotated[int, typer.Option("--seed", metavar="S", parser=int)] = 0,
+    start: Annotated[str, typer.Option("--start", help="timestamp of the first event")] = "2025-01-01",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> int:
+    from mlops.data import parse_uri, write_frame
+    from mlops.local.simulate import simulate_churn
+
+    try:
+        parse_uri(out)
+        frame = simulate_churn(rows, drift, seed=seed, start=start)
+        write_frame(frame, out)
+    except MlopsError as err:
+        return _fail(err, as_json)
+    if as_json:
+        print(json.dumps({"status": "written", "uri": out, "rows": len(frame), "drift": drift, "seed": seed}))
+    else:
+        print(f"wrote {len(frame)} rows (drift={drift}, seed={seed}) to {out}")
+    return EXIT_OK
+
+
+@_command("stack", "start, stop or check the local stack: Prefect and MLflow servers, worker (with prefect.yaml deployed), serving app",
+          "mlops stack up")
+def cmd_stack(action: Annotated[Literal["up", "down", "status"], typer.Argument(show_default=False)]) -> int:
+    from mlops.local import stack
+
+    settings = Settings()
+    try:
+        if action == "up":
+            for service, state in stack.up(settings):
+                print(f"{service.name:8s} {state:16s} {'' if state.startswith('skipped') else service.url}".rstrip())
+        elif action == "down":
+            for service, state in stack.down(settings):
+                print(f"{service.name:8s} {state}")
+        else:
+            states = stack.status(settings)
+            for service, healthy in states:
+                print(f"{service.name:8s} {'up' if healthy else 'down':5s} {service.url}")
+            return EXIT_OK if all(h for _, h in states) else 3
+    except (RuntimeError, MlopsError) as err:
+        return _fail(err, False)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `mlops` entry point: the command's exit code (argv defaults to the process's arguments)."""
+    return typer.main.get_command(app).main(args=argv, prog_name="mlops", standalone_mode=False)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,174 @@
+"""The `mlops` command in-process (Typer's CliRunner): help, usage errors, progress kept off stdout.
+
+What runs flows (exit codes 3-5, signals) is tested on the real command in tests/integration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from mlops import cli
+from mlops.data import write_frame
+from mlops.progress import progress
+from mlops.simulate import simulate_churn
+
+COMMANDS = ["train", "deploy", "rollback", "history", "models", "serve", "monitor", "drift-check", "score", "simulate", "stack"]
+
+
+@pytest.fixture(autouse=True)
+def sigterm_handler_restored() -> Iterator[None]:
+    """Commands install their SIGTERM handler in this process; the test session keeps its own."""
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, before)
+
+
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stderr counts as an interactive terminal (rich's variables), so progress is shown."""
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli")
+    write_frame(simulate_churn(400, seed=1), str(folder / "ref.parquet"))
+    write_frame(simulate_churn(300, "strong", seed=2), str(folder / "cur.parquet"))
+    return folder
+
+
+def invoke(args: list[str]):
+    return CliRunner().invoke(cli.app, args)
+
+
+def test_the_command_lists_every_command_and_completion():
+    result = invoke(["--help"])
+    assert result.exit_code == 0, result.output
+    for name in [*COMMANDS, "--install-completion", "--show-completion"]:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_every_command_has_help_with_an_example(command, flag):
+    result = invoke([command, flag])
+    assert result.exit_code == 0, result.output
+    assert "Example:" in result.stdout and f"mlops {command} " in result.stdout
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ([], "Missing command"),
+        (["bogus"], "No such command 'bogus'"),
+        (["train"], "Missing option '--config'"),
+        (["train", "--config"], "'--config' requires an argument"),
+        (["train", "--config", "c.yaml", "--colour"], "No such option: --colour"),
+        (["deploy", "--config", "c.yaml", "--version", "x"], "'--version': must be a version number such as 3"),
+        (["score", "--config", "c.yaml", "--data", "d", "--out", "o", "--chunk-rows", "0"], "'--chunk-rows'"),
+        (["simulate", "--rows", "10", "--out", "o.csv", "--drift", "huge"], "'--drift'"),
+        (["stack"], "Missing argument 'action'. Choose from: up, down, status"),
+        (["stack", "sideways"], "'sideways' is not one of 'up', 'down', 'status'"),
+        (["simulate", "--rows", "20.0", "--out", "o.csv"], "'--rows'"),
+        (["rollback", "--config", "c.yaml", "--reason", "--json"], "Option '--reason' requires an argument"),
+        (["simulate", "--rows", "5", "--s", "1", "--out", "o.csv"], "No such option: --s"),
+    ],
+    ids=["no-command", "unknown-command", "missing-option", "missing-value", "unknown-option", "bad-version",
+         "chunk-rows-0", "bad-choice", "missing-argument", "bad-argument", "float-for-int", "flag-as-value",
+         "ambiguous-prefix"],
+)
+def test_bad_usage_is_one_error_line_and_exit_2(args, words):
+    """Not Typer's box with the usage in it: the one `error:` line every other failure prints."""
+    result = invoke(args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], result.stderr
+
+
+def test_main_takes_an_argv_list_and_returns_the_exit_code(tmp_path, capsys):
+    out = tmp_path / "batch.csv"
+    assert cli.main(["simulate", "--rows", "20", "--drift", "mild", "--seed", "3", "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"status": "written", "uri": str(out), "rows": 20, "drift": "mild", "seed": 3}
+    assert cli.main(["simulate", "--rows", "0", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("error: Invalid value for '--rows'")
+
+
+def test_a_unique_prefix_names_its_option_as_argparse_allowed(tmp_path, capsys):
+    out = tmp_path / "batch.csv"
+    assert cli.main(["simulate", "--row", "5", "--dr", "strong", "--se", "2", f"--o={out}", "--js"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"status": "written", "uri": str(out), "rows": 5, "drift": "strong", "seed": 2}
+
+
+def test_a_config_error_is_one_line_the_json_line_and_exit_2(tmp_path):
+    result = invoke(["train", "--config", str(tmp_path / "missing.yaml"), "--json"])
+    assert result.exit_code == 2
+    assert [line for line in result.stderr.splitlines() if line.startswith("error: ")] == [result.stderr.strip()]
+    assert "missing.yaml" in result.stderr
+    assert json.loads(result.stdout)["exit_code"] == 2
+
+
+def test_progress_goes_to_stderr_on_a_terminal_and_never_into_json(datasets, terminal):
+    args = ["drift-check", "--reference", str(datasets / "ref.parquet"), "--current", str(datasets / "cur.parquet")]
+    shown = invoke(args)
+    assert shown.exit_code == 0, shown.output
+    assert "drift-check" in shown.stderr  # the spinner's label
+    assert shown.stdout.startswith("dataset drift") and "\x1b" not in shown.stdout
+
+    as_json = invoke([*args, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout)["status"] == "drift"  # the whole of stdout is the JSON object
+    assert as_json.stderr == ""
+
+
+def test_no_progress_when_stderr_is_not_a_terminal(datasets, monkeypatch):
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")
+    monkeypatch.delenv("TTY_INTERACTIVE", raising=False)
+    result = invoke(["drift-check", "--reference", str(datasets / "ref.parquet"), "--current", str(datasets / "cur.parquet")])
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+class _ConsoleHandler(logging.StreamHandler):
+    """The shape of Prefect's console handler: a stream handler that prints through its own rich Console."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self.console = Console(file=stream)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.console.print(self.format(record), soft_wrap=True)
+
+
+@pytest.mark.parametrize("kind", [logging.StreamHandler, _ConsoleHandler])
+def test_log_lines_written_while_the_spinner_turns_are_printed_by_its_console(kind, terminal, capsys):
+    stderr = sys.stderr
+    handler = kind(stderr)
+    logger = logging.getLogger(f"test-progress-{kind.__name__}")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with progress("working", as_json=False) as say:
+            # Straight to the terminal, a line would be drawn through the spinner's own line.
+            assert handler.stream is not stderr
+            if kind is _ConsoleHandler:
+                assert handler.console.file is not stderr
+            say("step 2")
+            logger.warning("a log line")
+        assert handler.stream is stderr
+        if kind is _ConsoleHandler:
+            assert handler.console.file is stderr
+    finally:
+        logger.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert err.count("a log line") == 1 and "working: step 2" in err
