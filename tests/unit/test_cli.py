@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from mlops import cli
 from mlops.data import write_frame
+from mlops.local.simulate import simulate_churn
 from mlops.progress import progress
-from mlops.simulate import simulate_churn
 
 COMMANDS = ["train", "deploy", "rollback", "history", "models", "serve", "monitor", "drift-check", "score", "simulate", "stack"]
 
