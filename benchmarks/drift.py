@@ -1,7 +1,7 @@
 """Drift check time and memory: Evidently's DataDriftPreset against our full-data engine.
 
 Baseline: `Report([DataDriftPreset(...)])` run on the full reference and current frames, read
-with pandas from Parquet (what `mlops.drift_evidently.run_drift_report` does, with Evidently's defaults).
+with pandas from Parquet (what `mlops.drift.evidently_report` does, with Evidently's defaults).
 Ours: `mlops.drift.check_drift` with the reference profile stored at training time (built here
 beforehand, its time printed apart) and the current window streamed from the same Parquet file
 column by column in row-group batches (`ParquetWindow`).
@@ -87,8 +87,7 @@ def cmd_generate(folder: Path, rows: int) -> dict:
 
 
 def cmd_profile(folder: Path) -> dict:
-    from mlops.drift_profile import build_profile
-    from mlops.drift_window import ParquetWindow
+    from mlops.drift import ParquetWindow, build_profile
 
     numeric, categorical = columns()
     start = time.perf_counter()
@@ -99,9 +98,7 @@ def cmd_profile(folder: Path) -> dict:
 
 def cmd_ours(folder: Path) -> dict:
     from mlops.config import MonitoringConfig
-    from mlops.drift import check_drift
-    from mlops.drift_profile import ReferenceProfile
-    from mlops.drift_window import ParquetWindow
+    from mlops.drift import ParquetWindow, ReferenceProfile, check_drift
 
     numeric, categorical = columns()
     rss_imports = _rss_mb()
@@ -119,14 +116,14 @@ def cmd_evidently(folder: Path) -> dict:
     import pandas as pd
 
     from mlops.config import MonitoringConfig
-    from mlops.drift_evidently import run_drift_report
+    from mlops.drift import evidently_report
 
     numeric, categorical = columns()
     rss_imports = _rss_mb()
     start = time.perf_counter()
     reference = pd.read_parquet(folder / "reference.parquet")
     current = pd.read_parquet(folder / "current.parquet")
-    report = run_drift_report(reference, current, numeric, categorical, MonitoringConfig())
+    report = evidently_report(reference, current, numeric, categorical, MonitoringConfig())
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "rss_imports_mb": rss_imports, "decisions": _decisions(report)}
 

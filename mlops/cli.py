@@ -269,7 +269,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def cmd_drift_check(args: argparse.Namespace) -> int:
     """Ad-hoc drift check of two datasets; exit 0 with or without drift, 2 on bad input."""
-    from mlops.drift_check import report_dict, run_drift_check
+    from mlops.drift import check_datasets as run_drift_check
+    from mlops.drift import report_dict
 
     try:
         report = run_drift_check(args.reference, args.current, args.config)

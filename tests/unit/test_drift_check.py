@@ -6,9 +6,14 @@ import pytest
 
 from mlops.config import MonitoringConfig
 from mlops.data import write_frame
-from mlops.drift import INSUFFICIENT_DATA, too_few_rows
-from mlops.drift_check import report_dict, run_drift_check
-from mlops.drift_profile import ReferenceProfile, profile_frame
+from mlops.drift import (
+    INSUFFICIENT_DATA,
+    ReferenceProfile,
+    check_datasets,
+    profile_frame,
+    report_dict,
+    too_few_rows,
+)
 from mlops.errors import DataError
 from mlops.simulate import simulate_churn
 
@@ -28,7 +33,7 @@ def test_the_min_rows_rule_is_one_function():
 def test_drift_check_gives_no_verdict_below_min_rows_as_the_monitor_does(tmp_path, rows, status):
     write_frame(simulate_churn(2000, seed=1), str(tmp_path / "ref.parquet"))
     write_frame(simulate_churn(rows, "strong", seed=2), str(tmp_path / "cur.parquet"))
-    out = report_dict(run_drift_check(str(tmp_path / "ref.parquet"), str(tmp_path / "cur.parquet")))
+    out = report_dict(check_datasets(str(tmp_path / "ref.parquet"), str(tmp_path / "cur.parquet")))
     assert out["status"] == status and out["rows_current"] == rows
     if status == INSUFFICIENT_DATA:
         assert not out["dataset_drift"] and out["columns"] == [] and "min_rows" in out["no_verdict"]
@@ -38,7 +43,7 @@ def test_a_missing_column_is_still_an_error_in_a_tiny_window(tmp_path):
     write_frame(simulate_churn(2000, seed=1), str(tmp_path / "ref.parquet"))
     write_frame(simulate_churn(1, seed=2).drop(columns=["age"]), str(tmp_path / "cur.parquet"))
     with pytest.raises(DataError, match="lacks monitored columns: age"):
-        run_drift_check(str(tmp_path / "ref.parquet"), str(tmp_path / "cur.parquet"))
+        check_datasets(str(tmp_path / "ref.parquet"), str(tmp_path / "cur.parquet"))
 
 
 @pytest.mark.parametrize("keep", [7, 100, 0.5, -30])

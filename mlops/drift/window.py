@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from mlops.drift_stats import CategoricalColumn, NumericColumn, sort_finite
+from mlops.drift.statistics import CategoricalColumn, NumericColumn, sort_finite
 from mlops.errors import DataError
 
 BATCH_ROWS = 131_072

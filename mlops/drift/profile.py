@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.drift_stats import CategoricalColumn, Column, NumericColumn
-from mlops.drift_window import FrameWindow, WindowColumns
+from mlops.drift.statistics import CategoricalColumn, Column, NumericColumn
+from mlops.drift.window import FrameWindow, WindowColumns
 from mlops.errors import DataError
 
 FORMAT_VERSION = 1
@@ -144,4 +144,12 @@ def build_profile(window: WindowColumns, numeric: Iterable[str], categorical: It
 
 
 def profile_frame(frame: pd.DataFrame, numeric: Iterable[str], categorical: Iterable[str]) -> ReferenceProfile:
+    """build_profile of a frame in memory (the training sample, a small dataset)."""
     return build_profile(FrameWindow(frame), numeric, categorical)
+
+
+def reference_sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """A seeded sample of the training data (all of it when small enough) kept as the reference."""
+    if len(frame) <= max_rows:
+        return frame.reset_index(drop=True)
+    return frame.sample(n=max_rows, random_state=seed).sort_index().reset_index(drop=True)
