@@ -11,16 +11,21 @@ skips them). Bad input there is a one-line DataError or ConfigError.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mlops.config import MonitoringConfig, load_monitoring_config
 from mlops.drift import statistics as st
 from mlops.drift.methods import STAT_TESTS, configured_method, default_method
-from mlops.drift.profile import CATEGORICAL, NUMERIC, ReferenceProfile, build_profile
+from mlops.drift.profile import ReferenceProfile, build_profile
 from mlops.drift.report import ColumnDrift, DriftReport, no_verdict_report, too_few_rows
-from mlops.drift.window import WindowColumns, open_window
+from mlops.drift.window import (
+    CATEGORICAL,
+    NUMERIC,
+    WindowColumns,
+    map_columns,
+    open_window,
+    read_column,
+)
 from mlops.errors import DataError
 
 PROFILE_SUFFIX = ".npz"
@@ -47,10 +52,6 @@ def column_drift(
     return ColumnDrift(column, test.name, float(value), float(threshold), test.drifted(value, threshold))
 
 
-def _read_current(window: WindowColumns, column: str, kind: str) -> st.Column:
-    return window.numeric(column) if kind == NUMERIC else window.categorical(column)
-
-
 def check_drift(
     profile: ReferenceProfile,
     window: WindowColumns,
@@ -61,8 +62,8 @@ def check_drift(
 ) -> DriftReport:
     """Every column of the full current window against the stored reference profile.
 
-    Columns run in parallel threads (sorting and Parquet reads release the GIL); each thread
-    holds one column of the window and one of the reference at a time, which bounds memory.
+    Columns run in parallel threads (`map_columns`); each thread holds one column of the window
+    and one of the reference at a time, which bounds memory.
     """
     columns = [*numeric, *categorical]
     missing = [c for c in columns if c not in window.names]
@@ -77,14 +78,9 @@ def check_drift(
         raise ValueError(f"columns profiled as another kind than asked: {', '.join(clash)}")
 
     def one(name: str) -> ColumnDrift:
-        return column_drift(name, kinds[name], profile.column(name), _read_current(window, name, kinds[name]), config)
+        return column_drift(name, kinds[name], profile.column(name), read_column(window, name, kinds[name]), config)
 
-    workers = workers or min(4, os.cpu_count() or 1)
-    if workers > 1 and len(columns) > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = tuple(pool.map(one, columns))
-    else:
-        results = tuple(one(c) for c in columns)
+    results = map_columns(one, columns, workers)
     drifted = sum(c.drifted for c in results)
     share = drifted / len(results) if results else 0.0
     return DriftReport(

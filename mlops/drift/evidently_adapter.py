@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from mlops.config import MonitoringConfig
 from mlops.drift.profile import reference_sample
 from mlops.drift.report import ColumnDrift, DriftReport
+
+if TYPE_CHECKING:  # `mlops drift-check` on Parquet never imports pandas: it starts faster
+    import pandas as pd
 
 # Evidently labels its metrics with these type names; we check them instead of reading by position.
 _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"

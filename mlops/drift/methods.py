@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from mlops.config import MonitoringConfig
 from mlops.drift import statistics as st
-from mlops.drift.profile import CATEGORICAL, NUMERIC
+from mlops.drift.window import CATEGORICAL, NUMERIC
 
 
 @dataclass(frozen=True)
