@@ -144,11 +144,12 @@ class ParquetWindow:
             return None
         return NUMERIC if pa.types.is_integer(dtype) or pa.types.is_floating(dtype) else CATEGORICAL
 
-    def _batches(self, name: str):
+    def _batches(self, name: str, as_dictionary: bool = False):
         import pyarrow.parquet as pq
 
         # A fresh handle per column: threads may read different columns at the same time.
-        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=self.batch_rows, columns=[name]):
+        handle = pq.ParquetFile(self.path, read_dictionary=[name] if as_dictionary else None)
+        for batch in handle.iter_batches(batch_size=self.batch_rows, columns=[name]):
             yield batch.column(0)
 
     def numeric(self, name: str) -> NumericColumn:
@@ -178,14 +179,22 @@ class ParquetWindow:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        dtype = self._schema.field(name).type
+        # Parquet stores strings dictionary-encoded: reading them so, only the codes are counted
+        # and only the distinct values become Python objects (several times faster than strings).
+        text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+        strings = any(is_text(dtype) for is_text in text)
         counts: Counter = Counter()
-        for chunk in self._batches(name):
+        for chunk in self._batches(name, as_dictionary=strings):
             if pa.types.is_dictionary(chunk.type):
-                chunk = chunk.dictionary_decode()
-            # Arrow counts in C; only the distinct values become Python objects.
-            tally = pc.value_counts(chunk)
-            for key, n in zip(tally.field("values").to_pylist(), tally.field("counts").to_pylist(), strict=True):
-                if key is None or (isinstance(key, float) and not np.isfinite(key)):
+                codes = pc.drop_null(chunk.indices) if chunk.null_count else chunk.indices
+                tally = np.bincount(np.from_dlpack(codes), minlength=len(chunk.dictionary))
+                pairs = zip(chunk.dictionary.to_pylist(), tally.tolist(), strict=True)
+            else:
+                found = pc.value_counts(chunk)  # Arrow counts in C
+                pairs = zip(found.field("values").to_pylist(), found.field("counts").to_pylist(), strict=True)
+            for key, n in pairs:
+                if n == 0 or key is None or (isinstance(key, float) and not np.isfinite(key)):
                     continue
                 counts[key] += n
         return CategoricalColumn(counts)

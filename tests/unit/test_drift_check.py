@@ -114,3 +114,29 @@ def test_a_cold_drift_check_imports_no_heavy_library(tmp_path):
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if line.startswith("import time:")}
     heavy = {"scipy", "pandas", "evidently", "sklearn", "mlflow", "prefect", "great_expectations", "fastapi", "boto3"}
     assert imported & heavy == set()
+
+
+def test_parquet_categories_count_as_the_frame_counts_them(tmp_path):
+    # Strings are counted by their dictionary codes: nulls, several row groups and dictionaries,
+    # stored categoricals, booleans and bytes must count as pandas' reading of the file does.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlops.drift import FrameWindow, ParquetWindow
+
+    rng = np.random.default_rng(4)
+    words = rng.choice(["red", "green", "blue", None, "grey"], 1000).tolist()
+    table = pa.table({
+        "strings": pa.array(words, pa.string()),
+        "large": pa.array(words, pa.large_string()),
+        "all_null": pa.array([None] * 1000, pa.string()),
+        "stored_categorical": pa.array(words, pa.string()).dictionary_encode(),
+        "flags": pa.array(rng.choice([True, False, None], 1000).tolist(), pa.bool_()),
+        "raw": pa.array([w.encode() if w else None for w in words], pa.binary()),
+    })
+    pq.write_table(table, tmp_path / "w.parquet", row_group_size=300)
+    streamed = ParquetWindow(tmp_path / "w.parquet", batch_rows=128)
+    in_memory = FrameWindow(pd.read_parquet(tmp_path / "w.parquet"))
+    for name in table.column_names:
+        theirs = {k: v for k, v in in_memory.categorical(name).counts.items() if v}
+        assert dict(streamed.categorical(name).counts) == theirs, name
