@@ -11,7 +11,7 @@ from mlops.drift import INSUFFICIENT_DATA, too_few_rows
 from mlops.monitoring import MonitorResult
 from mlops.registry import open_registry
 from tasks.monitoring import (
-    check_drift,
+    check_window,
     count_dead_letters,
     emit_breach_event,
     html_report_path,
@@ -60,7 +60,7 @@ def monitor(
                              unreadable_parts=window.unreadable_parts, dead_letter_rows=dead)
 
     html = html_report_path()
-    report = check_drift(reference, current, contract, model, config, champion, html, profile)
+    report = check_window(reference, current, contract, model, config, champion, html, profile)
     run_id, run_url = log_monitoring_run(registry, config, champion, report, window, html)
     report = replace(report, report_location=run_url or f"runs:/{run_id}/drift/report.html")
     publish_drift_report(report, window, run_url, dead)

@@ -477,11 +477,11 @@ def cmd_drift_check(
     as_json: JsonFlag = False,
 ) -> int:
     """Ad-hoc drift check of two datasets; exit 0 with or without drift, 2 on bad input."""
-    from mlops.drift_check import report_dict, run_drift_check
+    from mlops.drift import check_datasets, report_dict
 
     try:
         with progress(f"drift-check {current}", as_json):
-            report = run_drift_check(reference, current, config)
+            report = check_datasets(reference, current, config)
     except MlopsError as err:
         return _fail(err, as_json)
     if as_json:

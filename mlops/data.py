@@ -16,14 +16,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
-
-import pandas as pd
 
 from mlops.config import Settings
 from mlops.errors import DataError, StorageUnavailable
 from mlops.files import read_regular_file
+
+if TYPE_CHECKING:
+    # Imported where a frame is read or hashed: parse_uri and the file helpers serve
+    # `mlops drift-check`, which reads Parquet with pyarrow and starts faster without pandas.
+    import pandas as pd
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -121,6 +124,8 @@ def s3_errors(uri: str, action: str) -> Iterator[None]:
 
 def read_frame(uri: str, client: Any | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet dataset; every failure is a one-line DataError naming the file."""
+    import pandas as pd
+
     loc = parse_uri(uri)
     payload = read_bytes(loc, client)
     if not payload.strip():
@@ -199,6 +204,8 @@ def write_frame(frame: pd.DataFrame, uri: str, client: Any | None = None) -> str
 
 def fingerprint_frame(frame: pd.DataFrame) -> str:
     """Content hash of a frame: column names, dtypes and every value, independent of file format."""
+    import pandas as pd
+
     digest = hashlib.sha256()
     digest.update("\x1f".join(f"{c}:{t}" for c, t in frame.dtypes.astype(str).items()).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())

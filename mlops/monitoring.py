@@ -16,11 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from mlops import drift, drift_evidently, events, training
+from mlops import drift, events, training
 from mlops.config import PipelineConfig
 from mlops.contract import DataContract
-from mlops.drift_profile import ReferenceProfile, profile_frame
-from mlops.drift_window import FrameWindow
+from mlops.drift import FrameWindow, ReferenceProfile, profile_frame
 from mlops.metrics import Predictions, higher_is_better, predict, score_predictions
 from mlops.serving import prediction_log
 
@@ -138,7 +137,7 @@ def check_window(
     details = dict(report.details)
     if html_path is not None:
         ref_sample = drift.reference_sample(reference, config.monitoring.report_sample_rows, config.monitoring.seed)
-        details["html_sample"] = drift_evidently.sample_html_report(
+        details["html_sample"] = drift.sample_html_report(
             _scored(ref_sample, model, contract), cur, numeric, categorical, config.monitoring, html_path
         )
         details["html_sample"]["of_reference"] = len(reference)

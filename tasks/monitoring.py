@@ -16,8 +16,7 @@ from prefect.events import emit_event
 from mlops import data, monitoring
 from mlops.config import PipelineConfig
 from mlops.contract import DataContract
-from mlops.drift import DriftReport
-from mlops.drift_profile import ReferenceProfile
+from mlops.drift import DriftReport, ReferenceProfile
 from mlops.registry import ModelRef, Registry
 from tasks import io_task_options
 
@@ -73,7 +72,7 @@ def count_dead_letters(window: monitoring.Window) -> int:
 
 
 @task(name="check-drift", cache_policy=NO_CACHE)
-def check_drift(
+def check_window(
     reference: pd.DataFrame, current: pd.DataFrame, contract: DataContract, model: Any,
     config: PipelineConfig, champion: ModelRef, html_path: Path, profile: ReferenceProfile | None = None,
 ) -> DriftReport:

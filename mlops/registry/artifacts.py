@@ -18,12 +18,12 @@ from mlops.registry.client import ModelRef, tag_value
 from mlops.registry.versions import VersionLookup
 
 if TYPE_CHECKING:
-    from mlops.drift_profile import ReferenceProfile
+    from mlops.drift import ReferenceProfile
 
 CONTRACT_FILE = "contract.json"
 # A seeded sample of the training data, logged with the run: the drift monitor's reference.
 REFERENCE_ARTIFACT = "reference/reference.parquet"
-# The drift reference profile computed from that sample (mlops.drift_profile): what checks read.
+# The drift reference profile computed from that sample (mlops.drift.profile): what checks read.
 PROFILE_ARTIFACT = "reference/profile.npz"
 MODEL_ARTIFACT_NAME = "model"
 SKOPS_FILE = "model.skops"
@@ -150,7 +150,7 @@ class ModelArtifacts(VersionLookup):
 
     def load_reference_profile(self, ref: ModelRef) -> ReferenceProfile | None:
         """The version's drift profile; None for versions trained before profiles were stored."""
-        from mlops.drift_profile import ReferenceProfile
+        from mlops.drift import ReferenceProfile
 
         try:
             payload = self._download(ref, PROFILE_ARTIFACT, "drift profile")

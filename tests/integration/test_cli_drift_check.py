@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlops.data import write_frame
-from mlops.drift_profile import profile_frame
+from mlops.drift import profile_frame
 from mlops.local.simulate import simulate_churn
 
 MLOPS = str(Path(sys.executable).parent / "mlops")

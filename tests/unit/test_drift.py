@@ -1,12 +1,11 @@
-"""The Evidently adapter (mlops.drift_evidently): decisions come from Evidently and land in our DriftReport."""
+"""The Evidently adapter (mlops.drift.evidently_adapter): decisions come from Evidently and land in our DriftReport."""
 
 from __future__ import annotations
 
 import pytest
 
 from mlops.config import MonitoringConfig
-from mlops.drift import PerformanceDrift
-from mlops.drift_evidently import run_drift_report
+from mlops.drift import PerformanceDrift, evidently_report
 from mlops.local.simulate import simulate_churn
 
 NUMERIC = ["age", "tenure_months", "monthly_charges", "support_calls"]
@@ -19,7 +18,7 @@ def reference():
 
 
 def test_same_population_has_no_dataset_drift(reference):
-    report = run_drift_report(reference, simulate_churn(3000, seed=2), NUMERIC, CATEGORICAL, MonitoringConfig())
+    report = evidently_report(reference, simulate_churn(3000, seed=2), NUMERIC, CATEGORICAL, MonitoringConfig())
     assert not report.dataset_drift
     assert report.drifted_columns == ()
     assert {c.column for c in report.columns} == set(NUMERIC + CATEGORICAL)
@@ -29,7 +28,7 @@ def test_same_population_has_no_dataset_drift(reference):
 def test_strong_covariate_shift_is_detected_on_the_shifted_columns(reference, tmp_path):
     html = tmp_path / "report.html"
     current = simulate_churn(3000, "strong", seed=3)
-    report = run_drift_report(reference, current, NUMERIC, CATEGORICAL, MonitoringConfig(), html_path=html)
+    report = evidently_report(reference, current, NUMERIC, CATEGORICAL, MonitoringConfig(), html_path=html)
     drifted = {c.column for c in report.drifted_columns}
     assert {"monthly_charges", "support_calls", "contract"} <= drifted
     assert "age" not in drifted and "plan" not in drifted
@@ -44,7 +43,7 @@ def test_strong_covariate_shift_is_detected_on_the_shifted_columns(reference, tm
 
 def test_configured_method_and_threshold_are_used(reference):
     config = MonitoringConfig(num_method="ks", cat_method="chisquare", threshold=0.01, drift_share=0.9)
-    report = run_drift_report(reference, simulate_churn(3000, "strong", seed=4), NUMERIC, CATEGORICAL, config)
+    report = evidently_report(reference, simulate_churn(3000, "strong", seed=4), NUMERIC, CATEGORICAL, config)
     assert {c.threshold for c in report.columns} == {0.01}
     assert any("K-S" in c.method or "ks" in c.method.lower() for c in report.columns)
     assert report.drifted_columns and not report.dataset_drift  # share below 0.9
@@ -52,7 +51,7 @@ def test_configured_method_and_threshold_are_used(reference):
 
 def test_missing_monitored_column_is_named(reference):
     with pytest.raises(ValueError, match="monthly_charges"):
-        run_drift_report(reference, reference.drop(columns=["monthly_charges"]), NUMERIC, CATEGORICAL, MonitoringConfig())
+        evidently_report(reference, reference.drop(columns=["monthly_charges"]), NUMERIC, CATEGORICAL, MonitoringConfig())
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,15 @@ import pytest
 from evidently.legacy.calculations import stattests
 
 from mlops.config import MonitoringConfig
-from mlops.drift import check_drift
-from mlops.drift_evidently import run_drift_report
-from mlops.drift_profile import ReferenceProfile, build_profile, profile_frame
-from mlops.drift_window import FrameWindow, ParquetWindow
+from mlops.drift import (
+    FrameWindow,
+    ParquetWindow,
+    ReferenceProfile,
+    build_profile,
+    check_drift,
+    evidently_report,
+    profile_frame,
+)
 
 NUMERIC = ["normal", "skewed", "integers", "few", "const"]
 CATEGORICAL = ["colour", "binary", "const_cat"]
@@ -97,7 +102,7 @@ def test_default_methods_match_evidently(case):
     ref_spec, cur_spec = CASES[case]
     reference, current = frame(**ref_spec), frame(**cur_spec)
     config = METHODS["defaults"]
-    theirs = run_drift_report(reference, current, NUMERIC, CATEGORICAL, config)
+    theirs = evidently_report(reference, current, NUMERIC, CATEGORICAL, config)
     ours = check_drift(profile_frame(reference, NUMERIC, CATEGORICAL), FrameWindow(current), NUMERIC, CATEGORICAL, config)
     assert_same(ours, theirs)
 
@@ -108,7 +113,7 @@ def test_configured_methods_match_evidently(case, method):
     ref_spec, cur_spec = CASES[case]
     reference, current = frame(**ref_spec), frame(**cur_spec)
     config = METHODS[method]
-    theirs = run_drift_report(reference, current, NUMERIC, CATEGORICAL, config)
+    theirs = evidently_report(reference, current, NUMERIC, CATEGORICAL, config)
     ours = check_drift(profile_frame(reference, NUMERIC, CATEGORICAL), FrameWindow(current), NUMERIC, CATEGORICAL, config)
     assert_same(ours, theirs)
 

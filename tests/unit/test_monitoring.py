@@ -9,7 +9,7 @@ import pytest
 from mlops import monitoring
 from mlops.config import parse_config
 from mlops.contract import infer_contract
-from mlops.drift_profile import ReferenceProfile
+from mlops.drift import ReferenceProfile
 from mlops.local.simulate import simulate_churn
 from mlops.training import fit_pipeline
 

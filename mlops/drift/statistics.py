@@ -4,8 +4,12 @@ Each function takes what a reference profile keeps (sorted finite values of a nu
 the category counts of a categorical one) plus the same for the current window, and returns the
 statistic Evidently's stat test of that name returns. Binning, zero-filling, the tie rules of the
 empirical CDFs and the p-value formulas follow `evidently.legacy.calculations.stattests` and the
-scipy functions it calls; where the final step runs on a short vector (a few dozen bins or
-categories) we call the same scipy function, so only the O(n) part is our own.
+scipy functions it calls. The default methods (Wasserstein, Jensen-Shannon) and the other
+distances need no scipy: the few lines scipy runs on the short final vector (a few dozen bins or
+categories) are repeated here operation for operation, and tests/unit/test_drift_stats.py holds
+them equal to scipy's. The p-value tests whose exact distributions are scipy's own work (KS,
+Anderson-Darling, chi-square) import `scipy.stats` when they run: it costs about half a second
+to import, which a cold `mlops drift-check` on the default methods does not pay.
 """
 
 from __future__ import annotations
@@ -15,8 +19,6 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
-from scipy.spatial import distance
 
 # scipy's ks_2samp switches from the exact to the asymptotic p-value above this sample size.
 KS_EXACT_MAX_N = 10_000
@@ -126,6 +128,8 @@ def ks_pvalue(reference: NumericColumn, current: NumericColumn) -> float:
     n1, n2 = reference.size, current.size
     if max(n1, n2) <= KS_EXACT_MAX_N:
         # Small samples: scipy's exact path is cheap here, and calling it keeps every branch equal.
+        from scipy import stats
+
         return float(stats.ks_2samp(reference.values, current.values).pvalue)
     points = np.concatenate((reference.values, current.values))
     diff = np.searchsorted(reference.values, points, side="right") / n1
@@ -133,12 +137,16 @@ def ks_pvalue(reference: NumericColumn, current: NumericColumn) -> float:
     d = max(float(np.clip(-diff.min(), 0, 1)), float(diff.max()))
     m, n = sorted([float(n1), float(n2)], reverse=True)
     en = m * n / (m + n)
+    from scipy import stats
+
     return float(np.clip(stats.kstwo.sf(d, np.round(en)), 0, 1))
 
 
 def anderson_pvalue(reference: NumericColumn, current: NumericColumn) -> float:
     """k-sample Anderson-Darling p-value (scipy's, capped to [0.001, 0.25]); not accelerated."""
     import warnings
+
+    from scipy import stats
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns whenever it caps the p-value
@@ -210,9 +218,35 @@ def _fill_zeroes(shares: np.ndarray) -> None:
     shares[shares == 0] = smallest / 10**6 if smallest <= 0.0001 else 0.0001
 
 
+def rel_entr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """scipy.special.rel_entr, elementwise x * log(x / y), on the short vectors of shares.
+
+    scipy's kernel takes log1p((x - y) / y) when x / y lies in (0.5, 2), where log(x / y) would
+    lose digits, and log(x / y) elsewhere; the same IEEE operations and the same C library
+    functions give the same bits. A Python loop: these vectors hold a few dozen values.
+    """
+    return np.array([_rel_entr(a, b) for a, b in zip(x.tolist(), y.tolist(), strict=True)], dtype=np.float64)
+
+
+def _rel_entr(x: float, y: float) -> float:
+    if math.isnan(x) or math.isnan(y):
+        return math.nan
+    if x > 0 and y > 0:
+        ratio = x / y
+        if 0.5 < ratio < 2:
+            return x * math.log1p((x - y) / y)
+        return x * math.log(ratio)
+    return 0.0 if x == 0 and y >= 0 else math.inf
+
+
 def jensenshannon(reference: Column, current: Column) -> float:
+    """scipy.spatial.distance.jensenshannon(ref, cur) on the binned shares (natural log)."""
     ref, cur = binned_shares(reference, current, fill_zeroes=False)
-    return float(distance.jensenshannon(ref, cur))
+    p = ref / np.sum(ref)
+    q = cur / np.sum(cur)
+    m = (p + q) / 2.0
+    js = np.sum(rel_entr(p, m)) + np.sum(rel_entr(q, m))
+    return float(np.sqrt(js / 2.0))
 
 
 def psi(reference: Column, current: Column) -> float:
@@ -221,8 +255,9 @@ def psi(reference: Column, current: Column) -> float:
 
 
 def kl_div(reference: Column, current: Column) -> float:
+    """scipy.stats.entropy(ref, cur): the relative entropy of the binned shares (natural log)."""
     ref, cur = binned_shares(reference, current, fill_zeroes=True)
-    return float(stats.entropy(ref, cur))
+    return float(np.sum(rel_entr(ref / np.sum(ref), cur / np.sum(cur))))
 
 
 def hellinger(reference: Column, current: Column) -> float:
@@ -251,6 +286,8 @@ def chisquare_pvalue(reference: Column, current: Column) -> float:
     """Pearson's chi-square of current counts against reference shares scaled to the current size."""
     ref, cur = _value_counts(reference, current)
     expected = ref * (current.size / reference.size)
+    from scipy import stats
+
     return float(stats.chisquare(cur, expected).pvalue)
 
 
@@ -265,7 +302,10 @@ def z_pvalue(reference: Column, current: Column) -> float:
     p2 = (n2 - _count(current, first)) / n2
     pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
     z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2))
-    return float(2 * (1 - stats.norm.cdf(np.abs(z))))
+    # stats.norm.cdf is ndtr for the standard normal; scipy.special imports in a third of the time.
+    from scipy.special import ndtr
+
+    return float(2 * (1 - ndtr(np.abs(z))))
 
 
 def _aligned_value_counts(reference: NumericColumn, current: NumericColumn) -> tuple[np.ndarray, np.ndarray]:

@@ -8,17 +8,39 @@ keeps peak memory near one or two columns instead of the whole window.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
-import pandas as pd
 
-from mlops.drift_stats import CategoricalColumn, NumericColumn, sort_finite
+from mlops.drift.statistics import CategoricalColumn, NumericColumn, sort_finite
 from mlops.errors import DataError
 
+if TYPE_CHECKING:  # `mlops drift-check` on Parquet never imports pandas: it starts faster
+    import pandas as pd
+
 BATCH_ROWS = 131_072
+# The two kinds of column a check compares; dates and times are neither (skipped).
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+T = TypeVar("T")
+
+
+def map_columns(read: Callable[[str], T], names: Sequence[str], workers: int | None = None) -> tuple[T, ...]:
+    """`read` of every column, in order, on a few threads (Parquet reads and sorts release the GIL).
+
+    Each thread holds one column at a time, which bounds memory; the first error, in column
+    order, is raised as a sequential loop would raise it.
+    """
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers > 1 and len(names) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return tuple(pool.map(read, names))
+    return tuple(read(n) for n in names)
 
 
 class WindowColumns(Protocol):
@@ -39,6 +61,11 @@ class WindowColumns(Protocol):
     def categorical(self, name: str) -> CategoricalColumn: ...
 
 
+def read_column(window: WindowColumns, name: str, kind: str) -> CategoricalColumn | NumericColumn:
+    """One column as the statistics want it: sorted finite values, or counts per category."""
+    return window.numeric(name) if kind == NUMERIC else window.categorical(name)
+
+
 def count_categories(values: pd.Series) -> Counter:
     """Counts per category with NaN and infinities left out, as Evidently drops them."""
     counts = values.value_counts(dropna=True)
@@ -51,7 +78,9 @@ def count_categories(values: pd.Series) -> Counter:
 
 
 def numeric_values(values: pd.Series) -> NumericColumn:
-    if not pd.api.types.is_numeric_dtype(values):
+    from pandas.api.types import is_numeric_dtype
+
+    if not is_numeric_dtype(values):
         raise ValueError(f"column '{values.name}' should contain numerical values only")
     return sort_finite(values.to_numpy())
 
@@ -71,11 +100,13 @@ class FrameWindow:
         return [str(c) for c in self.frame.columns]
 
     def kind_of(self, name: str) -> str | None:
+        from pandas.api import types
+
         dtype = self.frame[name].dtype
-        if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        if types.is_datetime64_any_dtype(dtype) or types.is_timedelta64_dtype(dtype):
             return None
-        numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-        return "numeric" if numeric else "categorical"
+        numeric = types.is_numeric_dtype(dtype) and not types.is_bool_dtype(dtype)
+        return NUMERIC if numeric else CATEGORICAL
 
     def numeric(self, name: str) -> NumericColumn:
         return numeric_values(self.frame[name])
@@ -111,17 +142,19 @@ class ParquetWindow:
         dtype = self._schema.field(name).type
         if pa.types.is_temporal(dtype):
             return None
-        return "numeric" if pa.types.is_integer(dtype) or pa.types.is_floating(dtype) else "categorical"
+        return NUMERIC if pa.types.is_integer(dtype) or pa.types.is_floating(dtype) else CATEGORICAL
 
-    def _batches(self, name: str):
+    def _batches(self, name: str, as_dictionary: bool = False):
         import pyarrow.parquet as pq
 
         # A fresh handle per column: threads may read different columns at the same time.
-        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=self.batch_rows, columns=[name]):
+        handle = pq.ParquetFile(self.path, read_dictionary=[name] if as_dictionary else None)
+        for batch in handle.iter_batches(batch_size=self.batch_rows, columns=[name]):
             yield batch.column(0)
 
     def numeric(self, name: str) -> NumericColumn:
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         out = np.empty(self._rows, dtype=np.float64)
         filled = 0
@@ -130,7 +163,11 @@ class ParquetWindow:
             if not (pa.types.is_integer(chunk.type) or pa.types.is_floating(chunk.type)):
                 raise ValueError(f"column '{name}' should contain numerical values only")
             integer = integer and pa.types.is_integer(chunk.type) and chunk.null_count == 0
-            values = chunk.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            if chunk.null_count:
+                chunk = pc.drop_null(chunk)
+            # DLPack hands numpy the buffer as it is; Array.to_numpy would import pandas (the
+            # largest import of a cold drift-check) for a conversion that needs none.
+            values = np.from_dlpack(chunk).astype(np.float64, copy=False)
             values = values[np.isfinite(values)]
             out[filled : filled + values.size] = values
             filled += values.size
@@ -142,14 +179,22 @@ class ParquetWindow:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        dtype = self._schema.field(name).type
+        # Parquet stores strings dictionary-encoded: reading them so, only the codes are counted
+        # and only the distinct values become Python objects (several times faster than strings).
+        text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
+        strings = any(is_text(dtype) for is_text in text)
         counts: Counter = Counter()
-        for chunk in self._batches(name):
+        for chunk in self._batches(name, as_dictionary=strings):
             if pa.types.is_dictionary(chunk.type):
-                chunk = chunk.dictionary_decode()
-            # Arrow counts in C; only the distinct values become Python objects.
-            tally = pc.value_counts(chunk)
-            for key, n in zip(tally.field("values").to_pylist(), tally.field("counts").to_pylist(), strict=True):
-                if key is None or (isinstance(key, float) and not np.isfinite(key)):
+                codes = pc.drop_null(chunk.indices) if chunk.null_count else chunk.indices
+                tally = np.bincount(np.from_dlpack(codes), minlength=len(chunk.dictionary))
+                pairs = zip(chunk.dictionary.to_pylist(), tally.tolist(), strict=True)
+            else:
+                found = pc.value_counts(chunk)  # Arrow counts in C
+                pairs = zip(found.field("values").to_pylist(), found.field("counts").to_pylist(), strict=True)
+            for key, n in pairs:
+                if n == 0 or key is None or (isinstance(key, float) and not np.isfinite(key)):
                     continue
                 counts[key] += n
         return CategoricalColumn(counts)

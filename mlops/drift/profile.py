@@ -14,18 +14,25 @@ import threading
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from mlops.drift_stats import CategoricalColumn, Column, NumericColumn
-from mlops.drift_window import FrameWindow, WindowColumns
+from mlops.drift.statistics import CategoricalColumn, Column, NumericColumn
+from mlops.drift.window import (
+    CATEGORICAL,
+    NUMERIC,
+    FrameWindow,
+    WindowColumns,
+    map_columns,
+    read_column,
+)
 from mlops.errors import DataError
 
+if TYPE_CHECKING:  # `mlops drift-check` on Parquet never imports pandas: it starts faster
+    import pandas as pd
+
 FORMAT_VERSION = 1
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
 
 
 class ReferenceProfile:
@@ -130,18 +137,27 @@ def _plain(key: Any) -> Any:
 
 
 def build_profile(window: WindowColumns, numeric: Iterable[str], categorical: Iterable[str]) -> ReferenceProfile:
-    """Summarise the reference once: sorted finite values per numeric column, counts per category."""
-    kinds: dict[str, str] = {}
-    columns: dict[str, Column] = {}
-    missing = [c for c in [*numeric, *categorical] if c not in window.names]
+    """Summarise the reference once: sorted finite values per numeric column, counts per category.
+
+    Columns are read in parallel (`map_columns`): a cold `mlops drift-check` of two datasets
+    builds this profile before it checks anything.
+    """
+    kinds = {name: NUMERIC for name in numeric} | {name: CATEGORICAL for name in categorical}
+    missing = [c for c in kinds if c not in window.names]
     if missing:
         raise ValueError(f"reference data lacks monitored columns: {', '.join(missing)}")
-    for name in numeric:
-        kinds[name], columns[name] = NUMERIC, window.numeric(name)
-    for name in categorical:
-        kinds[name], columns[name] = CATEGORICAL, window.categorical(name)
-    return ReferenceProfile(window.rows, kinds, columns)
+
+    columns = map_columns(lambda name: read_column(window, name, kinds[name]), list(kinds))
+    return ReferenceProfile(window.rows, kinds, dict(zip(kinds, columns, strict=True)))
 
 
 def profile_frame(frame: pd.DataFrame, numeric: Iterable[str], categorical: Iterable[str]) -> ReferenceProfile:
+    """build_profile of a frame in memory (the training sample, a small dataset)."""
     return build_profile(FrameWindow(frame), numeric, categorical)
+
+
+def reference_sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """A seeded sample of the training data (all of it when small enough) kept as the reference."""
+    if len(frame) <= max_rows:
+        return frame.reset_index(drop=True)
+    return frame.sample(n=max_rows, random_state=seed).sort_index().reset_index(drop=True)

@@ -10,24 +10,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from mlops.config import MonitoringConfig
-from mlops.drift import ColumnDrift, DriftReport, reference_sample
+from mlops.drift.profile import reference_sample
+from mlops.drift.report import ColumnDrift, DriftReport
+
+if TYPE_CHECKING:  # `mlops drift-check` on Parquet never imports pandas: it starts faster
+    import pandas as pd
 
 # Evidently labels its metrics with these type names; we check them instead of reading by position.
 _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
 _DRIFTED_COUNT = "evidently:metric_v2:DriftedColumnsCount"
 
 
-def _evidently_method(name: str | None) -> str | None:
-    # Our config names are Evidently's stattest names; None keeps Evidently's size-based default.
-    return name
-
-
-def run_drift_report(
+def evidently_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     numeric: list[str],
@@ -48,8 +45,9 @@ def run_drift_report(
     preset = DataDriftPreset(
         columns=columns,
         drift_share=config.drift_share,
-        num_method=_evidently_method(config.num_method),
-        cat_method=_evidently_method(config.cat_method),
+        # Our config names are Evidently's stattest names; None keeps Evidently's size-based default.
+        num_method=config.num_method,
+        cat_method=config.cat_method,
         per_column_method=dict(config.per_column_method) or None,
         threshold=config.threshold,
         per_column_threshold=dict(config.per_column_threshold) or None,
@@ -113,7 +111,7 @@ def sample_html_report(
     """
     ref = reference_sample(reference, config.report_sample_rows, config.seed)
     cur = reference_sample(current, config.report_sample_rows, config.seed)
-    run_drift_report(ref, cur, numeric, categorical, config, html_path)
+    evidently_report(ref, cur, numeric, categorical, config, html_path)
     sampled = {
         "rows_current": len(cur), "of_current": len(current),
         "rows_reference": len(ref), "of_reference": len(reference), "seed": config.seed,
