@@ -14,7 +14,7 @@ from mlops.config import PipelineConfig
 from mlops.errors import ChampionMoved
 from mlops.evaluation import validate_gates
 from mlops.registry import Registry, open_registry
-from mlops.summary import DeployResult
+from mlops.results import DeployResult
 from tasks.data import load_dataset
 from tasks.deploy import (
     clear_staging,

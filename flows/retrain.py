@@ -13,7 +13,7 @@ from mlops import retraining
 from mlops.config import PipelineConfig
 from mlops.errors import QualityGateFailed
 from mlops.registry import Registry, open_registry
-from mlops.summary import DeployResult, RetrainResult, TrainResult
+from mlops.results import DeployResult, RetrainResult, TrainResult
 from tasks.deploy import current_champion, emit_model_event, record_audit
 from tasks.retraining import assemble_training_data, check_cooldown, publish_retrain_summary
 

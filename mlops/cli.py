@@ -402,7 +402,7 @@ def cmd_models(
 ) -> int:
     run_config = _load_for_run(config)
     from mlops.registry import open_registry
-    from mlops.summary import render_versions, version_rows
+    from mlops.results import render_versions, version_rows
 
     try:
         versions = open_registry(Settings()).list_versions_with_aliases(run_config.model.name)

@@ -24,8 +24,6 @@ from mlops.metrics import Predictions, higher_is_better, predict, score_predicti
 from mlops.serving import prediction_log
 
 PREDICTION_COLUMN = "prediction"
-DRIFT_DETECTED = "mlops.drift.detected"
-PERFORMANCE_DEGRADED = "mlops.performance.degraded"
 
 
 @dataclass(frozen=True)
@@ -171,7 +169,7 @@ def breach_event(
     """(event name, resource, payload) for a breach, or None when nothing crossed a threshold."""
     if not report.breach:
         return None
-    name = DRIFT_DETECTED if report.dataset_drift else PERFORMANCE_DEGRADED
+    name = events.DRIFT_DETECTED if report.dataset_drift else events.PERFORMANCE_DEGRADED
     payload: dict[str, Any] = {
         "model_name": model_name,
         "champion_version": champion_version,

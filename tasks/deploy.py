@@ -20,7 +20,7 @@ from mlops.contract import DataContract
 from mlops.errors import ModelNotFound
 from mlops.promotion import smoke, watch
 from mlops.registry import ALIAS_CHALLENGER, ALIAS_CHAMPION, ALIAS_STAGING, ModelRef, Registry
-from mlops.summary import DeployResult
+from mlops.results import DeployResult
 from tasks import io_task_options
 
 # MLflow I/O goes over the network when the store is a server: retry transient failures.

@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from mlops import data, retraining
 from mlops.config import PipelineConfig, Settings
 from mlops.registry import Registry
-from mlops.summary import RetrainResult
+from mlops.results import RetrainResult
 from tasks import io_task_options
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mlops import monitoring
+from mlops import events, monitoring
 from mlops.config import parse_config
 from mlops.contract import infer_contract
 from mlops.drift import ReferenceProfile
@@ -58,7 +58,7 @@ def test_strong_drift_breaches_and_shapes_the_event(setup):
     assert "prediction" not in {c.column for c in report.columns}
     assert report.prediction is not None and report.prediction.drifted  # churn predictions move too
     name, resource, payload = monitoring.breach_event(report, "mon", "3", monitoring.Window("d.parquet"))
-    assert name == monitoring.DRIFT_DETECTED
+    assert name == events.DRIFT_DETECTED
     assert resource["prefect.resource.id"] == "mlops.model.mon"
     assert payload["champion_version"] == "3" and "monthly_charges" in payload["drifted_columns"]
     metrics = monitoring.monitoring_metrics(report)
@@ -75,7 +75,7 @@ def test_concept_drift_alone_degrades_performance(setup):
     assert report.performance is not None and report.performance.degraded
     if not report.dataset_drift:
         event = monitoring.breach_event(report, "mon", "1", monitoring.Window("d"))
-        assert event is not None and event[0] == monitoring.PERFORMANCE_DEGRADED
+        assert event is not None and event[0] == events.PERFORMANCE_DEGRADED
 
 
 def test_stored_profile_gives_the_decisions_of_the_reference_it_came_from(setup, tmp_path):

@@ -15,7 +15,7 @@ from mlops import drift, evaluation, monitoring, search, training, validation
 from mlops.config import PipelineConfig
 from mlops.contract import DataContract
 from mlops.registry import ModelRef, Registry
-from mlops.summary import TrainResult
+from mlops.results import TrainResult
 from tasks import io_task_options
 
 # MLflow I/O goes over the network when the store is a server: retry transient failures.
