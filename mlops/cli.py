@@ -339,7 +339,8 @@ def cmd_deploy(
     run_config = _load_for_run(config)
     from prefect.settings import PREFECT_UI_URL
 
-    from flows.deploy import STATUS_REFUSED, STATUS_ROLLED_BACK, deploy
+    from flows.deploy import deploy
+    from mlops.results import STATUS_REFUSED, STATUS_ROLLED_BACK
 
     state, result = _run_flow(deploy, as_json, config=run_config, challenger_version=version, holdout_uri=holdout)
     if isinstance(result, BaseException):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pandas as pd
 import pytest
 
 from mlops import events, monitoring
@@ -98,3 +99,33 @@ def test_html_report_is_drawn_from_a_labelled_sample_of_the_window(setup, tmp_pa
     assert (sampled["rows_reference"], sampled["of_reference"]) == (500, 3000)
     assert "Sample report." in html.read_text(encoding="utf-8")
     assert report.rows_current == 2000  # the decision still covers every row
+
+
+def _log(reference, routes: list[str]):
+    """Prediction-log rows of the first len(routes) reference rows, one request each, on the given routes."""
+    n = len(routes)
+    log = reference.drop(columns=["churned", "event_time"]).head(n).reset_index(drop=True)
+    log["request_id"] = [f"r{i}" for i in range(n)]
+    log["row"] = 0
+    log["route"] = routes
+    log["prediction"] = [i % 2 for i in range(n)]
+    return log
+
+
+def test_window_frame_leaves_shadow_rows_out_and_joins_labels_by_request_and_row(setup):
+    _, reference, contract, _ = setup
+    log = _log(reference, ["champion", "shadow", "champion", "canary"])
+    labelled = log.loc[[2, 0]].assign(label=[0, 1])  # out of order: joined by key, not position
+    frame = monitoring.window_frame(log, labelled, contract)
+    assert len(frame) == 3  # the shadow scoring of r1 is not a second row of traffic
+    assert frame[monitoring.PREDICTION_COLUMN].tolist() == [0, 0, 1]
+    assert frame["churned"].tolist()[:2] == [1, 0] and pd.isna(frame["churned"].iloc[2])
+    assert list(frame.columns) == [*contract.feature_names, monitoring.PREDICTION_COLUMN, "churned"]
+
+
+def test_window_frame_without_labels_or_rows_has_no_target(setup):
+    _, reference, contract, _ = setup
+    no_labels = monitoring.window_frame(_log(reference, ["champion", "champion"]), pd.DataFrame(), contract)
+    assert len(no_labels) == 2 and "churned" not in no_labels.columns
+    empty = monitoring.window_frame(_log(reference, []), pd.DataFrame(), contract)
+    assert list(empty.columns) == [*contract.feature_names, monitoring.PREDICTION_COLUMN] and len(empty) == 0
