@@ -34,13 +34,13 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from prefect import flow, task  # noqa: E402
 from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
 
-from flows.fanout import LEAN_LOCAL_WORKERS, fan_out, local_cluster_kwargs  # noqa: E402
-from flows.search import search_hyperparameters  # noqa: E402
 from mlops import contract as contracts  # noqa: E402
 from mlops.config import PipelineConfig, parse_config  # noqa: E402
 from mlops.local import stack  # noqa: E402
 from mlops.local.simulate import simulate_churn  # noqa: E402
 from mlops.search import SearchResult  # noqa: E402
+from tasks.fanout import LEAN_LOCAL_WORKERS, fan_out, local_cluster_kwargs  # noqa: E402
+from tasks.search import search_hyperparameters  # noqa: E402
 
 GRID = {
     "learning_rate": [0.05, 0.1],

@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 
 from mlops.config import Settings, load_config
+from mlops.events import DRIFT_DETECTED, PERFORMANCE_DEGRADED
 from mlops.local.prefect_rest import PrefectRest, wait_for
 from mlops.local.simulate import TARGET, TIMESTAMP, DriftSpec, simulate_churn
 from mlops.local.traffic import send_labels, send_predictions
-from mlops.monitoring import DRIFT_DETECTED, PERFORMANCE_DEGRADED
 from mlops.registry import Registry
 
 T0 = time.monotonic()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.fanout import fan_out
 from mlops import batch, data
 from mlops.batch import BatchScoreResult
 from mlops.config import PipelineConfig
 from mlops.registry import open_registry
 from tasks.batch import load_scoring_model, score_chunk, write_predictions
 from tasks.data import load_dataset
+from tasks.fanout import fan_out
 
 
 @flow(name="batch-score", log_prints=True)

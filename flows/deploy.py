@@ -9,12 +9,13 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from flows.rollback import rollback
-from mlops import audit, lineage, promotion
+from mlops import audit, promotion
 from mlops.config import PipelineConfig
 from mlops.errors import ChampionMoved
 from mlops.evaluation import validate_gates
+from mlops.promotion.outcome import Comparison, DeployCase, compared_metrics, holdout_info
 from mlops.registry import Registry, open_registry
-from mlops.summary import DeployResult
+from mlops.results import STATUS_PROMOTED, STATUS_REFUSED, STATUS_ROLLED_BACK, DeployResult
 from tasks.data import load_dataset
 from tasks.deploy import (
     clear_staging,
@@ -34,10 +35,6 @@ from tasks.deploy import (
     watch_deployment,
 )
 
-STATUS_PROMOTED = "promoted"
-STATUS_REFUSED = "refused"
-STATUS_ROLLED_BACK = "rolled-back"
-STATUS_UNCHANGED = "unchanged"
 # How long a deploy waits for another deploy of the same model to finish its promotion step.
 PROMOTION_WAIT_SECONDS = 600
 
@@ -101,26 +98,18 @@ def deploy(
     candidate = resolve_candidate(registry, name, challenger_version)
     champion = current_champion(registry, name)
     champion_version = champion.version if champion else None
-    base = {
-        "model_name": name, "candidate_version": candidate.version,
-        "previous_champion_version": champion_version, "flow_run_id": _flow_run_id(),
-    }
-    if champion is not None and champion.version == candidate.version:
-        result = DeployResult(
-            status=STATUS_UNCHANGED, champion_version=champion_version,
-            reason=f"v{candidate.version} already is champion", **base,
-        )
+    case = DeployCase(name, candidate.version, champion_version, _flow_run_id())
+    if case.unchanged:
+        result = case.unchanged_result()
         publish_deploy_summary(result)
         return result
 
     blocker = promotion.candidate_blocker(candidate.tags)
     if blocker is not None:
-        evidence = audit.build_evidence(version_tags=candidate.tags, trigger=trigger)
-        decision = {"promote": False, "reason": blocker, "checks": [{"name": "not-rolled-back", "passed": False, "detail": blocker}]}
         path = _record(registry, audit.ACTION_REFUSED, name, from_version=champion_version,
-                       to_version=candidate.version, decision=decision, reason=blocker, evidence=evidence, actor=actor)
-        result = DeployResult(status=STATUS_REFUSED, champion_version=champion_version, reason=blocker,
-                              decision=decision, audit_records=[path], **base)
+                       to_version=candidate.version, decision=case.blocked_decision(blocker), reason=blocker,
+                       evidence=audit.build_evidence(version_tags=candidate.tags, trigger=trigger), actor=actor)
+        result = case.blocked_result(blocker, path)
         publish_deploy_summary(result)
         return result
 
@@ -129,7 +118,6 @@ def deploy(
     data_uri = config.promotion.holdout_uri or config.dataset.uri
     frame, _ = load_dataset(data_uri)
     holdout, fingerprint = cut_promotion_holdout(frame, contract, config)
-    holdout_info = {"uri": lineage.redact_uri(data_uri), "rows": len(holdout), "fingerprint": fingerprint}
     truth = holdout[contract.target].to_numpy()
     new_predictions, new_metrics = score_version(registry, candidate, holdout)
     old_metrics = paired = None
@@ -139,24 +127,17 @@ def deploy(
     decision = promotion.decide_promotion(
         new_metrics, old_metrics, config.promotion, config.gates, paired, task=task
     )
-    metrics = {"challenger": new_metrics, **({"champion": old_metrics} if old_metrics is not None else {})}
-    evidence_parts: dict[str, Any] = {
-        "primary_metric": decision.primary_metric, "metrics": metrics, "holdout": holdout_info,
-        "version_tags": candidate.tags, "paired": paired.to_dict() if paired else None, "trigger": trigger,
-    }
-    common = {
-        "decision": decision.to_dict(), "metrics": metrics, "holdout": holdout_info,
-        "paired_evidence": paired.to_dict() if paired else None, **base,
-    }
+    comparison = Comparison(
+        case, decision, compared_metrics(new_metrics, old_metrics), holdout_info(data_uri, len(holdout), fingerprint),
+        paired, candidate.tags, trigger,
+    )
 
     def refuse(reason: str, smoke_report: dict[str, Any] | None = None) -> DeployResult:
         logger.warning("promotion refused: %s", reason)
-        evidence = audit.build_evidence(**evidence_parts, smoke=smoke_report)
         path = _record(registry, audit.ACTION_REFUSED, name, from_version=champion_version,
                        to_version=candidate.version, decision=decision.to_dict(), reason=reason,
-                       evidence=evidence, actor=actor)
-        result = DeployResult(status=STATUS_REFUSED, champion_version=champion_version, reason=reason,
-                              smoke=smoke_report, audit_records=[path], **common)
+                       evidence=comparison.evidence(smoke_report), actor=actor)
+        result = comparison.result(STATUS_REFUSED, champion_version, reason, smoke=smoke_report, audit_records=[path])
         publish_deploy_summary(result)
         return result
 
@@ -184,8 +165,7 @@ def deploy(
     logger.info("promoted v%s: %s", candidate.version, reason)
     paths = [
         _record(registry, audit.ACTION_PROMOTED, name, from_version=previous, to_version=candidate.version,
-                decision=decision.to_dict(), reason=reason,
-                evidence=audit.build_evidence(**evidence_parts, smoke=report.to_dict()), actor=actor)
+                decision=decision.to_dict(), reason=reason, evidence=comparison.evidence(report.to_dict()), actor=actor)
     ]
 
     # -- post-deployment watch --------------------------------------------------------------------
@@ -204,9 +184,9 @@ def deploy(
                 paths.append(rolled.audit_record)
                 status, champion_after, reason = STATUS_ROLLED_BACK, rolled.to_version, rolled.reason
 
-    result = DeployResult(
-        status=status, champion_version=champion_after, reason=reason, smoke=report.to_dict(),
-        watch=verdict.to_dict() if verdict else None, audit_records=[p for p in paths if p], **common,
+    result = comparison.result(
+        status, champion_after, reason, smoke=report.to_dict(), watch=verdict.to_dict() if verdict else None,
+        audit_records=paths,
     )
     publish_deploy_summary(result)
     return result

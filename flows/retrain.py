@@ -7,17 +7,15 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.deploy import STATUS_REFUSED, deploy
+from flows.deploy import deploy
 from flows.train import train
 from mlops import retraining
-from mlops.config import PipelineConfig
+from mlops.config import PipelineConfig, Settings
 from mlops.errors import QualityGateFailed
 from mlops.registry import Registry, open_registry
-from mlops.summary import DeployResult, RetrainResult, TrainResult
+from mlops.results import STATUS_REFUSED, STATUS_SKIPPED, DeployResult, RetrainResult, TrainResult
 from tasks.deploy import current_champion, emit_model_event, record_audit
 from tasks.retraining import assemble_training_data, check_cooldown, publish_retrain_summary
-
-STATUS_SKIPPED = "skipped"
 
 
 def _refuse_unregistered(
@@ -77,7 +75,7 @@ def retrain(
         return result
 
     labels = config.retrain.include_recent_labels if include_recent_labels is None else include_recent_labels
-    training_data = assemble_training_data(config, labels)
+    training_data = assemble_training_data(config, labels, Settings().home)
     config = retraining.retrain_config(config, training_data)
     try:
         trained: TrainResult = train(config=config)

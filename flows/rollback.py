@@ -12,7 +12,7 @@ from mlops import audit
 from mlops.config import PipelineConfig
 from mlops.errors import ModelNotFound
 from mlops.registry import ALIAS_CHAMPION, ALIAS_PREVIOUS_CHAMPION, open_registry
-from mlops.summary import RollbackResult
+from mlops.results import RollbackResult
 from tasks.deploy import (
     current_champion,
     emit_model_event,

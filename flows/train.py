@@ -5,17 +5,17 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.search import search_hyperparameters
 from mlops import lineage, search
 from mlops.config import PipelineConfig
 from mlops.errors import DataValidationFailed
 from mlops.evaluation import enforce_gates, validate_gates
 from mlops.registry import open_registry
-from mlops.summary import GateSummary, TrainResult
+from mlops.results import GateSummary, TrainResult
 from mlops.training import check_target, load_estimator_class
 from tasks.data import load_dataset
 from tasks.evaluation import check_quality_gates, evaluate_model
-from tasks.registry import (
+from tasks.search import search_hyperparameters
+from tasks.tracking import (
     close_tracking_run,
     log_evaluation,
     log_reference_data,

@@ -339,7 +339,8 @@ def cmd_deploy(
     run_config = _load_for_run(config)
     from prefect.settings import PREFECT_UI_URL
 
-    from flows.deploy import STATUS_REFUSED, STATUS_ROLLED_BACK, deploy
+    from flows.deploy import deploy
+    from mlops.results import STATUS_REFUSED, STATUS_ROLLED_BACK
 
     state, result = _run_flow(deploy, as_json, config=run_config, challenger_version=version, holdout_uri=holdout)
     if isinstance(result, BaseException):
@@ -402,7 +403,7 @@ def cmd_models(
 ) -> int:
     run_config = _load_for_run(config)
     from mlops.registry import open_registry
-    from mlops.summary import render_versions, version_rows
+    from mlops.results import render_versions, version_rows
 
     try:
         versions = open_registry(Settings()).list_versions_with_aliases(run_config.model.name)

@@ -10,6 +10,11 @@ from typing import Any
 
 from mlops.audit import ACTION_PROMOTED, ACTION_REFUSED, ACTION_ROLLED_BACK, AuditRecord
 
+# A monitoring breach: the retrain automation in prefect.yaml listens to both.
+DRIFT_DETECTED = "mlops.drift.detected"
+PERFORMANCE_DEGRADED = "mlops.performance.degraded"
+
+# A move (or refusal) recorded in the audit trail.
 MODEL_PROMOTED = "mlops.model.promoted"
 MODEL_REJECTED = "mlops.model.rejected"
 MODEL_ROLLED_BACK = "mlops.model.rolled-back"

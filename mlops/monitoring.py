@@ -22,10 +22,9 @@ from mlops.contract import DataContract
 from mlops.drift import FrameWindow, ReferenceProfile, profile_frame
 from mlops.metrics import Predictions, higher_is_better, predict, score_predictions
 from mlops.serving import prediction_log
+from mlops.serving.metrics import ROUTE_SHADOW
 
 PREDICTION_COLUMN = "prediction"
-DRIFT_DETECTED = "mlops.drift.detected"
-PERFORMANCE_DEGRADED = "mlops.performance.degraded"
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,24 @@ def log_window(log_uri: str, hours: float, now: datetime | None = None) -> Windo
 def features_from_log(log: pd.DataFrame, contract: DataContract) -> pd.DataFrame:
     """The contract's feature columns out of a prediction-log frame (which prefixes reserved names)."""
     return prediction_log.features_from_log(log, contract.feature_names)
+
+
+def window_frame(log: pd.DataFrame, labelled: pd.DataFrame, contract: DataContract) -> pd.DataFrame:
+    """The rows a check judges, out of the prediction log's window: the contract's features, the
+    prediction the caller got, and the label sent later for that row (NaN for rows without one).
+
+    Shadow rows are left out: they are the challenger's silent scorings of requests the champion
+    answered, so keeping them would count those requests twice and mix another model's predictions
+    into the champion's prediction drift. Labels are joined on (request_id, row).
+    """
+    log = log[log["route"] != ROUTE_SHADOW] if "route" in log.columns else log
+    frame = features_from_log(log, contract) if len(log) else pd.DataFrame(columns=contract.feature_names)
+    frame[PREDICTION_COLUMN] = log["prediction"].to_numpy() if len(log) else []
+    if len(labelled):
+        keyed = labelled.set_index(["request_id", "row"])["label"]
+        index = pd.MultiIndex.from_arrays([log["request_id"], log["row"]])
+        frame[contract.target] = keyed.reindex(index).to_numpy()
+    return frame
 
 
 def monitored_columns(contract: DataContract) -> tuple[list[str], list[str]]:
@@ -171,7 +188,7 @@ def breach_event(
     """(event name, resource, payload) for a breach, or None when nothing crossed a threshold."""
     if not report.breach:
         return None
-    name = DRIFT_DETECTED if report.dataset_drift else PERFORMANCE_DEGRADED
+    name = events.DRIFT_DETECTED if report.dataset_drift else events.PERFORMANCE_DEGRADED
     payload: dict[str, Any] = {
         "model_name": model_name,
         "champion_version": champion_version,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,6 +148,36 @@ class TrainingData:
         """What a retrain result says about its labelled data."""
         return {"labelled_rows": self.labelled_rows, "dropped_rows": self.dropped_rows,
                 "drop_reasons": dict(self.drop_reasons), "unreadable_parts": list(self.unreadable_parts)}
+
+    def left_out_note(self) -> str | None:
+        """The warning a retrain logs when labelled traffic was left out; None when nothing was."""
+        if not (self.dropped_rows or self.unreadable_parts):
+            return None
+        return (
+            f"labelled traffic left out: {self.dropped_rows} row(s) breaking the contract {self.drop_reasons}; "
+            f"{len(self.unreadable_parts)} unreadable log part(s) {list(self.unreadable_parts)}"
+        )
+
+
+def plan_training_data(
+    config: PipelineConfig, base: pd.DataFrame, labelled: pd.DataFrame | None, skipped: Sequence[str], home: Path,
+) -> tuple[TrainingData, pd.DataFrame | None]:
+    """What a retrain learns from, and the frame to write to its `uri` first (None: the dataset as it is).
+
+    `labelled` is the prediction log's labelled traffic (None when the retrain does not use it) and
+    `skipped` the log part files that could not be read. The traffic joins `base` only when at least
+    `retrain.min_labelled_rows` of its rows pass the contract; the combined frame is then a snapshot
+    under `home`, so lineage can name and fingerprint the exact data.
+    """
+    if labelled is None:
+        return TrainingData(config.dataset.uri, len(base), 0), None
+    combined = combine_with_labelled(base, labelled, config)
+    left_out: dict[str, Any] = {"dropped_rows": combined.dropped, "drop_reasons": combined.drop_reasons,
+                                "unreadable_parts": tuple(skipped)}
+    if combined.added < config.retrain.min_labelled_rows:
+        return TrainingData(config.dataset.uri, len(base), 0, **left_out), None
+    uri = snapshot_uri(home, config.model.name)
+    return TrainingData(uri, len(combined.frame), combined.added, **left_out), combined.frame
 
 
 def retrain_config(config: PipelineConfig, data: TrainingData) -> PipelineConfig:

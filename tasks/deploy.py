@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +19,7 @@ from mlops.contract import DataContract
 from mlops.errors import ModelNotFound
 from mlops.promotion import smoke, watch
 from mlops.registry import ALIAS_CHALLENGER, ALIAS_CHAMPION, ALIAS_STAGING, ModelRef, Registry
-from mlops.summary import DeployResult
+from mlops.results import DeployResult, artifact_key
 from tasks import io_task_options
 
 # MLflow I/O goes over the network when the store is a server: retry transient failures.
@@ -183,7 +182,7 @@ def watch_deployment(policy: RollbackConfig, version: str, window_seconds: float
 def publish_deploy_summary(result: DeployResult) -> None:
     """The deploy summary as a Prefect markdown artifact."""
     create_markdown_artifact(
-        key=re.sub(r"[^a-z0-9-]+", "-", f"deploy-{result.model_name}".lower()),
+        key=artifact_key("deploy", result.model_name),
         markdown=result.to_markdown(),
         description=f"{result.status}: {result.model_name} v{result.candidate_version}",
     )

@@ -50,14 +50,8 @@ def read_window(
     window = monitoring.log_window(config.serving.prediction_log_uri, window_hours)
     skipped: list[str] = []
     log = read_prediction_log(window.source, since=window.start, until=window.end, skipped=skipped)
-    log = log[log["route"] != "shadow"] if "route" in log.columns else log
-    frame = monitoring.features_from_log(log, contract) if len(log) else pd.DataFrame(columns=contract.feature_names)
-    frame[monitoring.PREDICTION_COLUMN] = log["prediction"].to_numpy() if len(log) else []
     labelled = read_labelled_predictions(window.source, since=window.start, until=window.end, skipped=skipped)
-    if len(labelled):
-        keyed = labelled.set_index(["request_id", "row"])["label"]
-        index = pd.MultiIndex.from_arrays([log["request_id"], log["row"]])
-        frame[contract.target] = keyed.reindex(index).to_numpy()
+    frame = monitoring.window_frame(log, labelled, contract)
     return frame, replace(window, unreadable_parts=tuple(dict.fromkeys(skipped)))
 
 

@@ -26,7 +26,6 @@ REQUESTS_TOTAL = serving_metrics.REQUESTS_TOTAL
 ERRORS_TOTAL = serving_metrics.REQUEST_ERRORS_TOTAL
 LATENCY_SECONDS = serving_metrics.REQUEST_LATENCY_SECONDS
 LABEL_VERSION = "model_version"
-LABEL_ROUTE = "route"
 
 VERDICT_BREACH = "breach"
 VERDICT_HEALTHY = "healthy"

@@ -12,8 +12,8 @@ from flows.monitor import monitor
 from flows.train import train
 from mlops.config import PipelineConfig, parse_config
 from mlops.data import write_frame
+from mlops.events import DRIFT_DETECTED
 from mlops.local.simulate import simulate_churn
-from mlops.monitoring import DRIFT_DETECTED
 from mlops.serving.prediction_log import label_columns
 from tests.timing import LENIENT_PROMOTION
 

@@ -12,12 +12,12 @@ import pytest
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fanout import fan_out
-from flows.search import search_hyperparameters
 from mlops import contract as contracts
 from mlops.config import ExecutionConfig, PipelineConfig, parse_config
 from mlops.local.simulate import simulate_churn
 from mlops.search import SearchResult
+from tasks.fanout import fan_out
+from tasks.search import search_hyperparameters
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 REPO = Path(__file__).resolve().parents[2]
@@ -91,7 +91,7 @@ def test_an_argument_every_call_shares_reaches_each_worker_once():
 
 TWO_FAN_OUTS = """
 from prefect import flow, task
-from flows.fanout import fan_out
+from tasks.fanout import fan_out
 from mlops.config import ExecutionConfig
 
 @task

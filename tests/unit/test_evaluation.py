@@ -303,9 +303,14 @@ def test_enforce_gates_raises_one_line_naming_each_failure() -> None:
     assert caught.value.exit_code == 4
 
 
-def test_enforce_gates_passes_silently() -> None:
-    enforce_gates(check_gates({"rmse": 3.0}, GatesConfig(max_metrics={"rmse": 5.0})))
-    enforce_gates(())
+def test_enforce_gates_passes_a_model_on_its_bounds_and_refuses_one_just_beyond() -> None:
+    gates = GatesConfig(min_metrics={"r2": 0.5}, max_metrics={"rmse": 5.0})
+    on_bounds = check_gates({"r2": 0.5, "rmse": 5.0}, gates)
+    assert [(g.metric, g.passed) for g in on_bounds] == [("r2", True), ("rmse", True)]
+    assert enforce_gates(on_bounds) is None and enforce_gates(()) is None
+    with pytest.raises(QualityGateFailed, match=r"quality gate failed: rmse 5\.0001 > max 5") as caught:
+        enforce_gates(check_gates({"r2": 0.5, "rmse": 5.0001}, gates))
+    assert "r2" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -351,15 +356,25 @@ def test_validate_gates_refuses(gates: GatesConfig, task: str, message: str) -> 
     assert str(caught.value).startswith(message)
 
 
-def test_validate_gates_accepts_sensible_bounds() -> None:
-    # r2 may be negative (worse than predicting the mean), so a negative floor is legitimate.
-    validate_gates(
-        GatesConfig(min_metrics={"r2": -0.5}, max_metrics={"rmse": 12.0, "mape": 1.5}), "regression"
-    )
-    validate_gates(
-        GatesConfig(min_metrics={"roc_auc": 0.7, "pr_auc": 0.4}, max_metrics={"log_loss": 0.6}),
-        "classification",
-    )
+@pytest.mark.parametrize(
+    ("accepted", "beyond", "task", "message"),
+    [
+        # r2 may be negative (worse than predicting the mean), so a negative floor is legitimate; rmse is not.
+        (GatesConfig(min_metrics={"r2": -0.5}, max_metrics={"rmse": 12.0, "mape": 1.5}),
+         GatesConfig(min_metrics={"r2": -0.5}, max_metrics={"rmse": -0.5, "mape": 1.5}),
+         "regression", "gates.max_metrics.rmse: rmse is never negative"),
+        # A fraction may be gated at exactly 1, not above.
+        (GatesConfig(min_metrics={"roc_auc": 0.7, "pr_auc": 1.0}, max_metrics={"log_loss": 0.6}),
+         GatesConfig(min_metrics={"roc_auc": 0.7, "pr_auc": 1.01}, max_metrics={"log_loss": 0.6}),
+         "classification", "gates.min_metrics.pr_auc: pr_auc is at most 1"),
+    ],
+)
+def test_validate_gates_accepts_sensible_bounds_up_to_the_metric_s_range(
+    accepted: GatesConfig, beyond: GatesConfig, task: str, message: str
+) -> None:
+    assert validate_gates(accepted, task) is None
+    with pytest.raises(ConfigError, match=message):
+        validate_gates(beyond, task)
 
 
 def test_the_confusion_matrix_plot_stays_bounded_with_many_classes(churn: pd.DataFrame) -> None:

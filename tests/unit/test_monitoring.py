@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pandas as pd
 import pytest
 
-from mlops import monitoring
+from mlops import events, monitoring
 from mlops.config import parse_config
 from mlops.contract import infer_contract
 from mlops.drift import ReferenceProfile
@@ -58,7 +59,7 @@ def test_strong_drift_breaches_and_shapes_the_event(setup):
     assert "prediction" not in {c.column for c in report.columns}
     assert report.prediction is not None and report.prediction.drifted  # churn predictions move too
     name, resource, payload = monitoring.breach_event(report, "mon", "3", monitoring.Window("d.parquet"))
-    assert name == monitoring.DRIFT_DETECTED
+    assert name == events.DRIFT_DETECTED
     assert resource["prefect.resource.id"] == "mlops.model.mon"
     assert payload["champion_version"] == "3" and "monthly_charges" in payload["drifted_columns"]
     metrics = monitoring.monitoring_metrics(report)
@@ -75,7 +76,7 @@ def test_concept_drift_alone_degrades_performance(setup):
     assert report.performance is not None and report.performance.degraded
     if not report.dataset_drift:
         event = monitoring.breach_event(report, "mon", "1", monitoring.Window("d"))
-        assert event is not None and event[0] == monitoring.PERFORMANCE_DEGRADED
+        assert event is not None and event[0] == events.PERFORMANCE_DEGRADED
 
 
 def test_stored_profile_gives_the_decisions_of_the_reference_it_came_from(setup, tmp_path):
@@ -98,3 +99,33 @@ def test_html_report_is_drawn_from_a_labelled_sample_of_the_window(setup, tmp_pa
     assert (sampled["rows_reference"], sampled["of_reference"]) == (500, 3000)
     assert "Sample report." in html.read_text(encoding="utf-8")
     assert report.rows_current == 2000  # the decision still covers every row
+
+
+def _log(reference, routes: list[str]):
+    """Prediction-log rows of the first len(routes) reference rows, one request each, on the given routes."""
+    n = len(routes)
+    log = reference.drop(columns=["churned", "event_time"]).head(n).reset_index(drop=True)
+    log["request_id"] = [f"r{i}" for i in range(n)]
+    log["row"] = 0
+    log["route"] = routes
+    log["prediction"] = [i % 2 for i in range(n)]
+    return log
+
+
+def test_window_frame_leaves_shadow_rows_out_and_joins_labels_by_request_and_row(setup):
+    _, reference, contract, _ = setup
+    log = _log(reference, ["champion", "shadow", "champion", "canary"])
+    labelled = log.loc[[2, 0]].assign(label=[0, 1])  # out of order: joined by key, not position
+    frame = monitoring.window_frame(log, labelled, contract)
+    assert len(frame) == 3  # the shadow scoring of r1 is not a second row of traffic
+    assert frame[monitoring.PREDICTION_COLUMN].tolist() == [0, 0, 1]
+    assert frame["churned"].tolist()[:2] == [1, 0] and pd.isna(frame["churned"].iloc[2])
+    assert list(frame.columns) == [*contract.feature_names, monitoring.PREDICTION_COLUMN, "churned"]
+
+
+def test_window_frame_without_labels_or_rows_has_no_target(setup):
+    _, reference, contract, _ = setup
+    no_labels = monitoring.window_frame(_log(reference, ["champion", "champion"]), pd.DataFrame(), contract)
+    assert len(no_labels) == 2 and "churned" not in no_labels.columns
+    empty = monitoring.window_frame(_log(reference, []), pd.DataFrame(), contract)
+    assert list(empty.columns) == [*contract.feature_names, monitoring.PREDICTION_COLUMN] and len(empty) == 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops import events, monitoring
+from mlops import events
 from mlops.config import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ def test_retrain_listens_to_the_monitor_events_of_its_model():
     deployment = DEPLOYMENTS["retrain/on-drift"]
     (trigger,) = deployment["triggers"]
     model = deployment["parameters"]["config"]["model"]["name"]
-    assert set(trigger["expect"]) == {monitoring.DRIFT_DETECTED, monitoring.PERFORMANCE_DEGRADED}
+    assert set(trigger["expect"]) == {events.DRIFT_DETECTED, events.PERFORMANCE_DEGRADED}
     assert trigger["match"]["prefect.resource.id"] == events.model_resource(model)["prefect.resource.id"]
     assert trigger["posture"] == "Reactive" and trigger["threshold"] == 1
     assert trigger["parameters"]["trigger"]["payload"] == "{{ event.payload }}"

@@ -14,6 +14,7 @@ from mlops.retraining import (
     combine_with_labelled,
     cooldown_state,
     last_retrain_finished,
+    plan_training_data,
     trigger_evidence,
 )
 
@@ -40,6 +41,39 @@ def test_labelled_rows_are_appended_with_label_as_target():
     assert list(combined.columns) == list(base.columns)
     assert combined["churned"].tail(5).tolist() == [1, 0, 1, 1, 0]
     assert combined["event_time"].tail(1).iloc[0] == pd.Timestamp("2026-01-01")
+
+
+def _min_labelled(rows: int):
+    return CONFIG.model_copy(update={"retrain": CONFIG.retrain.model_copy(update={"min_labelled_rows": rows})})
+
+
+def test_a_retrain_without_labelled_traffic_trains_on_the_configured_dataset(tmp_path):
+    base = simulate_churn(20, seed=3)
+    planned, snapshot = plan_training_data(CONFIG, base, None, [], tmp_path)
+    assert (planned.uri, planned.rows, planned.labelled_rows, snapshot) == ("x.parquet", 20, 0, None)
+    assert planned.left_out_note() is None
+
+
+def test_enough_labelled_traffic_becomes_a_snapshot_under_home(tmp_path):
+    base = simulate_churn(20, seed=3)
+    log = _labelled(base)
+    log.loc[1, "label"] = None
+    planned, snapshot = plan_training_data(_min_labelled(4), base, log, ["p.parquet"], tmp_path)
+    assert planned.uri.startswith(str((tmp_path / "retrain").resolve())) and planned.uri.endswith(".parquet")
+    assert (planned.rows, planned.labelled_rows, planned.dropped_rows) == (24, 4, 1)
+    assert snapshot is not None and len(snapshot) == 24
+    assert planned.unreadable_parts == ("p.parquet",)
+    assert planned.left_out_note() == (
+        "labelled traffic left out: 1 row(s) breaking the contract {'churned: null': 1}; "
+        "1 unreadable log part(s) ['p.parquet']"
+    )
+
+
+def test_too_little_labelled_traffic_keeps_the_dataset_but_counts_what_was_left_out(tmp_path):
+    base = simulate_churn(20, seed=3)
+    planned, snapshot = plan_training_data(_min_labelled(6), base, _labelled(base), [], tmp_path)
+    assert (planned.uri, planned.rows, planned.labelled_rows, snapshot) == ("x.parquet", 20, 0, None)
+    assert list(tmp_path.iterdir()) == []  # nothing is written by planning
 
 
 def test_nothing_labelled_or_missing_feature_keeps_the_reference():

@@ -184,9 +184,14 @@ def test_date_times_must_be_iso_text(mixed_contract, value, shown):
     assert (err.status, err.field) == (422, "signup")
 
 
-@pytest.mark.parametrize("value", ["application/json", "application/json; charset=utf-8", "Application/JSON;charset=\"UTF-8\""])
-def test_json_content_types_are_accepted(value):
-    check_content_type(value)
+@pytest.mark.parametrize(
+    ("value", "near_miss"),
+    [("application/json", "application/jsonp"), ("application/json; charset=utf-8", "application/json; charset=utf-16"),
+     ("Application/JSON;charset=\"UTF-8\"", "Application/JSON;charset=\"UTF-16\"")],
+)
+def test_json_content_types_are_accepted_and_their_near_misses_are_not(value, near_miss):
+    assert check_content_type(value) is None
+    assert refusal(check_content_type, near_miss).status == 415
 
 
 @pytest.mark.parametrize(

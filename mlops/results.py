@@ -1,12 +1,31 @@
-"""The outcome of a training run, as printed by the CLI and published as a Prefect artifact."""
+"""The outcome of each flow run (train, deploy, rollback, retrain), as printed by the CLI and published
+as a Prefect artifact."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mlops.registry import ModelRef
+
+
+# A deploy's (and so a retrain's) status; a retrain inside its cooldown is `skipped`.
+STATUS_PROMOTED = "promoted"
+STATUS_REFUSED = "refused"
+STATUS_ROLLED_BACK = "rolled-back"
+STATUS_UNCHANGED = "unchanged"
+STATUS_SKIPPED = "skipped"
+
+
+def artifact_key(kind: str, model_name: str) -> str:
+    """The Prefect artifact key of a run summary, e.g. `deploy-churn-classifier`.
+
+    Prefect accepts only lower-case letters, digits and dashes in a key; any other run of characters
+    of the model name becomes one dash.
+    """
+    return re.sub(r"[^a-z0-9-]+", "-", f"{kind}-{model_name}".lower())
 
 
 @dataclass(frozen=True)

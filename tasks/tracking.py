@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pandas as pd
@@ -15,7 +14,7 @@ from mlops import drift, evaluation, monitoring, search, training, validation
 from mlops.config import PipelineConfig
 from mlops.contract import DataContract
 from mlops.registry import ModelRef, Registry
-from mlops.summary import TrainResult
+from mlops.results import TrainResult, artifact_key
 from tasks import io_task_options
 
 # MLflow I/O goes over the network when the store is a server: retry transient failures.
@@ -114,6 +113,6 @@ def close_tracking_run(registry: Registry, run_id: str, succeeded: bool) -> None
 def publish_summary(result: TrainResult) -> None:
     """The run summary as a Prefect markdown artifact."""
     create_markdown_artifact(
-        key=re.sub(r"[^a-z0-9-]+", "-", f"train-{result.model_name}".lower()), markdown=result.to_markdown(),
+        key=artifact_key("train", result.model_name), markdown=result.to_markdown(),
         description=f"{result.status}: {result.model_name} v{result.model_version}",
     )
