@@ -19,9 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from mlops.config import Settings
 from mlops.errors import DataError, StorageUnavailable
 from mlops.files import read_regular_file
+
+
+def _settings() -> Any:
+    # Imported on first use: drift-check reads local Parquet and never needs pydantic-settings.
+    from mlops.settings import Settings
+
+    return Settings()
 
 if TYPE_CHECKING:
     # Imported where a frame is read or hashed: parse_uri and the file helpers serve
@@ -76,7 +82,7 @@ def read_bytes(loc: DataLocation, client: Any | None = None, max_bytes: int | No
     Locally only a regular file is read (a FIFO would block forever, a symlink to a device would
     never end); a missing file, anything else or an S3 failure is one line naming the file.
     """
-    limit = max_bytes if max_bytes is not None else Settings().max_dataset_bytes
+    limit = max_bytes if max_bytes is not None else _settings().max_dataset_bytes
     if not loc.is_s3:
         return read_regular_file(loc.key, limit, DataError, label=loc.uri, limit_name="MLOPS_MAX_DATASET_BYTES")
     client = client or s3_client()
