@@ -63,8 +63,12 @@ def prefect_server(session_home: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def prefect_api(prefect_server: str) -> Iterator[str]:
     """Point in-process flows at the session's Prefect server."""
+    from prefect.logging.configuration import ensure_logging_setup
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    # Prefect binds its console log handler to the sys.stderr of the moment it sets up logging:
+    # do it now, not inside a test whose captured stderr (capsys) is closed when the test ends.
+    ensure_logging_setup()
     with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
         yield prefect_server
         # Ship buffered run logs while the server is still up, not at interpreter exit.
