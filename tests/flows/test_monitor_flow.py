@@ -79,6 +79,24 @@ def _drift_events(flow_run_started: float) -> list:
             time.sleep(0.5)
 
 
+def _wait_for_sentinel(timeout: float = 30.0) -> None:
+    """Emit a sentinel event in this process and wait until the server returns it."""
+    import uuid
+
+    from prefect import get_client
+    from prefect.events import emit_event
+    from prefect.events.filters import EventFilter, EventResourceFilter
+
+    resource_id = f"mlops.test.sentinel.{uuid.uuid4()}"
+    assert emit_event("mlops.test.sentinel", resource={"prefect.resource.id": resource_id}) is not None
+    event_filter = EventFilter(resource=EventResourceFilter(id=[resource_id]))
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while not client.read_events(filter=event_filter, limit=1).events:
+            assert time.monotonic() < deadline, "the sentinel event never arrived"
+            time.sleep(0.2)
+
+
 def test_drifted_window_emits_the_event_and_logs_the_trend(champion, champion_store, tmp_path):
     started = time.time()
     drifted = write_frame(simulate_churn(2000, "strong", seed=52), str(tmp_path / "drifted.parquet"))
@@ -102,7 +120,9 @@ def test_undrifted_window_emits_nothing(champion, tmp_path):
     same = write_frame(simulate_churn(2000, seed=53), str(tmp_path / "same.parquet"))
     result = monitor(config=champion, current_uri=same)
     assert result.status == "ok" and not result.dataset_drift and result.event is None
-    time.sleep(3)  # events travel asynchronously; give a wrongly emitted one time to arrive
+    # Events travel asynchronously: a sentinel sent after the run, through the same client, is
+    # stored after anything the run emitted, so once it is readable a wrong event would be too.
+    _wait_for_sentinel()
     from prefect import get_client
     from prefect.events.filters import EventFilter, EventNameFilter
 
