@@ -63,8 +63,12 @@ def prefect_server(session_home: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def prefect_api(prefect_server: str) -> Iterator[str]:
     """Point in-process flows at the session's Prefect server."""
+    from prefect.logging.configuration import ensure_logging_setup
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    # Prefect binds its console log handler to the sys.stderr of the moment it sets up logging:
+    # do it now, not inside a test whose captured stderr (capsys) is closed when the test ends.
+    ensure_logging_setup()
     with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
         yield prefect_server
         # Ship buffered run logs while the server is still up, not at interpreter exit.
@@ -93,3 +97,90 @@ def mlflow_store(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("MLOPS_HOME", str(home))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+# -- a trained and promoted model, built once per session ------------------------------------------
+
+CHAMPION_MODEL = "churn-champion"
+
+
+def champion_config(home: Path, **sections: object) -> dict:
+    """The raw pipeline config of the champion template, its files under `home`."""
+    from tests.timing import LENIENT_PROMOTION
+
+    return {
+        "dataset": {"uri": str(home / "train.parquet"), "target": "churned", "timestamp": "event_time"},
+        "model": {"name": CHAMPION_MODEL, "params": {"max_iter": 30}},
+        "validation": {"min_rows": 100},
+        "serving": {"prediction_log_uri": str(home / "log")},
+        "monitoring": {"min_rows": 200},
+        "rollback": {"enabled": False},
+        "promotion": LENIENT_PROMOTION,
+        **sections,
+    }
+
+
+@pytest.fixture(scope="session")
+def champion_template(prefect_api: str, mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A home where v1 of CHAMPION_MODEL was trained (3,000 rows) and promoted by the deploy flow.
+
+    Training is what flow tests spend their time on: they copy this home (`champion_store`)
+    instead of training their own champion.
+    """
+    from flows.deploy import deploy
+    from flows.train import train
+    from mlops.config import parse_config
+    from mlops.data import write_frame
+    from mlops.local.simulate import simulate_churn
+
+    home = tmp_path_factory.mktemp("champion-template")
+    shutil.copy(mlflow_template, home / "mlflow.db")
+    write_frame(simulate_churn(3000, seed=51), str(home / "train.parquet"))
+    config = parse_config(champion_config(home))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOPS_HOME", str(home))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        assert train(config=config, return_state=True).is_completed()
+        assert deploy(config=config).status == "promoted"
+    files = _files_under(home)
+    yield home
+    # Copies are private: a test that wrote through to the template would change what later tests start from.
+    assert _files_under(home) == files, "a test wrote into the champion template instead of its copy"
+
+
+def _files_under(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def repoint_store(db: Path, old: Path, new: Path) -> None:
+    """Make a copied MLflow SQLite store name its own folder: the store keeps absolute paths
+    (experiment and run artifact locations, model sources, data URIs in tags and params)."""
+    import sqlite3
+    from contextlib import closing
+
+    before, after = f"{old}/", f"{new}/"
+    with closing(sqlite3.connect(db)) as con, con:
+        tables = [row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            for column in [row[1] for row in con.execute(f"PRAGMA table_info('{table}')")]:
+                con.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                            f'WHERE typeof("{column}") = \'text\' AND instr("{column}", ?) > 0', (before, after, before))
+
+
+@pytest.fixture
+def champion_store(champion_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict]]:
+    """A private copy of the champion template (store, artifacts, data), exported the way users
+    configure it; (tracking uri, raw config naming the copy's files)."""
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    home = tmp_path / "home"
+    shutil.copytree(champion_template, home)
+    repoint_store(home / "mlflow.db", champion_template, home)
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # MLflow caches each run's artifact location in the process by run id, whatever the store:
+    # the copy holds the template's run ids, so the cache would send its writes to the template.
+    tracking_utils._artifact_repos_cache.clear()
+    yield uri, champion_config(home)
+    tracking_utils._artifact_repos_cache.clear()

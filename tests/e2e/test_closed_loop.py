@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,8 +149,16 @@ def test_undrifted_data_starts_no_retrain(loop):
     calm = write_frame(simulate_churn(1500, seed=73, start="2026-02-01"), str(loop["tmp"] / "calm.parquet"))
     monitor = prefect.run("monitor", "hourly", {"current_uri": calm})
     assert monitor["state_type"] == "COMPLETED", monitor["state"]["message"]
-    # Longer than the event -> automation -> run chain took in the drifted case.
-    time.sleep(15)
+    # Sentinels instead of a sleep. The run's client sends a task's state events after whatever
+    # the task emitted, so once emit-breach-event is recorded as completed, a breach event from it
+    # has reached the server; a sentinel sent after that is stored after it, so once the sentinel
+    # is readable, a wrongly emitted drift event would be readable too.
+    wait_for("the monitor run's emit-breach-event task to be recorded",
+             lambda: [t for t in prefect.task_runs([monitor["id"]], "emit-breach-event") if t["state_type"] == "COMPLETED"], 60)
+    sentinel = {"prefect.resource.id": f"mlops.test.sentinel.{uuid.uuid4()}"}
+    sentinel_id = prefect.emit("mlops.test.sentinel", sentinel, {})
+    wait_for("the sentinel event",
+             lambda: [e for e in prefect.events("mlops.test.sentinel", started) if e["id"] == sentinel_id], 60)
     assert prefect.events("mlops.drift.detected", started) == []
     assert prefect.events("mlops.performance.degraded", started) == []
     assert len(prefect.runs_of("retrain", "on-drift")) == retrains_before

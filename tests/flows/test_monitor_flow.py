@@ -1,4 +1,8 @@
-"""The `monitor` and `retrain` flows against a real Prefect server and a temporary MLflow store."""
+"""The `monitor` and `retrain` flows against a real Prefect server and a temporary MLflow store.
+
+Every test starts from a private copy of the session's trained and promoted champion
+(`champion_store` in tests/conftest.py) instead of training its own.
+"""
 
 from __future__ import annotations
 
@@ -9,35 +13,22 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.monitor import monitor
-from flows.train import train
 from mlops.config import PipelineConfig, parse_config
 from mlops.data import write_frame
 from mlops.events import DRIFT_DETECTED
 from mlops.local.simulate import simulate_churn
 from mlops.serving.prediction_log import label_columns
-from tests.timing import LENIENT_PROMOTION
+from tests.conftest import CHAMPION_MODEL
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
-MODEL = "monitor-test"
-
-
-def make_config(data_uri: str, log_uri: str) -> PipelineConfig:
-    return parse_config({
-        "dataset": {"uri": data_uri, "target": "churned", "timestamp": "event_time"},
-        "model": {"name": MODEL, "params": {"max_iter": 30}},
-        "validation": {"min_rows": 100},
-        "serving": {"prediction_log_uri": log_uri},
-        "monitoring": {"min_rows": 200},
-    })
+MODEL = CHAMPION_MODEL
 
 
 @pytest.fixture
-def champion(mlflow_store, tmp_path) -> PipelineConfig:
-    config = make_config(write_frame(simulate_churn(3000, seed=51), str(tmp_path / "train.parquet")), str(tmp_path / "log"))
-    assert train(config=config, return_state=True).is_completed()
-    MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store).set_registered_model_alias(MODEL, "champion", "1")
-    return config
+def champion(champion_store) -> PipelineConfig:
+    """v1 trained and promoted (a copy of the session's template), with an empty prediction log."""
+    return parse_config(champion_store[1])
 
 
 def _log_traffic(log_uri: str, frame, labels: list | None = None) -> str:
@@ -88,14 +79,33 @@ def _drift_events(flow_run_started: float) -> list:
             time.sleep(0.5)
 
 
-def test_drifted_window_emits_the_event_and_logs_the_trend(champion, mlflow_store, tmp_path):
+def _wait_for_sentinel(timeout: float = 30.0) -> None:
+    """Emit a sentinel event in this process and wait until the server returns it."""
+    import uuid
+
+    from prefect import get_client
+    from prefect.events import emit_event
+    from prefect.events.filters import EventFilter, EventResourceFilter
+
+    resource_id = f"mlops.test.sentinel.{uuid.uuid4()}"
+    assert emit_event("mlops.test.sentinel", resource={"prefect.resource.id": resource_id}) is not None
+    event_filter = EventFilter(resource=EventResourceFilter(id=[resource_id]))
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while not client.read_events(filter=event_filter, limit=1).events:
+            assert time.monotonic() < deadline, "the sentinel event never arrived"
+            time.sleep(0.2)
+
+
+def test_drifted_window_emits_the_event_and_logs_the_trend(champion, champion_store, tmp_path):
     started = time.time()
     drifted = write_frame(simulate_churn(2000, "strong", seed=52), str(tmp_path / "drifted.parquet"))
     result = monitor(config=champion, current_uri=drifted)
     assert result.status == "breach" and result.dataset_drift
     assert result.event == DRIFT_DETECTED
     assert {"monthly_charges", "support_calls"} <= set(result.drifted_columns)
-    client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
+    uri = champion_store[0]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run = client.get_run(result.run_id)
     assert run.data.metrics["dataset_drift"] == 1.0 and run.data.metrics["drift_share"] >= 0.5
     assert {a.path for a in client.list_artifacts(result.run_id, "drift")} >= {"drift/report.html", "drift/report.json"}
@@ -110,13 +120,17 @@ def test_undrifted_window_emits_nothing(champion, tmp_path):
     same = write_frame(simulate_churn(2000, seed=53), str(tmp_path / "same.parquet"))
     result = monitor(config=champion, current_uri=same)
     assert result.status == "ok" and not result.dataset_drift and result.event is None
-    time.sleep(3)  # events travel asynchronously; give a wrongly emitted one time to arrive
+    # Events travel asynchronously: a sentinel sent after the run, through the same client, is
+    # stored after anything the run emitted, so once it is readable a wrong event would be too.
+    _wait_for_sentinel()
     from prefect import get_client
     from prefect.events.filters import EventFilter, EventNameFilter
 
     with get_client(sync_client=True) as client:
+        # Events carry the emitter's clock, this process's: no slack, or the drift event the test
+        # before this one waited for (well under a second ago) would count.
         names = [e.event for e in client.read_events(filter=EventFilter(event=EventNameFilter(prefix=["mlops.drift", "mlops.performance"])), limit=50).events
-                 if e.occurred.timestamp() >= started - 1]
+                 if e.occurred.timestamp() >= started]
     assert names == []
 
 
@@ -144,37 +158,19 @@ def test_rows_the_log_dead_lettered_are_reported(champion, tmp_path):
     assert result.to_dict()["dead_letter_rows"] == 1
 
 
-def _champion_for_retrain(tmp_path, seed: int) -> dict:
-    """Train and promote v1 on a small dataset with an empty prediction log; return the raw config."""
-    from flows.deploy import deploy
-
-    raw = {
-        "dataset": {"uri": write_frame(simulate_churn(2000, seed=seed), str(tmp_path / "train.parquet")),
-                    "target": "churned", "timestamp": "event_time"},
-        "model": {"name": MODEL, "params": {"max_iter": 30}},
-        "validation": {"min_rows": 100},
-        "serving": {"prediction_log_uri": str(tmp_path / "empty-log")},
-        "rollback": {"enabled": False},
-        "promotion": LENIENT_PROMOTION,
-    }
-    config = parse_config(raw)
-    assert train(config=config, return_state=True).is_completed()
-    assert deploy(config=config).status == "promoted"
-    return raw
-
-
-def test_retrain_trains_on_reference_plus_labelled_traffic_and_deploys(mlflow_store, tmp_path):
+def test_retrain_trains_on_reference_plus_labelled_traffic_and_deploys(champion_store):
     from flows.retrain import retrain
     from mlops.registry import Registry
 
-    config = parse_config(_champion_for_retrain(tmp_path, seed=61))
+    store, raw = champion_store
+    config = parse_config(raw)
     trigger = {"event": "mlops.drift.detected", "payload": {"drift_share": 0.6, "drifted_columns": ["monthly_charges"]}}
     result = retrain(config=config, trigger=trigger, cooldown_minutes=0)
     assert result.model_version == "2"
     assert result.status in ("promoted", "refused")
     # With no labelled traffic the configured dataset is used as is.
     assert result.data_uri == config.dataset.uri
-    records = Registry(mlflow_store).read_audit(MODEL)
+    records = Registry(store).read_audit(MODEL)
     assert records[-1].to_version == "2"
     assert records[-1].evidence["trigger"]["payload"]["drifted_columns"] == ["monthly_charges"]
     assert records[-1].evidence["trigger"]["source"] == "retrain"
@@ -183,30 +179,30 @@ def test_retrain_trains_on_reference_plus_labelled_traffic_and_deploys(mlflow_st
     again = retrain(config=config, trigger=trigger, cooldown_minutes=30)
     assert again.status == "skipped" and again.model_version is None
     assert "cooldown" in again.reason
-    assert [str(v.version) for v in Registry(mlflow_store).list_versions(MODEL)] == ["1", "2"]
+    assert [str(v.version) for v in Registry(store).list_versions(MODEL)] == ["1", "2"]
 
 
-def test_a_retrained_model_that_misses_a_gate_is_a_refusal_not_a_failure(mlflow_store, tmp_path):
+def test_a_retrained_model_that_misses_a_gate_is_a_refusal_not_a_failure(champion_store):
     from flows.retrain import retrain
     from mlops.registry import Registry
 
-    raw = _champion_for_retrain(tmp_path, seed=62)
+    store, raw = champion_store
     strict = parse_config({**raw, "gates": {"min_metrics": {"roc_auc": 0.999}}})
     state = retrain(config=strict, trigger={"event": "mlops.drift.detected"}, cooldown_minutes=0, return_state=True)
     assert state.is_completed()
     result = state.result()
     assert result.status == "refused" and result.model_version is None and "roc_auc" in result.reason
-    registry = Registry(mlflow_store)
+    registry = Registry(store)
     assert [str(v.version) for v in registry.list_versions(MODEL)] == ["1"]
     record = registry.read_audit(MODEL)[-1]
     assert record.action == "refused" and record.to_version is None and record.from_version == "1"
     assert registry.version_by_alias(MODEL, "champion").version == "1"
 
 
-def test_labelled_rows_breaking_the_contract_are_dropped_and_the_retrain_goes_on(mlflow_store, tmp_path):
+def test_labelled_rows_breaking_the_contract_are_dropped_and_the_retrain_goes_on(champion_store, tmp_path):
     from flows.retrain import retrain
 
-    raw = _champion_for_retrain(tmp_path, seed=63)
+    raw = champion_store[1]
     log_uri = str(tmp_path / "log")
     traffic = simulate_churn(300, seed=64)
     traffic["monthly_charges"] = traffic["monthly_charges"].astype(object)

@@ -14,6 +14,7 @@ from mlops.data import write_frame
 from mlops.errors import DataValidationFailed, QualityGateFailed
 from mlops.local.simulate import simulate_churn
 from mlops.registry import ALIAS_CHAMPION, Registry
+from tests.conftest import CHAMPION_MODEL
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -42,8 +43,8 @@ def churn_uri(tmp_path) -> str:
     return write_frame(simulate_churn(3000, seed=11), str(tmp_path / "churn.parquet"))
 
 
-def _versions(store: str) -> list:
-    return MlflowClient(tracking_uri=store, registry_uri=store).search_model_versions(f"name = '{MODEL}'")
+def _versions(store: str, model: str = MODEL) -> list:
+    return MlflowClient(tracking_uri=store, registry_uri=store).search_model_versions(f"name = '{model}'")
 
 
 def test_first_training_registers_challenger_with_lineage(mlflow_store, churn_uri):
@@ -130,29 +131,31 @@ def test_quality_gate_failure_registers_nothing(mlflow_store, churn_uri):
     assert _versions(mlflow_store) == []
 
 
-def test_new_data_is_checked_against_the_champion_contract(mlflow_store, churn_uri, tmp_path):
-    assert train(config=make_config(churn_uri), return_state=True).is_completed()
-    MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store).set_registered_model_alias(MODEL, ALIAS_CHAMPION, "1")
+def _with_data(raw: dict, uri: str) -> PipelineConfig:
+    return parse_config({**raw, "dataset": {**raw["dataset"], "uri": uri}})
+
+
+def test_new_data_is_checked_against_the_champion_contract(champion_store, tmp_path):
+    store, raw = champion_store  # v1 of CHAMPION_MODEL is the champion
     frame = simulate_churn(3000, seed=13)
     frame["plan"] = "enterprise"  # a category the champion never saw
     uri = write_frame(frame, str(tmp_path / "new.parquet"))
-    state = train(config=make_config(uri), return_state=True)
+    state = train(config=_with_data(raw, uri), return_state=True)
     error = state.result(raise_on_failure=False)
     assert isinstance(error, DataValidationFailed)
     assert "'plan'" in str(error)
-    assert [str(v.version) for v in _versions(mlflow_store)] == ["1"]
+    assert [str(v.version) for v in _versions(store, CHAMPION_MODEL)] == ["1"]
 
 
-def test_second_training_records_champion_contract_source(mlflow_store, churn_uri, tmp_path):
-    assert train(config=make_config(churn_uri), return_state=True).is_completed()
-    MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store).set_registered_model_alias(MODEL, ALIAS_CHAMPION, "1")
+def test_second_training_records_champion_contract_source(champion_store, tmp_path):
+    store, raw = champion_store
     uri = write_frame(simulate_churn(3000, seed=14), str(tmp_path / "next.parquet"))
-    result = train(config=make_config(uri), return_state=True).result()
+    result = train(config=_with_data(raw, uri), return_state=True).result()
     assert result.model_version == "2"
     assert result.contract_source == "champion v1"
-    client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
-    assert str(client.get_model_version_by_alias(MODEL, "challenger").version) == "2"
-    assert str(client.get_model_version_by_alias(MODEL, ALIAS_CHAMPION).version) == "1"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    assert str(client.get_model_version_by_alias(CHAMPION_MODEL, "challenger").version) == "2"
+    assert str(client.get_model_version_by_alias(CHAMPION_MODEL, ALIAS_CHAMPION).version) == "1"
 
 
 def test_regression_task(mlflow_store, tmp_path):

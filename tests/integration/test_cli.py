@@ -1,11 +1,20 @@
-"""The `mlops` command as users run it: a real subprocess, every documented exit code."""
+"""The `mlops` command as users run it: every documented exit code.
+
+One case per exit code runs the real command as a subprocess (the entry point, the temporary
+Prefect server, signals); the other cases of the same code run `mlops.cli.main` in this process
+with the same environment and working directory (`cli_in_process`), which saves a Python start
+and the imports of Prefect and MLflow per case.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,21 +52,69 @@ def workdir(tmp_path, mlflow_template) -> Path:
     return tmp_path
 
 
+def cli_env(workdir: Path) -> dict[str, str]:
+    """What the command is given on top of an environment without PREFECT_, MLFLOW_ or MLOPS_ variables."""
+    return {
+        "MLOPS_HOME": str(workdir / "home"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+        # Nothing listens here, so a developer's own `make up` stack is never picked up.
+        "MLOPS_PREFECT_PORT": str(free_port()),
+        "MLOPS_MLFLOW_PORT": str(free_port()),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "GX_ANALYTICS_ENABLED": "false",
+    }
+
+
 def run_cli(args: list[str], workdir: Path, prefect_api: str | None, **env_overrides) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "MLOPS_"))}
-    env.update(
-        MLOPS_HOME=str(workdir / "home"),
-        MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}",
-        # Nothing listens here, so a developer's own `make up` stack is never picked up.
-        MLOPS_PREFECT_PORT=str(free_port()),
-        MLOPS_MLFLOW_PORT=str(free_port()),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        GX_ANALYTICS_ENABLED="false",
-    )
+    env.update(cli_env(workdir))
     if prefect_api:
         env["PREFECT_API_URL"] = prefect_api
     env.update(env_overrides)
     return subprocess.run([MLOPS, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+
+
+RunCli = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def cli_in_process(prefect_api, monkeypatch, capsys) -> Iterator[RunCli]:
+    """`run_cli` without the subprocess: `mlops.cli.main` here, flows on the session's Prefect server.
+
+    Same arguments, environment and working directory; exit code, stdout and stderr come back as
+    a CompletedProcess, so a case asserts the same things whichever way it runs.
+    """
+    from mlops import cli
+
+    def run(args: list[str], workdir: Path, **env_overrides: str) -> subprocess.CompletedProcess:
+        for key in [k for k in os.environ if k.startswith(("MLFLOW_", "MLOPS_"))]:
+            monkeypatch.delenv(key)
+        for key, value in {**cli_env(workdir), "PREFECT_API_URL": prefect_api, **env_overrides}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.chdir(workdir)
+        capsys.readouterr()
+        code = cli.main(args)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess([MLOPS, *args], code, out, err)
+
+    with process_state_kept():
+        yield run
+
+
+@contextmanager
+def process_state_kept() -> Iterator[None]:
+    """What a command changes in its process and the test session must get back: the SIGTERM
+    handler it installs, the filters it puts on console log handlers (they drop tracebacks)."""
+    from mlops.progress import stderr_handlers
+
+    sigterm = signal.getsignal(signal.SIGTERM)
+    filters = {handler: list(handler.filters) for handler in stderr_handlers()}
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+        for handler, kept in filters.items():
+            handler.filters[:] = kept
 
 
 def write_config(workdir: Path, config: dict, name: str = "config.yaml") -> str:
@@ -90,10 +147,10 @@ def test_train_json_success(workdir, prefect_server):
     assert versions(workdir) == ["1"]
 
 
-def test_train_human_output_and_data_override(workdir, prefect_server):
+def test_train_human_output_and_data_override(workdir, cli_in_process):
     write_frame(simulate_churn(2500, seed=22), str(workdir / "other.csv"))
     cfg = write_config(workdir, base_config("does-not-exist.parquet"))
-    proc = run_cli(["train", "--config", cfg, "--data", "other.csv"], workdir, prefect_server)
+    proc = cli_in_process(["train", "--config", cfg, "--data", "other.csv"], workdir)
     assert proc.returncode == 0, proc.stderr
     assert f"registered: model {MODEL} version 1" in proc.stdout
     assert "roc_auc=" in proc.stdout and "prefect: " in proc.stdout
@@ -111,10 +168,10 @@ def test_train_human_output_and_data_override(workdir, prefect_server):
     ],
     ids=["unknown-key", "wrong-type", "bad-estimator", "missing-file", "missing-target", "negative-gate"],
 )
-def test_bad_config_or_data_exits_2(workdir, prefect_server, mutate, expected):
+def test_bad_config_or_data_exits_2(workdir, cli_in_process, mutate, expected):
     config = base_config("churn.parquet")
     mutate(config)
-    proc = run_cli(["train", "--config", write_config(workdir, config), "--json"], workdir, prefect_server)
+    proc = cli_in_process(["train", "--config", write_config(workdir, config), "--json"], workdir)
     assert proc.returncode == 2, proc.stderr
     assert expected in first_error_line(proc.stderr)
     assert json.loads(proc.stdout)["exit_code"] == 2
@@ -122,6 +179,7 @@ def test_bad_config_or_data_exits_2(workdir, prefect_server, mutate, expected):
 
 
 def test_empty_file_exits_2(workdir, prefect_server):
+    """Exit code 2 through the real command: bad data found by the flow's first task."""
     (workdir / "empty.csv").write_text("")
     cfg = write_config(workdir, base_config("empty.csv"))
     proc = run_cli(["train", "--config", cfg], workdir, prefect_server)
@@ -169,26 +227,30 @@ def test_runs_without_any_prefect_server(workdir):
     assert (workdir / "home" / "prefect" / "prefect.db").exists()
 
 
-def test_simulate_writes_deterministic_batches(workdir, tmp_path):
+def test_simulate_writes_deterministic_batches(workdir, tmp_path, cli_in_process):
     out_a, out_b = str(tmp_path / "a.csv"), str(tmp_path / "b.parquet")
     for out in (out_a, out_b):
-        proc = run_cli(["simulate", "--rows", "300", "--drift", "strong", "--seed", "5", "--out", out, "--json"], workdir, None)
+        proc = cli_in_process(["simulate", "--rows", "300", "--drift", "strong", "--seed", "5", "--out", out, "--json"], workdir)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["rows"] == 300
     from mlops.data import fingerprint_frame, read_frame
 
     a, b = read_frame(out_a), read_frame(out_b)
     assert a.drop(columns=["event_time"]).equals(b.drop(columns=["event_time"]))
-    proc = run_cli(["simulate", "--rows", "0", "--out", out_a], workdir, None)
+    proc = cli_in_process(["simulate", "--rows", "0", "--out", out_a], workdir)
     assert proc.returncode == 2
-    proc = run_cli(["simulate", "--rows", "10", "--out", str(tmp_path / "x.txt")], workdir, None)
+    proc = cli_in_process(["simulate", "--rows", "10", "--out", str(tmp_path / "x.txt")], workdir)
     assert proc.returncode == 2 and "unsupported file type" in first_error_line(proc.stderr)
     assert fingerprint_frame(read_frame(out_b)) == fingerprint_frame(simulate_churn(300, "strong", seed=5))
 
 
-@pytest.mark.parametrize("action", ["up", "status", "down"])
-def test_half_of_the_team_mlflow_settings_is_a_config_error_for_every_stack_action(tmp_path, action):
-    proc = run_cli(["stack", action], tmp_path, None, MLOPS_MLFLOW_BACKEND_URI="postgresql://127.0.0.1:5432/test")
+@pytest.mark.parametrize(("action", "how"), [("up", "subprocess"), ("status", "in-process"), ("down", "in-process")])
+def test_half_of_the_team_mlflow_settings_is_a_config_error_for_every_stack_action(tmp_path, request, action, how):
+    bad = {"MLOPS_MLFLOW_BACKEND_URI": "postgresql://127.0.0.1:5432/test"}
+    if how == "subprocess":
+        proc = run_cli(["stack", action], tmp_path, None, **bad)
+    else:
+        proc = request.getfixturevalue("cli_in_process")(["stack", action], tmp_path, **bad)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == (
         "error: MLOPS_MLFLOW_BACKEND_URI and MLOPS_MLFLOW_ARTIFACTS_DESTINATION go together: set both or neither"

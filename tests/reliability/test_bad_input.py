@@ -1,8 +1,10 @@
 """Bad data and bad config: one readable `error:` line, the documented exit code, nothing left behind.
 
 Every data case runs through the same library path the `train` flow takes (read, contract,
-validation) in a fraction of a second; a representative subset also runs through the real CLI,
-where each case costs a Prefect flow run, and there we also check the registry and the disk.
+validation) in a fraction of a second; a representative subset also runs through the `mlops train`
+command, where each case costs a Prefect flow run, and there we also check the registry and the
+disk. One case per exit code runs the real command as a subprocess; the others call the CLI in
+this process (`cli_in_process`), with the same environment and assertions.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from mlops.errors import ConfigError, DataValidationFailed, MlopsError
 from mlops.local.simulate import simulate_churn
 from mlops.training import load_estimator_class
 from mlops.validation import validate_frame
-from tests.integration.test_cli import MODEL, base_config, run_cli, write_config
+from tests.integration.test_cli import (
+    MODEL,
+    base_config,
+    cli_env,
+    process_state_kept,
+    run_cli,
+    write_config,
+)
 
 BASE = simulate_churn(600, seed=3)
 TARGET = "churned"
@@ -159,29 +168,41 @@ def assert_clean_failure(proc, code: int, words: str, folder: Path, versions_bef
     assert _stray_files(folder) == []
 
 
-CLI_FIRST = ["not-utf8", "truncated-parquet", "one-class-target", "all-null-column", "infinite-value"]
+# (case, run as a subprocess): one subprocess case per exit code (2 and 3).
+CLI_FIRST = [("not-utf8", False), ("truncated-parquet", True), ("one-class-target", True),
+             ("all-null-column", False), ("infinite-value", False)]
 CLI_CONTRACT = ["missing-feature", "extra-feature"]
 
 
 @pytest.mark.parametrize(
-    ("make", "code", "words"),
-    [pytest.param(m, c, w, id=n) for n, m, c, w in FIRST_VERSION if n in CLI_FIRST],
+    ("make", "code", "words", "as_subprocess"),
+    [pytest.param(m, c, w, sub, id=n) for n, m, c, w in FIRST_VERSION for case, sub in CLI_FIRST if n == case],
 )
-def test_cli_refuses_bad_first_data(workdir, prefect_server, make, code, words):
+def test_cli_refuses_bad_first_data(workdir, prefect_server, request, make, code, words, as_subprocess):
     cfg = write_config(workdir, base_config(make(workdir)))
-    proc = run_cli(["train", "--config", cfg, "--json"], workdir, prefect_server)
+    args = ["train", "--config", cfg, "--json"]
+    if as_subprocess:
+        proc = run_cli(args, workdir, prefect_server)
+    else:
+        proc = request.getfixturevalue("cli_in_process")(args, workdir)
     assert_clean_failure(proc, code, words, workdir, [])
 
 
 @pytest.fixture(scope="module")
-def trained_store(tmp_path_factory, mlflow_template, prefect_server) -> Path:
-    """A store holding v1 (trained on BASE) as challenger; each test copies its database."""
+def trained_store(tmp_path_factory, mlflow_template, prefect_api) -> Path:
+    """A store holding v1 (trained on BASE) as challenger by `mlops train` in this process; each
+    test copies its database."""
+    from mlops import cli
+
     folder = tmp_path_factory.mktemp("trained")
     shutil.copy(mlflow_template, folder / "mlflow.db")
     write_frame(BASE, str(folder / "base.parquet"))
-    config = base_config("base.parquet", validation={"min_rows": 50})
-    proc = run_cli(["train", "--config", write_config(folder, config), "--json"], folder, prefect_server)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = write_config(folder, base_config("base.parquet", validation={"min_rows": 50}))
+    with pytest.MonkeyPatch.context() as mp, process_state_kept():
+        for key, value in {**cli_env(folder), "PREFECT_API_URL": prefect_api}.items():
+            mp.setenv(key, value)
+        mp.chdir(folder)
+        assert cli.main(["train", "--config", config, "--json"]) == 0
     return folder
 
 
@@ -189,11 +210,11 @@ def trained_store(tmp_path_factory, mlflow_template, prefect_server) -> Path:
     ("make", "code", "words"),
     [pytest.param(m, c, w, id=n) for n, m, c, w in AGAINST_CONTRACT if n in CLI_CONTRACT],
 )
-def test_cli_refuses_data_that_breaks_the_stored_contract(tmp_path, trained_store, prefect_server, make, code, words):
+def test_cli_refuses_data_that_breaks_the_stored_contract(tmp_path, trained_store, cli_in_process, make, code, words):
     # The artifacts of v1 stay where they were logged (absolute paths in the copied database).
     shutil.copy(trained_store / "mlflow.db", tmp_path / "mlflow.db")
     config = base_config(make(tmp_path), validation={"min_rows": 50})
-    proc = run_cli(["train", "--config", write_config(tmp_path, config), "--json"], tmp_path, prefect_server)
+    proc = cli_in_process(["train", "--config", write_config(tmp_path, config), "--json"], tmp_path)
     assert_clean_failure(proc, code, words, tmp_path, ["1"])
     assert _registry_state(tmp_path)[1] == {"challenger": "1"}
 
@@ -242,19 +263,19 @@ def test_bad_estimator_path_is_a_config_error(path, words):
     assert words in str(caught.value) and str(caught.value).startswith("model.estimator")
 
 
-def test_cli_bad_estimator_leaves_nothing(workdir, prefect_server):
+def test_cli_bad_estimator_leaves_nothing(workdir, cli_in_process):
     config = base_config("churn.parquet")
     config["model"]["estimator"] = "collections.OrderedDict"
-    proc = run_cli(["train", "--config", write_config(workdir, config), "--json"], workdir, prefect_server,
-                   MLOPS_ESTIMATOR_MODULES="collections")
+    proc = cli_in_process(["train", "--config", write_config(workdir, config), "--json"], workdir,
+                          MLOPS_ESTIMATOR_MODULES="collections")
     assert_clean_failure(proc, 2, "is not a scikit-learn estimator", workdir, [])
 
 
-def test_cli_refuses_parameters_the_estimator_rejects_only_inside_fit(workdir, prefect_server):
+def test_cli_refuses_parameters_the_estimator_rejects_only_inside_fit(workdir, cli_in_process):
     config = base_config("churn.parquet")
     config["model"].update(estimator="sklearn.linear_model.LogisticRegression",
                            params={"solver": "liblinear", "penalty": "elasticnet", "l1_ratio": 0.5})
-    proc = run_cli(["train", "--config", write_config(workdir, config), "--json"], workdir, prefect_server)
+    proc = cli_in_process(["train", "--config", write_config(workdir, config), "--json"], workdir)
     assert_clean_failure(proc, 2, "model.params: invalid parameters for sklearn.linear_model.LogisticRegression: "
                          "Only 'saga' solver supports elasticnet penalty", workdir, [])
 
