@@ -45,12 +45,12 @@ def read_window(
     """
     if current_uri:
         return data.read_frame(current_uri), monitoring.Window(source=current_uri)
-    from mlops.serving.prediction_log import read_labelled_predictions, read_prediction_log
+    from mlops.serving.prediction_log import join_labels, read_labels, read_prediction_log
 
     window = monitoring.log_window(config.serving.prediction_log_uri, window_hours)
     skipped: list[str] = []
     log = read_prediction_log(window.source, since=window.start, until=window.end, skipped=skipped)
-    labelled = read_labelled_predictions(window.source, since=window.start, until=window.end, skipped=skipped)
+    labelled = join_labels(log, read_labels(window.source, skipped=skipped, since=window.start))
     frame = monitoring.window_frame(log, labelled, contract)
     return frame, replace(window, unreadable_parts=tuple(dict.fromkeys(skipped)))
 

@@ -211,9 +211,17 @@ def read_labelled_predictions(
     files are left out and appended to `skipped` when given.
     """
     predictions = read_prediction_log(uri, since, until, client=client, skipped=skipped)
+    labels = read_labels(uri, client=client, skipped=skipped, since=since)
+    return join_labels(predictions, labels, include_shadow)
+
+
+def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, include_shadow: bool = False) -> pd.DataFrame:
+    """Prediction rows (as `read_prediction_log` gives them) that have a label, with the label added.
+
+    For a caller that already holds the window's rows: the log is read once, not once more here.
+    """
     if not include_shadow and not predictions.empty:
         predictions = predictions[predictions["route"] != ROUTE_SHADOW]
-    labels = read_labels(uri, client=client, skipped=skipped, since=since)
     if predictions.empty or labels.empty:
         return pd.DataFrame(columns=[*predictions.columns, "label", "labelled_at"])
     return predictions.merge(labels, on=["request_id", "row"], how="inner", validate="many_to_one")
