@@ -11,8 +11,6 @@ skips them). Bad input there is a one-line DataError or ConfigError.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from mlops.config import MonitoringConfig, load_monitoring_config
 from mlops.drift import statistics as st
 from mlops.drift.methods import STAT_TESTS, configured_method, default_method
@@ -97,9 +95,13 @@ def check_drift(
 def load_profile(uri: str) -> ReferenceProfile:
     """A stored profile (.npz, local) as it is; a dataset is profiled on every column it has."""
     if uri.endswith(PROFILE_SUFFIX):
-        if not Path(uri).is_file():
-            raise DataError(f"{uri}: file not found")
-        return ReferenceProfile.load(uri)  # a damaged file is a DataError naming it
+        from mlops.files import read_regular_file
+        from mlops.settings import Settings
+
+        # The reader every local dataset goes through: a FIFO or device is refused, not waited on,
+        # and the file is capped like a dataset. A damaged file is a DataError naming it.
+        payload = read_regular_file(uri, Settings().max_dataset_bytes, DataError, limit_name="MLOPS_MAX_DATASET_BYTES")
+        return ReferenceProfile.load(payload, name=uri)
     window = open_window(uri)
     kinds = {name: window.kind_of(name) for name in window.names}
     numeric = [n for n, k in kinds.items() if k == NUMERIC]

@@ -61,6 +61,25 @@ def test_a_truncated_profile_is_a_data_error_naming_the_file(tmp_path, profile_b
         ReferenceProfile.load(path)
 
 
+def test_a_stored_profile_is_read_like_any_local_file(tmp_path, profile_bytes, monkeypatch):
+    import os
+
+    from mlops.drift.check import load_profile
+
+    good = tmp_path / "good.npz"
+    good.write_bytes(profile_bytes)
+    assert load_profile(str(good)).column("age").values.size == 2000
+    with pytest.raises(DataError, match="missing.npz: file not found"):
+        load_profile(str(tmp_path / "missing.npz"))
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="pipe.npz: is a FIFO"):
+        load_profile(str(fifo))  # refused at once: a FIFO would block the read for ever
+    monkeypatch.setenv("MLOPS_MAX_DATASET_BYTES", str(len(profile_bytes) - 1))
+    with pytest.raises(DataError, match="MLOPS_MAX_DATASET_BYTES"):
+        load_profile(str(good))
+
+
 def test_a_damaged_profile_member_is_a_data_error_naming_the_file_and_column(tmp_path, profile_bytes):
     loaded = ReferenceProfile.load(profile_bytes)
     damaged = bytearray(profile_bytes)
