@@ -253,8 +253,34 @@ DriftMethod = Literal[
 ]
 
 
+class MonitoringSchedule(_Strict):
+    """When this model's drift check runs: a cron line or a fixed interval (`make up` applies it)."""
+
+    cron: str | None = Field(default="0 * * * *", description="Cron line (5 fields); ignored when interval_minutes is set")
+    interval_minutes: float | None = Field(default=None, ge=1.0, description="Run every this many minutes instead of cron")
+    timezone: str = Field(default="UTC", description="Time zone the cron line is read in")
+    active: bool = Field(default=True, description="False: the schedule exists but is paused")
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 5:
+            raise ValueError("must be a cron line of 5 fields, such as '*/15 * * * *'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_cadence(self) -> MonitoringSchedule:
+        if self.cron is None and self.interval_minutes is None:
+            raise ValueError("needs cron or interval_minutes")
+        return self
+
+
 class MonitoringConfig(_Strict):
     """Drift checks of the live window against the champion's reference data."""
+
+    schedule: MonitoringSchedule = Field(
+        default_factory=MonitoringSchedule, description="When the scheduled drift check of this model runs"
+    )
 
     num_method: DriftMethod | None = Field(
         default=None, description="Numeric columns; None = Evidently's default by sample size"

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     worker_port: int = Field(default=8081, alias="MLOPS_WORKER_PORT")
     worker_poll_seconds: float = Field(default=2.0, gt=0.0, alias="MLOPS_WORKER_POLL_SECONDS")
     prefect_file: Path = Field(default=Path("prefect.yaml"), alias="MLOPS_PREFECT_FILE")
+    # The model catalogue: every config file here is one model with its own closed loop.
+    catalogue_dir: Path = Field(default=Path("configs"), alias="MLOPS_CATALOGUE")
+    # The model `POST /predict` (without a model name) answers for; unset: the catalogue's first
+    # model by file name.
+    default_model: str | None = Field(default=None, alias="MLOPS_DEFAULT_MODEL")
     stack_config: Path = Field(default=Path("configs/churn.yaml"), alias="MLOPS_STACK_CONFIG")
     # Automations that are not deployment triggers (crashing runs whose heartbeats stopped).
     automations_file: Path = Field(default=Path("deployments/automations.yaml"), alias="MLOPS_AUTOMATIONS_FILE")
