@@ -10,19 +10,20 @@ from prefect.runtime import flow_run
 
 from flows.rollback import rollback
 from mlops import audit, promotion
+from mlops.catalogue import ConfigOverrides
 from mlops.config import PipelineConfig
 from mlops.errors import ChampionMoved
 from mlops.evaluation import validate_gates
 from mlops.promotion.outcome import Comparison, DeployCase, compared_metrics, holdout_info
 from mlops.registry import Registry, open_registry
 from mlops.results import STATUS_PROMOTED, STATUS_REFUSED, STATUS_ROLLED_BACK, DeployResult
+from tasks.catalogue import ensure_model_lock, load_model_config
 from tasks.data import load_dataset
 from tasks.deploy import (
     clear_staging,
     current_champion,
     cut_promotion_holdout,
     emit_model_event,
-    ensure_promotion_lock,
     load_version_contract,
     paired_significance,
     promote_version,
@@ -145,9 +146,10 @@ def deploy(
         return refuse(decision.reason)
 
     # -- staging and smoke test -----------------------------------------------------------------
-    # One deploy of this model at a time from here on, across processes and workers; the lease
-    # frees the slot of a worker killed inside.
-    with concurrency(ensure_promotion_lock(name), occupy=1, timeout_seconds=PROMOTION_WAIT_SECONDS, strict=True):
+    # One deploy of this model at a time from here on, across processes and workers: staging, smoke
+    # test and alias moves of two deploys would share the one `staging` alias, and the later would
+    # move `champion` on a verdict about a replaced one. The lease frees the slot of a killed worker.
+    with concurrency(ensure_model_lock("promote", name), occupy=1, timeout_seconds=PROMOTION_WAIT_SECONDS, strict=True):
         stage_version(registry, name, candidate.version)
         try:
             report = smoke_test_staging(registry, name, holdout, config)
@@ -191,3 +193,26 @@ def deploy(
     publish_deploy_summary(result)
     return result
 
+
+
+@flow(name="deploy", log_prints=True)
+def deploy_model(
+    model: str,
+    overrides: ConfigOverrides | None = None,
+    challenger_version: str | None = None,
+    holdout_uri: str | None = None,
+    watch_seconds: float | None = None,
+) -> DeployResult:
+    """Deploy a catalogue model's challenger: the same run as `deploy`, with the config read from
+    the model's file at run time (file and content hash kept as the artifact `config-<model>`).
+
+    Args:
+        model: The model: one of the catalogue's (configs/*.yaml) model names.
+        overrides: Config keys to change for this run only; keys left empty keep the file's value.
+        challenger_version: Version to deploy (default: the `challenger` alias).
+        holdout_uri: Labelled data both models are scored on (default: the dataset's holdout).
+        watch_seconds: Post-deployment watch length (default `rollback.window_seconds`; 0 skips it).
+    """
+    resolved = load_model_config(model, overrides)
+    return deploy.fn(config=resolved.config, challenger_version=challenger_version, holdout_uri=holdout_uri,
+                     watch_seconds=watch_seconds)

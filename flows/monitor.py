@@ -6,10 +6,12 @@ from dataclasses import replace
 
 from prefect import flow, get_run_logger
 
+from mlops.catalogue import ConfigOverrides
 from mlops.config import PipelineConfig
 from mlops.drift import INSUFFICIENT_DATA, too_few_rows
 from mlops.monitoring import MonitorResult
 from mlops.registry import open_registry
+from tasks.catalogue import load_model_config
 from tasks.monitoring import (
     check_window,
     count_dead_letters,
@@ -70,3 +72,21 @@ def monitor(
         report, config.model.name, champion.version, window.describe(), run_id, event, window.unreadable_parts,
         dead_letter_rows=dead,
     )
+
+
+@flow(name="monitor", log_prints=True)
+def monitor_model(
+    model: str, overrides: ConfigOverrides | None = None, current_uri: str | None = None,
+    window_hours: float | None = None,
+) -> MonitorResult:
+    """Check a catalogue model's live window for drift (the same run as `monitor`); each model's
+    schedule (`monitoring.schedule`) starts this with its name.
+
+    Args:
+        model: The model: one of the catalogue's (configs/*.yaml) model names.
+        overrides: Config keys to change for this run only; keys left empty keep the file's value.
+        current_uri: Data to check instead of the prediction log (local path or s3://).
+        window_hours: Hours of prediction log to check (default `monitoring.window_hours`).
+    """
+    resolved = load_model_config(model, overrides)
+    return monitor.fn(config=resolved.config, current_uri=current_uri, window_hours=window_hours)

@@ -10,10 +10,12 @@ from prefect.runtime import flow_run
 from flows.deploy import deploy
 from flows.train import train
 from mlops import retraining
+from mlops.catalogue import ConfigOverrides
 from mlops.config import PipelineConfig, Settings
 from mlops.errors import QualityGateFailed
 from mlops.registry import Registry, open_registry
 from mlops.results import STATUS_REFUSED, STATUS_SKIPPED, DeployResult, RetrainResult, TrainResult
+from tasks.catalogue import load_model_config, model_slot
 from tasks.deploy import current_champion, emit_model_event, record_audit
 from tasks.retraining import assemble_training_data, check_cooldown, publish_retrain_summary
 
@@ -41,6 +43,7 @@ def retrain(
     trigger: dict[str, Any] | None = None,
     include_recent_labels: bool | None = None,
     cooldown_minutes: float | None = None,
+    config_source: dict[str, str] | None = None,
 ) -> RetrainResult:
     """Train on the configured data plus recent labelled traffic, then run `deploy`.
 
@@ -53,17 +56,38 @@ def retrain(
     `retrain.labelled_window_days` (at most `retrain.max_labelled_rows` rows, the newest); rows that
     break the data contract (a value beyond the contract's bound, a null or unknown label) are left
     out and counted in the result (`dropped_rows`, `drop_reasons`) instead of failing validation. Within `retrain.cooldown_minutes` (or `cooldown_minutes`) of
-    the last finished retrain the run is `skipped` and trains nothing.
+    the last finished retrain, or while another retrain of the model runs, the run is `skipped` and
+    trains nothing.
 
     Args:
         config: The pipeline config; `retrain` sets the cooldown and the use of labelled traffic.
         trigger: The event that asked for the retrain (name, id, time, payload), for the audit trail.
         include_recent_labels: Add labelled prediction-log rows (default `retrain.include_recent_labels`).
         cooldown_minutes: Skip if a retrain finished this recently (default `retrain.cooldown_minutes`).
+        config_source: Which config file (and its sha256) the config came from, for the lineage tags.
     """
     logger = get_run_logger()
     name = config.model.name
     run_id = str(flow_run.get_id()) if flow_run.get_id() else None
+    # One retrain per model at a time. The deployment has no concurrency limit of its own: shared
+    # by every model, it would let a storm on one model cancel or queue another model's retrain.
+    with model_slot("retrain", name) as acquired:
+        if not acquired:
+            reason = f"a retrain of {name} is already running"
+            logger.info(f"retrain of {name} skipped: {reason}")
+            result = RetrainResult(status=STATUS_SKIPPED, model_name=name, reason=reason, champion_version=None,
+                                   trigger=trigger, flow_run_id=run_id)
+            publish_retrain_summary(result)
+            return result
+        return _retrain_holding_slot(config, trigger, include_recent_labels, cooldown_minutes, run_id, config_source)
+
+
+def _retrain_holding_slot(
+    config: PipelineConfig, trigger: dict[str, Any] | None, include_recent_labels: bool | None,
+    cooldown_minutes: float | None, run_id: str | None, config_source: dict[str, str] | None,
+) -> RetrainResult:
+    logger = get_run_logger()
+    name = config.model.name
     registry = open_registry()
     minutes = config.retrain.cooldown_minutes if cooldown_minutes is None else cooldown_minutes
     cooldown = check_cooldown(registry, name, minutes)
@@ -78,7 +102,7 @@ def retrain(
     training_data = assemble_training_data(config, labels, Settings().home)
     config = retraining.retrain_config(config, training_data)
     try:
-        trained: TrainResult = train(config=config)
+        trained: TrainResult = train(config=config, config_source=config_source)
     except QualityGateFailed as err:
         # Not good enough is an answer, not a crash: recorded like a refusal, the run completes.
         logger.warning(f"retrained {name} refused: {err}")
@@ -95,3 +119,26 @@ def retrain(
     )
     publish_retrain_summary(result)
     return result
+
+
+@flow(name="retrain", log_prints=True)
+def retrain_model(
+    model: str,
+    overrides: ConfigOverrides | None = None,
+    trigger: dict[str, Any] | None = None,
+    include_recent_labels: bool | None = None,
+    cooldown_minutes: float | None = None,
+) -> RetrainResult:
+    """Retrain a catalogue model (the same run as `retrain`): what a drift event on
+    `mlops.model.<name>` starts, with the model taken from the event.
+
+    Args:
+        model: The model: one of the catalogue's (configs/*.yaml) model names.
+        overrides: Config keys to change for this run only; keys left empty keep the file's value.
+        trigger: The event that asked for the retrain (name, id, time, payload), for the audit trail.
+        include_recent_labels: Add labelled prediction-log rows (default `retrain.include_recent_labels`).
+        cooldown_minutes: Skip if a retrain finished this recently (default `retrain.cooldown_minutes`).
+    """
+    resolved = load_model_config(model, overrides)
+    return retrain.fn(config=resolved.config, trigger=trigger, include_recent_labels=include_recent_labels,
+                      cooldown_minutes=cooldown_minutes, config_source=resolved.record())

@@ -9,10 +9,12 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from mlops import audit
+from mlops.catalogue import ConfigOverrides
 from mlops.config import PipelineConfig
 from mlops.errors import ModelNotFound
 from mlops.registry import ALIAS_CHAMPION, ALIAS_PREVIOUS_CHAMPION, open_registry
 from mlops.results import RollbackResult
+from tasks.catalogue import load_model_config
 from tasks.deploy import (
     current_champion,
     emit_model_event,
@@ -77,3 +79,18 @@ def rollback(
         status="rolled-back", model_name=name, from_version=demoted, to_version=restored, reason=reason,
         audit_record=path, flow_run_id=str(run_id) if run_id else None,
     )
+
+
+@flow(name="rollback", log_prints=True)
+def rollback_model(
+    model: str, overrides: ConfigOverrides | None = None, reason: str = "manual rollback"
+) -> RollbackResult:
+    """Roll a catalogue model's champion back to `previous-champion` (the same run as `rollback`).
+
+    Args:
+        model: The model: one of the catalogue's (configs/*.yaml) model names.
+        overrides: Config keys to change for this run only; keys left empty keep the file's value.
+        reason: Why, kept in the audit trail.
+    """
+    resolved = load_model_config(model, overrides)
+    return rollback.fn(config=resolved.config, reason=reason)

@@ -6,12 +6,14 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from mlops import lineage, search
+from mlops.catalogue import ConfigOverrides
 from mlops.config import PipelineConfig
 from mlops.errors import DataValidationFailed
 from mlops.evaluation import enforce_gates, validate_gates
 from mlops.registry import open_registry
 from mlops.results import GateSummary, TrainResult
 from mlops.training import check_target, load_estimator_class
+from tasks.catalogue import load_model_config
 from tasks.data import load_dataset
 from tasks.evaluation import check_quality_gates, evaluate_model
 from tasks.search import search_hyperparameters
@@ -31,7 +33,9 @@ from tasks.validation import infer_contract, stored_contract, validate_dataset
 
 
 @flow(name="train", log_prints=True)
-def train(config: PipelineConfig, data_uri: str | None = None) -> TrainResult:
+def train(
+    config: PipelineConfig, data_uri: str | None = None, config_source: dict[str, str] | None = None
+) -> TrainResult:
     """Validate the dataset, train and evaluate a model, and register it as `challenger`.
 
     Ends Failed, with nothing registered, when the data breaks its contract or rules
@@ -40,6 +44,7 @@ def train(config: PipelineConfig, data_uri: str | None = None) -> TrainResult:
     Args:
         config: The pipeline config (configs/churn.yaml): data, model, split, validation, gates.
         data_uri: Dataset to train on instead of `dataset.uri` (local path or s3://).
+        config_source: Which config file (and its sha256) the config came from, for the lineage tags.
     """
     logger = get_run_logger()
     config = config.with_data_uri(data_uri)
@@ -63,6 +68,7 @@ def train(config: PipelineConfig, data_uri: str | None = None) -> TrainResult:
         config_hash=config.fingerprint(),
         contract_source=contract_source,
         flow_run_id=flow_run.get_id(),
+        config_source=config_source,
     )
     run_id = open_tracking_run(registry, config, run_tags)
     succeeded = False
@@ -118,3 +124,19 @@ def train(config: PipelineConfig, data_uri: str | None = None) -> TrainResult:
     )
     publish_summary(summary)
     return summary
+
+
+@flow(name="train", log_prints=True)
+def train_model(model: str, overrides: ConfigOverrides | None = None, data_uri: str | None = None) -> TrainResult:
+    """Train a catalogue model from its config file (read at run time), and register it as `challenger`.
+
+    The same run as `train`: only where the config comes from differs. Which file and content hash
+    were used is kept with the run (artifact `config-<model>`) and on the MLflow run (lineage tags).
+
+    Args:
+        model: The model to train: one of the catalogue's (configs/*.yaml) model names.
+        overrides: Config keys to change for this run only; keys left empty keep the file's value.
+        data_uri: Dataset to train on instead of `dataset.uri` (local path or s3://).
+    """
+    resolved = load_model_config(model, overrides)
+    return train.fn(config=resolved.config, data_uri=data_uri, config_source=resolved.record())

@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -31,6 +31,7 @@ __all__ = [
     "ResolvedConfig",
     "UnknownModel",
     "deep_merge",
+    "file_config",
     "load_catalogue",
     "resolve_config",
 ]
@@ -55,10 +56,15 @@ class CatalogueEntry:
 
 @dataclass(frozen=True)
 class CatalogueProblem:
-    """A file that is not (or not entirely) usable, with the one-line reason."""
+    """A file that is not (or not entirely) usable, with the one-line reason.
+
+    `refused`: the file is not in the catalogue at all. A model whose local dataset is missing stays
+    in it (its champion still serves and is monitored); only its training fails until the data exists.
+    """
 
     path: Path
     message: str
+    refused: bool = True
 
     def __str__(self) -> str:
         return self.message
@@ -80,7 +86,7 @@ class Catalogue:
         entry = self.entries.get(name)
         if entry is None:
             known = ", ".join(self.names) or "none"
-            refused = [p.message for p in self.problems if p.path.stem == name]
+            refused = [p.message for p in self.problems if p.refused and p.path.stem == name]
             hint = f"; {refused[0]}" if refused else ""
             raise UnknownModel(f"unknown model '{name}': the catalogue {self.directory} has {known}{hint}")
         return entry
@@ -116,7 +122,21 @@ def load_catalogue(directory: str | Path) -> Catalogue:
             ))
             continue
         entries[name] = CatalogueEntry(name=name, path=path, config=config, raw=raw, sha256=_sha256(path))
+        missing = _missing_local_data(config)
+        if missing:
+            problems.append(CatalogueProblem(
+                path, f"config {path}: dataset {missing} not found; model '{name}' cannot be trained until it exists",
+                refused=False,
+            ))
     return Catalogue(directory=directory, entries=entries, problems=tuple(problems))
+
+
+def _missing_local_data(config: PipelineConfig) -> str | None:
+    """The dataset path if it is local (relative to the working directory, as runs read it) and absent."""
+    uri = config.dataset.uri
+    if "://" in uri:
+        return None  # s3:// and the like are checked when a run reads them
+    return None if Path(uri).exists() else uri
 
 
 # -- overrides: the config's own schema with every key optional -----------------------------------
@@ -143,7 +163,12 @@ def _partial(model: type[BaseModel], path: tuple[str, ...] = ()) -> type[BaseMod
         if (*path, name) in _NOT_OVERRIDABLE:
             continue
         nested = _model_class(info.annotation)
-        annotation = _partial(nested, (*path, name)) if nested is not None else info.annotation
+        if nested is not None:
+            annotation = _partial(nested, (*path, name))
+        elif info.metadata:  # bounds (ge, lt, min_length ...) hold for an override as for the file
+            annotation = Annotated[(info.annotation, *info.metadata)]
+        else:
+            annotation = info.annotation
         description = info.description or (nested.__doc__ if nested is not None else None)
         fields[name] = (annotation | None, Field(default=None, description=description, title=info.title))
     title = "ConfigOverrides" if not path else f"{model.__name__}Overrides"
@@ -200,9 +225,20 @@ class ResolvedConfig:
     sha256: str
     overrides: dict[str, Any]
 
+    def record(self) -> dict[str, str]:
+        """What a run keeps of where its config came from (lineage tags `config_file`, ...)."""
+        return {"file": self.source, "file_sha256": self.sha256, "overrides": ",".join(sorted(self.overrides)) or "none"}
+
     def describe(self) -> str:
         changed = f" with overrides of {', '.join(sorted(self.overrides))}" if self.overrides else ""
         return f"{self.source} (sha256 {self.sha256[:12]}){changed}"
+
+
+def file_config(path: str | Path) -> ResolvedConfig:
+    """A config file outside the catalogue (the CLI's --config), with its content hash."""
+    path = Path(path)
+    config = parse_config(_read_yaml(path), source=str(path))
+    return ResolvedConfig(config, str(path), _sha256(path), {})
 
 
 def resolve_config(

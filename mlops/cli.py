@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from mlops.config import PipelineConfig, load_config
+from mlops.config import PipelineConfig
 from mlops.errors import ConfigError, MlopsError, PromotionRefused
 from mlops.progress import Say, progress, stderr_handlers
 
 if TYPE_CHECKING:
+    from mlops.catalogue import ResolvedConfig
     from mlops.settings import Settings
 
 EXIT_OK = 0
@@ -193,15 +194,30 @@ def _flow_outcome(state: Any) -> Any:
     return outcome
 
 
-def _load_for_run(config_path: str) -> PipelineConfig:
+def _resolve(config_path: str | None, model: str | None) -> ResolvedConfig:
+    """The config a command runs with: a file (`--config`) or a catalogue model (`--model`)."""
+    from mlops.catalogue import file_config, load_catalogue, resolve_config
+
+    if (config_path is None) == (model is None):
+        raise ConfigError("give either --config PATH or --model NAME (a model of the catalogue, `mlops catalogue`)")
+    if model is not None:
+        return resolve_config(load_catalogue(_settings().catalogue_dir), model)
+    return file_config(config_path)
+
+
+def _load_for_run(config_path: str | None, model: str | None = None) -> PipelineConfig:
     """The command's config, then MLflow and Prefect pointed at the local stack where it runs.
 
     A bad config raises ConfigError before anything is imported or contacted; the command's
     guard prints it.
     """
-    config = load_config(config_path)
+    return _resolved_for_run(config_path, model).config
+
+
+def _resolved_for_run(config_path: str | None, model: str | None) -> ResolvedConfig:
+    resolved = _resolve(config_path, model)
     _configure_infrastructure(_settings())
-    return config
+    return resolved
 
 
 class _OneLineErrors(TyperGroup):
@@ -299,7 +315,10 @@ def _version(value: str) -> str:
 
 
 # The options several commands share, spelled once.
-ConfigOption = Annotated[str, typer.Option("--config", metavar="PATH", help="pipeline config YAML", show_default=False)]
+ConfigOption = Annotated[str | None, typer.Option("--config", metavar="PATH", show_default=False,
+                                                  help="pipeline config YAML (or --model)")]
+ModelOption = Annotated[str | None, typer.Option("--model", metavar="NAME", show_default=False,
+                                                 help="a model of the catalogue, configs/*.yaml (or --config)")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 JsonListFlag = Annotated[bool, typer.Option("--json", help="print a JSON list, oldest first")]
 EXAMPLE_CONFIG = "configs/churn.yaml"
@@ -308,18 +327,20 @@ EXAMPLE_CONFIG = "configs/churn.yaml"
 @_command("train", "validate data, train, evaluate and register a challenger",
           f"mlops train --config {EXAMPLE_CONFIG} --data data/churn.parquet --json")
 def cmd_train(
-    config: ConfigOption,
+    config: ConfigOption = None,
+    model: ModelOption = None,
     data: Annotated[str | None, typer.Option("--data", metavar="URI",
                                              help="dataset URI overriding dataset.uri (path or s3://)")] = None,
     as_json: JsonFlag = False,
 ) -> int:
     settings = _settings()
-    run_config = _load_for_run(config).with_data_uri(data)
+    resolved = _resolved_for_run(config, model)
+    run_config = resolved.config.with_data_uri(data)
     from prefect.settings import PREFECT_UI_URL
 
     from flows.train import train
 
-    state, result = _run_flow(train, as_json, config=run_config)
+    state, result = _run_flow(train, as_json, config=run_config, config_source=resolved.record())
     if isinstance(result, BaseException):
         return _fail(result, as_json, {"model_name": run_config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
     if as_json:
@@ -340,14 +361,15 @@ def cmd_train(
 @_command("deploy", "compare the challenger with the champion and promote it if it is not worse",
           f"mlops deploy --config {EXAMPLE_CONFIG} --version 3")
 def cmd_deploy(
-    config: ConfigOption,
+    config: ConfigOption = None,
+    model: ModelOption = None,
     version: Annotated[str | None, typer.Option("--version", metavar="N", parser=_version, show_default=False,
                                                 help="version to deploy (default: the 'challenger' alias)")] = None,
     holdout: Annotated[str | None, typer.Option("--holdout", metavar="URI",
                                                 help="labelled data both models are scored on (overrides promotion.holdout_uri)")] = None,
     as_json: JsonFlag = False,
 ) -> int:
-    run_config = _load_for_run(config)
+    run_config = _load_for_run(config, model)
     from prefect.settings import PREFECT_UI_URL
 
     from flows.deploy import deploy
@@ -375,11 +397,12 @@ def cmd_deploy(
 @_command("rollback", "move 'champion' back to 'previous-champion'",
           f"mlops rollback --config {EXAMPLE_CONFIG} --reason 'bad canary'")
 def cmd_rollback(
-    config: ConfigOption,
+    config: ConfigOption = None,
+    model: ModelOption = None,
     reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="why (kept in the audit log)")] = "manual rollback",
     as_json: JsonFlag = False,
 ) -> int:
-    run_config = _load_for_run(config)
+    run_config = _load_for_run(config, model)
     from flows.rollback import rollback
 
     state, result = _run_flow(rollback, as_json, config=run_config, reason=reason)
@@ -390,8 +413,8 @@ def cmd_rollback(
 
 
 @_command("history", "the model's audit log: promotions, refusals, rollbacks", f"mlops history --config {EXAMPLE_CONFIG} --json")
-def cmd_history(config: ConfigOption, as_json: JsonListFlag = False) -> int:
-    run_config = _load_for_run(config)
+def cmd_history(config: ConfigOption = None, model: ModelOption = None, as_json: JsonListFlag = False) -> int:
+    run_config = _load_for_run(config, model)
     from mlops.audit import render_table
     from mlops.registry import open_registry
 
@@ -409,10 +432,11 @@ def cmd_history(config: ConfigOption, as_json: JsonListFlag = False) -> int:
 
 @_command("models", "registered versions with their aliases and key metrics", f"mlops models --config {EXAMPLE_CONFIG}")
 def cmd_models(
-    config: ConfigOption,
+    config: ConfigOption = None,
+    model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list, oldest version first")] = False,
 ) -> int:
-    run_config = _load_for_run(config)
+    run_config = _load_for_run(config, model)
     from mlops.registry import open_registry
     from mlops.results import render_versions, version_rows
 
@@ -433,12 +457,13 @@ def cmd_models(
 @_command("serve", "serve the champion over HTTP (canary, shadow, prediction log, metrics)",
           f"mlops serve --config {EXAMPLE_CONFIG} --port 8000")
 def cmd_serve(
-    config: ConfigOption,
+    config: ConfigOption = None,
+    model: ModelOption = None,
     host: Annotated[str, typer.Option("--host", metavar="H")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", metavar="N", parser=int)] = 8000,
 ) -> int:
     settings = _settings()
-    run_config = _load_for_run(config)
+    run_config = _load_for_run(config, model)
     from mlops.serving import run
 
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.default_tracking_uri()
@@ -452,14 +477,15 @@ def cmd_serve(
 @_command("monitor", "check recent traffic (or a dataset) for drift; emit an event on a breach",
           f"mlops monitor --config {EXAMPLE_CONFIG} --window-hours 24")
 def cmd_monitor(
-    config: ConfigOption,
+    config: ConfigOption = None,
+    model: ModelOption = None,
     current: Annotated[str | None, typer.Option("--current", metavar="URI",
                                                 help="data to check instead of the prediction log window (path or s3://)")] = None,
     window_hours: Annotated[float | None, typer.Option("--window-hours", metavar="H", parser=float, show_default=False,
                                                        help="prediction-log window (default: monitoring.window_hours)")] = None,
     as_json: JsonFlag = False,
 ) -> int:
-    run_config = _load_for_run(config)
+    run_config = _load_for_run(config, model)
     from flows.monitor import monitor
 
     state, result = _run_flow(monitor, as_json, config=run_config, current_uri=current, window_hours=window_hours)
@@ -508,17 +534,18 @@ def cmd_drift_check(
 @_command("score", "batch-score a dataset with the champion; rows with predictions out",
           f"mlops score --config {EXAMPLE_CONFIG} --data data/churn.parquet --out scored.parquet")
 def cmd_score(
-    config: Annotated[str, typer.Option("--config", metavar="PATH", show_default=False,
-                                        help="pipeline config YAML (execution: sequential or dask)")],
     data: Annotated[str, typer.Option("--data", metavar="URI", show_default=False, help="dataset to score (path or s3://)")],
     out: Annotated[str, typer.Option("--out", metavar="URI", show_default=False,
                                      help="output URI (.csv or .parquet; path or s3://)")],
+    config: Annotated[str | None, typer.Option("--config", metavar="PATH", show_default=False,
+                                               help="pipeline config YAML (execution: sequential or dask; or --model)")] = None,
+    model: ModelOption = None,
     version: Annotated[str | None, typer.Option("--version", metavar="N", parser=_version, show_default=False,
                                                 help="version to score with (default: the 'champion' alias)")] = None,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", metavar="N", parser=_positive, help="rows per scoring task")] = 50_000,
     as_json: JsonFlag = False,
 ) -> int:
-    run_config = _load_for_run(config)
+    run_config = _load_for_run(config, model)
     from flows.batch_score import batch_score
 
     state, result = _run_flow(
@@ -560,6 +587,28 @@ def cmd_simulate(
     return EXIT_OK
 
 
+@_command("catalogue", "every model of the catalogue (configs/*.yaml): champion, challenger, last drift check, "
+          "last retrain, serving state; refused files on stderr (exit 2)", "mlops catalogue --json")
+def cmd_catalogue(as_json: JsonListFlag = False) -> int:
+    from mlops.catalogue import load_catalogue
+    from mlops.catalogue_status import fetch_ready, model_statuses, render_statuses
+    from mlops.registry import open_registry
+
+    settings = _settings()
+    catalogue = load_catalogue(settings.catalogue_dir)
+    for problem in catalogue.problems:
+        print(f"{'error: refused' if problem.refused else 'warning:'} {problem.message}", file=sys.stderr)
+    _configure_infrastructure(settings)
+    settings = _settings()
+    statuses = model_statuses(catalogue, open_registry(settings),
+                              fetch_ready(settings.watched_serving_url, settings.serving_api_key()))
+    if as_json:
+        print(json.dumps([s.to_dict() for s in statuses]))
+    else:
+        print(render_statuses(statuses) if statuses else f"no models in {catalogue.directory}")
+    return ConfigError.exit_code if catalogue.problems else EXIT_OK
+
+
 @_command("stack", "start, stop or check the local stack: Prefect and MLflow servers, worker (with prefect.yaml deployed), serving app",
           "mlops stack up")
 def cmd_stack(action: Annotated[Literal["up", "down", "status"], typer.Argument(show_default=False)]) -> int:
@@ -568,8 +617,11 @@ def cmd_stack(action: Annotated[Literal["up", "down", "status"], typer.Argument(
     settings = _settings()
     try:
         if action == "up":
-            for service, state in stack.up(settings):
+            notes: list[str] = []
+            for service, state in stack.up(settings, notes=notes):
                 print(f"{service.name:8s} {state:16s} {'' if state.startswith('skipped') else service.url}".rstrip())
+            for line in notes:
+                print(line)
         elif action == "down":
             for service, state in stack.down(settings):
                 print(f"{service.name:8s} {state}")

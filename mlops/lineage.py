@@ -55,6 +55,7 @@ def lineage_tags(
     contract_source: str,
     flow_run_id: str | None,
     validation_summary: dict | None = None,
+    config_source: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Tags that let anyone trace a model version back to its data, code, config and run."""
     tags = {
@@ -66,6 +67,8 @@ def lineage_tags(
         "prefect_flow_run_id": flow_run_id or "none",
     }
     tags.update({f"lib.{name}": version for name, version in library_versions().items()})
+    # Where the config came from (catalogue runs): file, its content hash, which keys were overridden.
+    tags.update({f"config_{key}": value for key, value in (config_source or {}).items()})
     if validation_summary is not None:
         import json
 

@@ -89,26 +89,6 @@ def paired_significance(
     )
 
 
-@task(name="ensure-promotion-lock", **_IO)
-def ensure_promotion_lock(model_name: str) -> str:
-    """Name of the Prefect global concurrency limit (one slot) that serializes this model's promotions.
-
-    Staging, smoke test and the alias moves of two deploys must not interleave: both would use the
-    one `staging` alias, and the later would move `champion` on a verdict about a replaced one.
-    """
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists
-
-    name = f"mlops-promote-{model_name}"
-    with get_client(sync_client=True) as client:
-        try:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-        except ObjectAlreadyExists:
-            pass
-    return name
-
-
 @task(name="stage-version", **_ONCE)
 def stage_version(registry: Registry, model_name: str, version: str) -> None:
     """Give the candidate the `staging` alias, where the smoke test loads it from."""

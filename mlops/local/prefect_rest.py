@@ -68,6 +68,18 @@ class PrefectRest:
         response = self._request("POST", path, body, idempotent)
         return response.json() if response.content else None
 
+    def deployments(self, tags: list[str] | None = None) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"limit": 200}
+        if tags:
+            body["deployments"] = {"tags": {"all_": tags}}
+        return self._post("/deployments/filter", body)
+
+    def deployment(self, flow: str, name: str) -> dict[str, Any]:
+        return self._get(f"/deployments/name/{flow}/{name}")
+
+    def update_deployment(self, deployment_id: str, update: dict[str, Any]) -> None:
+        self._request("PATCH", f"/deployments/{deployment_id}", update)
+
     def deployment_id(self, flow: str, name: str) -> str:
         return self._get(f"/deployments/name/{flow}/{name}")["id"]
 

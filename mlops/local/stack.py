@@ -232,8 +232,10 @@ def _run(command: list[str], env: dict[str, str], cwd: Path, what: str, timeout:
         raise RuntimeError(f"{what} failed (exit {proc.returncode}): {tail[0]}")
 
 
-def deploy_flows(settings: Settings, project: Path) -> None:
-    """Create the process pool if needed and register every deployment in the prefect file."""
+def deploy_flows(settings: Settings, project: Path) -> list[str]:
+    """Create the process pool if needed, register every deployment in the prefect file and set
+    on them what the catalogue decides (model choices, per-model schedules); report what was set
+    and every catalogue file that was refused (the other models come up regardless)."""
     prefect_file = _in_project(project, settings.prefect_file).resolve()
     # prefect.yaml's pull step reads {{ $PWD }}; a child started with cwd= keeps the parent's PWD.
     env = {**os.environ, **_stack_env(settings), "PWD": str(project.resolve())}
@@ -242,6 +244,28 @@ def deploy_flows(settings: Settings, project: Path) -> None:
     _run([_bin("prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)], env, project,
          f"prefect deploy --all ({prefect_file})")
     apply_automations(settings, project)
+    return sync_deployments(settings, project)
+
+
+def sync_deployments(settings: Settings, project: Path) -> list[str]:
+    """Apply the catalogue to the deployed flows; one line per fact or refused file."""
+    from mlops.catalogue import load_catalogue
+    from mlops.local.catalogue_sync import sync_catalogue
+    from mlops.local.prefect_rest import PrefectRest
+
+    directory = _in_project(project, settings.catalogue_dir)
+    if not directory.is_dir():
+        return [f"catalogue: skipped: no {directory}"]
+    catalogue = load_catalogue(directory)
+    rest = PrefectRest(settings.local_prefect_url)
+    try:
+        report = sync_catalogue(rest, catalogue)
+    finally:
+        rest.close()
+    lines = [f"catalogue: {len(catalogue.entries)} models: {', '.join(catalogue.names) or 'none'}"]
+    lines += [f"catalogue: {line}" for line in report.lines()]
+    lines += [f"catalogue: {'refused' if problem.refused else 'warning'}: {problem.message}" for problem in catalogue.problems]
+    return lines
 
 
 def apply_automations(settings: Settings, project: Path) -> list[str]:
@@ -416,8 +440,13 @@ def stop(service: Service, home: Path) -> bool:
     return True
 
 
-def up(settings: Settings, project: Path | None = None) -> list[tuple[Service, str]]:
-    """Start every service that is not already answering and deploy the flows; report each one's state."""
+def up(
+    settings: Settings, project: Path | None = None, notes: list[str] | None = None
+) -> list[tuple[Service, str]]:
+    """Start every service that is not already answering and deploy the flows; report each one's state.
+
+    What deploying set from the catalogue (and which config files it refused) is added to `notes`.
+    """
     project = (project or Path.cwd()).resolve()
     report = []
     for service in local_services(settings):
@@ -428,7 +457,9 @@ def up(settings: Settings, project: Path | None = None) -> list[tuple[Service, s
             report.append((service, skipped))
             continue
         if service.name == "worker":
-            deploy_flows(settings, project)
+            lines = deploy_flows(settings, project)
+            if notes is not None:
+                notes.extend(lines)
         proc = start(service, settings.home)
         report.append((service, "started" if proc else "already running"))
     return report

@@ -42,6 +42,18 @@ class RunTracking(MlflowHandle):
         )
         return run.info.run_id
 
+    def latest_run(self, experiment: str) -> dict[str, Any] | None:
+        """The newest run of an experiment (start time in ms, status, metrics), or None."""
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            return None
+        runs = self.client.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
+        if not runs:
+            return None
+        run = runs[0]
+        return {"run_id": run.info.run_id, "start_time": run.info.start_time, "status": run.info.status,
+                "metrics": dict(run.data.metrics)}
+
     def end_run(self, run_id: str, succeeded: bool) -> None:
         self.client.set_terminated(run_id, status="FINISHED" if succeeded else "FAILED")
 

@@ -72,7 +72,7 @@ def test_every_command_has_help_with_an_example(command, flag):
     [
         ([], "Missing command"),
         (["bogus"], "No such command 'bogus'"),
-        (["train"], "Missing option '--config'"),
+        (["train"], "give either --config PATH or --model NAME"),
         (["train", "--config"], "'--config' requires an argument"),
         (["train", "--config", "c.yaml", "--colour"], "No such option: --colour"),
         (["deploy", "--config", "c.yaml", "--version", "x"], "'--version': must be a version number such as 3"),

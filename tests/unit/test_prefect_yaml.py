@@ -1,4 +1,4 @@
-"""prefect.yaml: what it declares must agree with the flows, the events and configs/churn.yaml."""
+"""prefect.yaml: what it declares must agree with the flows, the events and the catalogue."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from mlops import events
-from mlops.config import load_config, parse_config
+from mlops.catalogue import load_catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT_YAML = yaml.safe_load((ROOT / "prefect.yaml").read_text())
@@ -19,54 +19,64 @@ DEPLOYMENTS = {
 
 
 def test_the_loop_is_deployed():
-    assert set(DEPLOYMENTS) == {"train/manual", "deploy/manual", "rollback/manual", "monitor/hourly", "retrain/on-drift"}
+    assert set(DEPLOYMENTS) == {
+        "train_model/manual", "deploy_model/manual", "rollback_model/manual", "monitor_model/scheduled",
+        "retrain_model/on-drift",
+    }
 
 
-@pytest.mark.parametrize("key", sorted(DEPLOYMENTS))
-def test_entrypoint_is_the_flow_of_that_name(key):
+def _flow(key: str):
     module, function = DEPLOYMENTS[key]["entrypoint"].split(":")
-    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), function)
-    assert flow.name == key.split("/")[0]
-    assert DEPLOYMENTS[key]["work_pool"]["name"] == "local-process"
+    return getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), function)
 
 
 @pytest.mark.parametrize("key", sorted(DEPLOYMENTS))
-def test_config_parameter_is_configs_churn_yaml(key):
-    # The UI form must start from the same config the CLI and `make demo` use.
-    inline = parse_config(DEPLOYMENTS[key]["parameters"]["config"], source=f"prefect.yaml {key}")
-    assert inline == load_config(ROOT / "configs" / "churn.yaml")
+def test_entrypoint_is_a_catalogue_flow_named_like_the_config_flow(key):
+    # train_model is the run `train` is, with its config read from the catalogue: one flow name in
+    # the UI, whichever way a run was started.
+    flow = _flow(key)
+    assert flow.name == key.split("/")[0].removesuffix("_model")
+    assert DEPLOYMENTS[key]["work_pool"]["name"] == "local-process"
+    assert DEPLOYMENTS[key]["enforce_parameter_schema"] is True
 
 
-def test_monitor_runs_on_a_cron_schedule():
-    from prefect.client.schemas.schedules import CronSchedule
+@pytest.mark.parametrize("key", sorted(DEPLOYMENTS))
+def test_no_deployment_names_a_model(key):
+    # Models come from configs/: prefect.yaml must not pin one (README "Bring your own model").
+    text = yaml.safe_dump(DEPLOYMENTS[key])
+    for entry in load_catalogue(ROOT / "configs").entries.values():
+        assert entry.name not in text and entry.path.name not in text
 
-    (schedule,) = DEPLOYMENTS["monitor/hourly"]["schedules"]
-    cron = CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])  # raises on a bad cron
-    assert cron.cron == "0 * * * *" and schedule["active"] is True
+
+def test_the_monitor_deployment_takes_its_schedules_from_the_catalogue():
+    assert "schedules" not in DEPLOYMENTS["monitor_model/scheduled"]
 
 
-def test_retrain_listens_to_the_monitor_events_of_its_model():
-    deployment = DEPLOYMENTS["retrain/on-drift"]
+def test_retrain_listens_to_the_monitor_events_of_every_model_and_takes_the_model_from_the_event():
+    deployment = DEPLOYMENTS["retrain_model/on-drift"]
     (trigger,) = deployment["triggers"]
-    model = deployment["parameters"]["config"]["model"]["name"]
     assert set(trigger["expect"]) == {events.DRIFT_DETECTED, events.PERFORMANCE_DEGRADED}
-    assert trigger["match"]["prefect.resource.id"] == events.model_resource(model)["prefect.resource.id"]
+    assert trigger["match"]["prefect.resource.id"] == events.model_resource("*")["prefect.resource.id"]
+    assert trigger["for_each"] == ["prefect.resource.id"]
     assert trigger["posture"] == "Reactive" and trigger["threshold"] == 1
+    # The resource's name is the model's name.
+    assert events.model_resource("m")["prefect.resource.name"] == "m"
+    assert trigger["parameters"]["model"] == "{{ event.resource.name }}"
     assert trigger["parameters"]["trigger"]["payload"] == "{{ event.payload }}"
 
 
-def test_retrain_storms_are_capped_by_a_concurrency_limit():
-    assert DEPLOYMENTS["retrain/on-drift"]["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+def test_retrain_storms_are_capped_per_model_not_by_a_shared_deployment_limit():
+    # A deployment limit is shared by every model: one model's storm would cancel another's retrain.
+    assert "concurrency_limit" not in DEPLOYMENTS["retrain_model/on-drift"]
 
 
 @pytest.mark.parametrize("key", sorted(DEPLOYMENTS))
 def test_every_parameter_has_a_type_and_a_description_for_the_ui_form(key):
     from prefect.utilities.callables import parameter_schema
 
-    module, function = DEPLOYMENTS[key]["entrypoint"].split(":")
-    flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), function)
-    schema = parameter_schema(flow).model_dump()
-    assert schema["properties"]["config"]["$ref"] == "#/definitions/PipelineConfig"
+    schema = parameter_schema(_flow(key)).model_dump()
+    assert list(schema["properties"])[:2] == ["model", "overrides"] and schema["required"] == ["model"]
+    assert schema["properties"]["overrides"]["anyOf"][0]["$ref"] == "#/definitions/ConfigOverrides"
     for name, prop in schema["properties"].items():
         assert "$ref" in prop or "type" in prop or "anyOf" in prop, f"{key}: parameter {name} has no type"
         assert prop.get("description"), f"{key}: parameter {name} has no description (flow docstring Args:)"
