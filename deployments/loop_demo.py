@@ -79,7 +79,7 @@ def main() -> int:
     seed = int(time.time()) % 10_000  # fresh traffic on every demo run
 
     say(f"1/6 train/manual: validate {config.dataset.uri}, train, evaluate, register a challenger")
-    run = follow(prefect, prefect.start_run("train", "manual")["id"])
+    run = follow(prefect, prefect.start_run("train", "manual", {"model": name})["id"])
     if run["state_type"] != "COMPLETED":
         say(f"train ended {run['state_name']}: see {ui}/runs/flow-run/{run['id']}")
         return 1
@@ -87,7 +87,7 @@ def main() -> int:
     say(f"    registered {name} v{latest.version}: {latest.tags.get('metrics', '')}")
 
     say("2/6 deploy/manual: challenger vs champion on one holdout, staging smoke test, promotion")
-    run = follow(prefect, prefect.start_run("deploy", "manual", {"watch_seconds": 0})["id"])
+    run = follow(prefect, prefect.start_run("deploy", "manual", {"model": name, "watch_seconds": 0})["id"])
     champion = registry.version_by_alias(name, "champion")
     last = registry.read_audit(name)[-1]
     say(f"    {last.action} v{last.to_version}: {last.reason}")
@@ -116,8 +116,8 @@ def main() -> int:
     say(f"    {sent.rows} rows predicted and logged, {labelled} labels posted")
 
     hours = max((datetime.now(UTC) - drift_start).total_seconds() / 3600, 0.01)
-    say(f"5/6 monitor/hourly (scheduled every hour; started now) on the last {hours * 60:.1f} minutes of traffic")
-    run = follow(prefect, prefect.start_run("monitor", "hourly", {"window_hours": hours})["id"])
+    say(f"5/6 monitor/scheduled (the model's own schedule; started now) on the last {hours * 60:.1f} minutes of traffic")
+    run = follow(prefect, prefect.start_run("monitor", "scheduled", {"model": name, "window_hours": hours})["id"])
     if run["state_type"] != "COMPLETED":
         say(f"monitor ended {run['state_name']}: see {ui}/runs/flow-run/{run['id']}")
         return 1

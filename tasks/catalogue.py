@@ -52,6 +52,9 @@ def ensure_model_lock(purpose: str, model_name: str) -> str:
     return name
 
 
+SLOT_LEASE_SECONDS = 60.0
+
+
 def _slot_taken(err: BaseException) -> bool:
     """Whether a failed acquisition means the slot is held (HTTP 423), not that the server failed."""
     cause = err.__cause__
@@ -62,14 +65,18 @@ def _slot_taken(err: BaseException) -> bool:
 @contextmanager
 def model_slot(purpose: str, model_name: str) -> Iterator[bool]:
     """Hold the model's one `purpose` slot for the block, yielding True; False at once when another
-    run holds it (nothing waits: a storm of triggers for one model must end, not queue). The lease
-    frees the slot of a worker killed inside."""
+    run holds it (nothing waits: a storm of triggers for one model must end, not queue).
+
+    The holder renews a 60 s lease (the server's shortest) while it runs; a worker killed inside
+    stops renewing, and the server frees the slot within about 75 s (the lease plus its 15 s
+    sweep), before the heartbeat automation has even marked that run Crashed (90 s)."""
     from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
     from prefect.concurrency.sync import concurrency
 
     with ExitStack() as stack:
         try:
-            stack.enter_context(concurrency(ensure_model_lock(purpose, model_name), occupy=1, max_retries=0, strict=True))
+            stack.enter_context(concurrency(ensure_model_lock(purpose, model_name), occupy=1, max_retries=0,
+                                                 lease_duration=SLOT_LEASE_SECONDS, strict=True))
         except ConcurrencySlotAcquisitionError as err:
             if not _slot_taken(err):
                 raise

@@ -95,11 +95,18 @@ def sync_catalogue(rest: PrefectRest, catalogue: Catalogue) -> SyncReport:
         if chosen is not schema:
             update["parameter_openapi_schema"] = chosen
             touched.append(key)
+        stale: list[str] = []
         if (flow, deployment["name"]) == MONITOR_DEPLOYMENT:
             update["schedules"] = monitor_schedules(catalogue)
             schedules = [_describe(s) for s in update["schedules"]]
+            # With slugs the API updates and adds schedules but keeps the others: a removed
+            # model's schedule is deleted by name.
+            wanted = {s["slug"] for s in update["schedules"]}
+            stale = [s["id"] for s in deployment.get("schedules") or [] if s.get("slug") not in wanted]
         if update:
             rest.update_deployment(deployment["id"], update)
+        for schedule_id in stale:
+            rest.delete_deployment_schedule(deployment["id"], schedule_id)
     return SyncReport(touched, schedules)
 
 

@@ -80,6 +80,9 @@ class PrefectRest:
     def update_deployment(self, deployment_id: str, update: dict[str, Any]) -> None:
         self._request("PATCH", f"/deployments/{deployment_id}", update)
 
+    def delete_deployment_schedule(self, deployment_id: str, schedule_id: str) -> None:
+        self._request("DELETE", f"/deployments/{deployment_id}/schedules/{schedule_id}")
+
     def deployment_id(self, flow: str, name: str) -> str:
         return self._get(f"/deployments/name/{flow}/{name}")["id"]
 

@@ -2,9 +2,9 @@
 
 Real processes only, started the way users start them (`mlops stack up`): a Prefect server with
 its event and automation services, an MLflow server, a process worker and the serving app, with
-the project's prefect.yaml deployed. The only change to prefect.yaml is the pipeline config
-(a small dataset in a temporary folder, no cooldown, no post-deployment watch), so triggers,
-schedules and concurrency limits are exactly the ones users get. The test talks to Prefect over
+the project's own prefect.yaml deployed, unchanged. Only the catalogue is the test's
+(MLOPS_CATALOGUE: a small dataset in a temporary folder, no cooldown, no post-deployment watch),
+so triggers, schedules and per-model slots are exactly the ones users get. The test talks to Prefect over
 its REST API and to the serving app over HTTP, as a user's tooling would.
 """
 
@@ -58,11 +58,9 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "promotion": LENIENT_PROMOTION,
         "retrain": {"cooldown_minutes": 0},
     }
-    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
-    project = yaml.safe_load((REPO / "prefect.yaml").read_text())
-    for deployment in project["deployments"]:
-        deployment["parameters"]["config"] = config
-    (tmp / "prefect.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+    catalogue = tmp / "configs"
+    catalogue.mkdir()
+    (catalogue / "churn.yaml").write_text(yaml.safe_dump(config))
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "MLOPS_"))}
     env.update(
@@ -72,8 +70,8 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         MLOPS_SERVING_PORT=str(stack.free_port()),
         MLOPS_WORKER_PORT=str(stack.free_port()),
         MLOPS_WORKER_POLL_SECONDS="1",
-        MLOPS_PREFECT_FILE=str(tmp / "prefect.yaml"),
-        MLOPS_STACK_CONFIG=str(tmp / "config.yaml"),
+        MLOPS_CATALOGUE=str(catalogue),
+        MLOPS_STACK_CONFIG=str(catalogue / "churn.yaml"),
     )
     settings = Settings(**{k: v for k, v in env.items() if k.startswith("MLOPS_")})
 
@@ -87,8 +85,8 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         prefect = PrefectRest(settings.local_prefect_url)
         serving_url = f"http://{settings.stack_host}:{settings.serving_port}"
         # A champion to watch: the manual deployments, run through the worker.
-        assert prefect.run("train", "manual")["state_type"] == "COMPLETED"
-        assert prefect.run("deploy", "manual")["state_type"] == "COMPLETED"
+        assert prefect.run("train", "manual", {"model": MODEL})["state_type"] == "COMPLETED"
+        assert prefect.run("deploy", "manual", {"model": MODEL})["state_type"] == "COMPLETED"
         with httpx.Client(base_url=serving_url, timeout=30) as client:
             wait_for("the serving app to load the champion", lambda: client.get("/ready").status_code == 200, 120)
         yield {
@@ -117,7 +115,7 @@ def test_drifted_traffic_triggers_a_retrain_that_goes_through_deploy(loop):
               lambda: client.get("/ready").json()["prediction_log"]["written_rows"] >= 800, 60)
 
     # The scheduled check, started now instead of at the top of the hour, on the served traffic.
-    monitor = prefect.run("monitor", "hourly", {"window_hours": 1})
+    monitor = prefect.run("monitor", "scheduled", {"model": MODEL, "window_hours": 1})
     assert monitor["state_type"] == "COMPLETED", monitor["state"]["message"]
 
     (event,) = wait_for("the drift event", lambda: prefect.events("mlops.drift.detected", started), 60)
@@ -148,7 +146,7 @@ def test_undrifted_data_starts_no_retrain(loop):
     started = datetime.now(UTC)
     retrains_before = len(prefect.runs_of("retrain", "on-drift"))
     calm = write_frame(simulate_churn(1500, seed=73, start="2026-02-01"), str(loop["tmp"] / "calm.parquet"))
-    monitor = prefect.run("monitor", "hourly", {"current_uri": calm})
+    monitor = prefect.run("monitor", "scheduled", {"model": MODEL, "current_uri": calm})
     assert monitor["state_type"] == "COMPLETED", monitor["state"]["message"]
     # Sentinels instead of a sleep. The run's client sends a task's state events after whatever
     # the task emitted, so once emit-breach-event is recorded as completed, a breach event from it
@@ -174,13 +172,10 @@ def test_a_burst_of_events_starts_exactly_one_retrain(loop):
     runs = wait_for("a run for each of the five events", lambda: (r := _retrains_for(prefect, ids)) and len(r) == 5 and r, 90)
     ended = [prefect.wait_run(r["id"], 400) for r in runs]
     seen = [(r["state_type"], r["state"]["message"]) for r in ended]
-    cancelled = [r for r in ended if r["state_type"] == "CANCELLED"]
-    completed = [r for r in ended if r["state_type"] == "COMPLETED"]
-    assert len(cancelled) + len(completed) == 5 and len(cancelled) >= 1 and completed, seen
-    assert all("concurrency" in (r["state"]["message"] or "").lower() for r in cancelled), seen
-    # While one retrain holds the slot, the others are cancelled; a run the worker reaches only
-    # after it ended gets the slot, and the cooldown then skips it: one retrain either way.
-    outcomes = [_retrain_outcome(prefect, r["id"]) for r in completed]
+    assert all(r["state_type"] == "COMPLETED" for r in ended), seen
+    # While one retrain holds the model's slot (mlops-retrain-<model>), the others are skipped at
+    # once, each saying why: one retrain, and nothing cancelled or queued.
+    outcomes = [_retrain_outcome(prefect, r["id"]) for r in ended]
     assert sum(outcome != STATUS_SKIPPED for outcome in outcomes) == 1, outcomes
     assert len(_versions(loop)) == len(before) + 1
 
@@ -227,9 +222,9 @@ def test_a_worker_killed_mid_retrain_keeps_the_champion_serving_and_the_next_ret
     traffic = simulate_churn(200, seed=74).drop(columns=FEATURES_DROP)
 
     # A retrain whose training takes long enough to be caught in the middle of fitting.
-    config = yaml.safe_load((loop["tmp"] / "config.yaml").read_text())
-    config["model"]["params"] = {"max_iter": 3000, "early_stopping": False, "max_leaf_nodes": 63}
-    killed = prefect.start_run("retrain", "on-drift", {"config": config, "cooldown_minutes": 0})
+    # The run's own overrides: the catalogue's file is not touched.
+    slow = {"model": {"params": {"max_iter": 3000, "early_stopping": False, "max_leaf_nodes": 63}}}
+    killed = prefect.start_run("retrain", "on-drift", {"model": MODEL, "overrides": slow, "cooldown_minutes": 0})
     wait_for("the retrain to be fitting", lambda: _running_task(prefect, killed["id"], "fit-model"), 180, every=0.5)
     worker = stack.running_pid(settings.home, "worker")
     assert worker is not None
@@ -253,7 +248,7 @@ def test_a_worker_killed_mid_retrain_keeps_the_champion_serving_and_the_next_ret
     # scratch: not cancelled by a slot the dead run still holds, one new version, through deploy.
     up = loop["mlops"]("stack", "up")
     assert up.returncode == 0, up.stdout + up.stderr
-    rerun = prefect.run("retrain", "on-drift", {"cooldown_minutes": 0}, timeout=400)
+    rerun = prefect.run("retrain", "on-drift", {"model": MODEL, "cooldown_minutes": 0}, timeout=400)
     assert rerun["state_type"] == "COMPLETED", rerun["state"]["message"]
     after = _versions(loop)
     assert len(after) == len(before) + 1

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops.catalogue import ConfigOverrides, UnknownModel, deep_merge, file_config, load_catalogue, resolve_config
+from mlops.catalogue import (
+    ConfigOverrides,
+    UnknownModel,
+    deep_merge,
+    file_config,
+    load_catalogue,
+    resolve_config,
+)
 from mlops.catalogue_status import ModelStatus, model_statuses, render_statuses, serving_state
 from mlops.config import MonitoringSchedule, PipelineConfig
 from mlops.errors import ConfigError
