@@ -37,7 +37,7 @@ demo: up
 	@echo ""
 	@echo "Prefect UI: http://$${MLOPS_STACK_HOST:-127.0.0.1}:$${MLOPS_PREFECT_PORT:-4200}   (flow runs, task runs, logs, artifacts, automations)"
 	@echo "MLflow UI:  http://$${MLOPS_STACK_HOST:-127.0.0.1}:$${MLOPS_MLFLOW_PORT:-5000}   (runs, metrics, plots, registered models)"
-	@echo "The stack keeps running (monitor/hourly checks every hour); 'make down' stops it."
+	@echo "The stack keeps running (monitor/scheduled checks each model on its own schedule); 'make down' stops it."
 
 test: install
 	$(BIN)/pytest -q

@@ -164,13 +164,16 @@ def _partial(model: type[BaseModel], path: tuple[str, ...] = ()) -> type[BaseMod
             continue
         nested = _model_class(info.annotation)
         if nested is not None:
-            annotation = _partial(nested, (*path, name))
-        elif info.metadata:  # bounds (ge, lt, min_length ...) hold for an override as for the file
+            # A section is always there, empty by default, so the form shows its keys directly
+            # instead of behind one more "None or not" switch per section.
+            section = _partial(nested, (*path, name))
+            fields[name] = (section, Field(default_factory=section, description=info.description or nested.__doc__))
+            continue
+        if info.metadata:  # bounds (ge, lt, min_length ...) hold for an override as for the file
             annotation = Annotated[(info.annotation, *info.metadata)]
         else:
             annotation = info.annotation
-        description = info.description or (nested.__doc__ if nested is not None else None)
-        fields[name] = (annotation | None, Field(default=None, description=description, title=info.title))
+        fields[name] = (annotation | None, Field(default=None, description=info.description, title=info.title))
     title = "ConfigOverrides" if not path else f"{model.__name__}Overrides"
     partial = create_model(  # type: ignore[call-overload]
         title,
@@ -213,7 +216,18 @@ def override_values(overrides: BaseModel | dict[str, Any] | None) -> dict[str, A
             if isinstance(err, ValidationError):
                 raise ConfigError(f"overrides: {_first_error(err)}") from None
             raise
-    return overrides.model_dump(mode="json", exclude_none=True)
+    return _without_empty(overrides.model_dump(mode="json", exclude_none=True))
+
+
+def _without_empty(values: dict[str, Any]) -> dict[str, Any]:
+    """Drop sections that set nothing, so only what a run changes is merged and recorded."""
+    kept = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            value = _without_empty(value)
+        if value != {}:
+            kept[key] = value
+    return kept
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,12 @@ def test_retrain_listens_to_the_monitor_events_of_every_model_and_takes_the_mode
     assert trigger["match"]["prefect.resource.id"] == events.model_resource("*")["prefect.resource.id"]
     assert trigger["for_each"] == ["prefect.resource.id"]
     assert trigger["posture"] == "Reactive" and trigger["threshold"] == 1
-    # The resource's name is the model's name.
-    assert events.model_resource("m")["prefect.resource.name"] == "m"
-    assert trigger["parameters"]["model"] == "{{ event.resource.name }}"
+    # The model is the matched resource id without its prefix (what Prefect's Jinja renders).
+    import jinja2
+
+    template = jinja2.Environment().from_string(trigger["parameters"]["model"])
+    resource_id = events.model_resource("spend-regressor.v2")["prefect.resource.id"]
+    assert template.render(event={"resource": {"id": resource_id}}) == "spend-regressor.v2"
     assert trigger["parameters"]["trigger"]["payload"] == "{{ event.payload }}"
 
 
