@@ -53,13 +53,14 @@ def serving_state(ready: dict[str, Any] | None, name: str) -> str:
     """One word or short phrase for the model's state in the serving app's /ready body."""
     if ready is None:
         return "unreachable"
-    per_model = ready.get("catalogue") or {}
-    entry = per_model.get(name)
-    if entry is None and ready.get("model_name") == name:
+    entry = (ready.get("catalogue") or {}).get(name)  # the app's summary per model
+    if entry is not None:
+        version = entry.get("champion")
+    elif ready.get("model_name") == name:  # an app serving this one model only
         entry = ready
-    if entry is None:
+        version = ((ready.get("models") or {}).get("champion") or {}).get("version")
+    else:
         return "not served"
-    version = ((entry.get("models") or {}).get("champion") or {}).get("version") or entry.get("champion_version")
     if entry.get("ready") and version:
         return f"serving v{version}"
     return "loaded on demand" if entry.get("loaded") is False else "not ready"

@@ -233,8 +233,8 @@ def test_the_listing_reads_each_model_from_its_own_sources(tmp_path):
     _write(tmp_path, "b.yaml", _config("beta"))
     registry = _Registry({("alpha", "champion"): "3", ("alpha", "challenger"): "4", ("beta", "champion"): "1"},
                          {"alpha-monitoring": {"start_time": 1_764_547_200_000, "metrics": {"dataset_drift": 1.0}}})
-    ready = {"catalogue": {"alpha": {"ready": True, "models": {"champion": {"version": "3"}}},
-                           "beta": {"ready": False, "loaded": False}}}
+    ready = {"catalogue": {"alpha": {"ready": True, "loaded": True, "champion": "3"},
+                           "beta": {"ready": False, "loaded": False, "champion": None}}}
     alpha, beta = model_statuses(load_catalogue(tmp_path), registry, ready)
     assert (alpha.champion, alpha.challenger, alpha.drift_detected, alpha.serving) == ("3", "4", True, "serving v3")
     assert alpha.last_drift_check == "2025-12-01T00:00:00+00:00"
