@@ -305,7 +305,9 @@ class MonitoringConfig(_Strict):
     window_hours: float = Field(default=24.0, gt=0.0, description="Prediction-log window one check reads")
     min_rows: int = Field(default=100, ge=1, description="Fewer rows in the window: no verdict")
     max_performance_drop: float = Field(
-        default=0.05, ge=0.0, description="Live primary metric may fall this far below the champion's"
+        default=0.05, ge=0.0,
+        description="Live primary metric may be this much worse than the champion's, in the metric's unit "
+        "(below it for roc_auc, above it for rmse)",
     )
     report_sample_rows: int = Field(
         default=50_000, ge=100, description="Rows of each side in the human HTML report (seeded sample)"
