@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # The local stack keeps all its state here (Prefect DB, MLflow store and artifacts, logs, pids).
 export MLOPS_HOME ?= $(CURDIR)/.mlops
 
-.PHONY: install up down status demo test test-fast test-unit lint docs audit bench bench-serving bench-drift lock clean
+.PHONY: install up down status demo test test-fast test-unit lint docs data audit bench bench-serving bench-drift lock clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -56,6 +56,11 @@ lint: install
 # Material's banner about MkDocs 2, which mkdocs<2 in pyproject.toml already answers.
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# Rewrite the bundled datasets (data/churn.parquet, data/spend.parquet) from their seeded simulators;
+# the same locked libraries give the same bytes (tests/unit/test_simulate.py checks the content).
+data: install
+	$(BIN)/python -m mlops.local.bundled --out-dir data
 
 # Known vulnerabilities in the locked packages; report-only (AUDIT_STRICT=1 to fail on findings).
 audit: install

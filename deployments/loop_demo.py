@@ -15,17 +15,18 @@ from pathlib import Path
 
 import httpx
 
-from mlops.config import Settings, load_config
+from mlops.config import PipelineConfig, Settings, load_config
 from mlops.events import DRIFT_DETECTED, PERFORMANCE_DEGRADED
 from mlops.local.prefect_rest import PrefectRest, wait_for
-from mlops.local.simulate import TARGET, TIMESTAMP, DriftSpec, simulate_churn
-from mlops.local.traffic import send_labels, send_predictions
+from mlops.local.simulate import DriftSpec
+from mlops.local.traffic import send_labels, send_predictions, simulate_traffic
 from mlops.registry import Registry
 
 T0 = time.monotonic()
 # A new customer population: shorter tenure, higher charges, more month-to-month contracts and
-# electronic checks. How features relate to churn is unchanged, so a model retrained on the new
-# traffic can pass the quality gates; `mlops simulate --drift strong` also turns that relation round.
+# electronic checks. How features relate to the target (churn, or spend for configs/spend.yaml) is
+# unchanged, so a model retrained on the new traffic can pass the quality gates; `--drift strong`
+# (concept drift) also turns that relation round.
 NEW_CUSTOMERS = DriftSpec(
     charges_shift=30.0, support_rate_factor=2.5, month_to_month_share=0.8, tenure_mean=12.0,
     electronic_check_share=0.55,
@@ -54,13 +55,9 @@ def follow(prefect: PrefectRest, run_id: str, timeout: float = 900) -> dict:
     return wait_for(f"flow run {run_id}", report, timeout, every=2.0)
 
 
-def features(frame):
-    return frame.drop(columns=[TARGET, TIMESTAMP])
-
-
-def keep_serving(client: httpx.Client, stop: threading.Event, seed: int) -> None:
+def keep_serving(client: httpx.Client, stop: threading.Event, config: PipelineConfig, seed: int) -> None:
     """Background traffic while the retrained model is deployed: the rollback watch judges it."""
-    frame = features(simulate_churn(2000, NEW_CUSTOMERS, seed=seed, start="2026-06-01"))
+    frame = simulate_traffic(config, 2000, NEW_CUSTOMERS, seed=seed, start="2026-06-01").features
     i = 0
     while not stop.is_set():
         send_predictions(client, frame.iloc[i:i + 10], batch_rows=10)
@@ -92,7 +89,7 @@ def main() -> int:
     last = registry.read_audit(name)[-1]
     say(f"    {last.action} v{last.to_version}: {last.reason}")
     if champion is None:
-        say("no champion to serve, so the loop cannot go on (`mlops history --config configs/churn.yaml`)")
+        say(f"no champion to serve, so the loop cannot go on (`mlops history --config {settings.stack_config}`)")
         return 1
     say(f"    champion is v{champion.version}")
 
@@ -102,15 +99,15 @@ def main() -> int:
 
     wait_for("the serving app to load the champion", lambda: serving_champion() == champion.version, 120)
     say(f"3/6 serving: v{champion.version} answers; sending 500 rows of ordinary traffic")
-    calm = simulate_churn(500, seed=seed, start="2026-06-01")
-    sent = send_predictions(serving, features(calm), batch_rows=20)
+    calm = simulate_traffic(config, 500, seed=seed, start="2026-06-01")
+    sent = send_predictions(serving, calm.features, batch_rows=20)
     say(f"    {len(sent.requests)} requests answered by v{', v'.join(sorted(sent.versions))}, {sent.failed} failed")
 
     drift_start = datetime.now(UTC)
     say("4/6 the customers change: 4000 rows of drifted traffic, then their ground truth (labels)")
-    drifted = simulate_churn(4000, NEW_CUSTOMERS, seed=seed + 1, start="2026-06-02")
-    sent = send_predictions(serving, features(drifted), batch_rows=100)
-    labelled = send_labels(serving, sent, drifted[TARGET])
+    drifted = simulate_traffic(config, 4000, NEW_CUSTOMERS, seed=seed + 1, start="2026-06-02")
+    sent = send_predictions(serving, drifted.features, batch_rows=100)
+    labelled = send_labels(serving, sent, drifted.labels)
     logged = serving.get("/ready").json()["prediction_log"]["written_rows"]
     wait_for("the prediction log", lambda: serving.get("/ready").json()["prediction_log"]["written_rows"] >= logged + 1, 30)
     say(f"    {sent.rows} rows predicted and logged, {labelled} labels posted")
@@ -142,7 +139,7 @@ def main() -> int:
     say(f"    {retrain['name']} created {(started - datetime.fromisoformat(event['occurred'])).total_seconds():.1f}s "
         f"after the event, with the event as its `trigger` parameter")
     stop = threading.Event()
-    background = threading.Thread(target=keep_serving, args=(serving, stop, seed + 2), daemon=True)
+    background = threading.Thread(target=keep_serving, args=(serving, stop, config, seed + 2), daemon=True)
     background.start()
     try:
         run = follow(prefect, retrain["id"])

@@ -28,6 +28,9 @@ from mlops.errors import ConfigError
 from mlops.files import read_regular_file
 
 TaskType = Literal["classification", "regression"]
+# promotion.primary_metric when the config names none (names from mlops.metrics, not imported here:
+# reading a config must not import scikit-learn).
+DEFAULT_PRIMARY_METRIC: dict[str, str] = {"classification": "roc_auc", "regression": "rmse"}
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
@@ -179,7 +182,10 @@ class GatesConfig(_Strict):
 class PromotionConfig(_Strict):
     """How the deploy flow decides whether a challenger replaces the champion."""
 
-    primary_metric: str = Field(default="roc_auc", description="Metric both models are compared on")
+    primary_metric: str = Field(
+        default="roc_auc",
+        description="Metric both models are compared on; default roc_auc (classification) or rmse (regression)",
+    )
     tolerance: float = Field(
         default=0.0, ge=0.0, description="The challenger may be worse by at most this (absolute)"
     )
@@ -299,7 +305,9 @@ class MonitoringConfig(_Strict):
     window_hours: float = Field(default=24.0, gt=0.0, description="Prediction-log window one check reads")
     min_rows: int = Field(default=100, ge=1, description="Fewer rows in the window: no verdict")
     max_performance_drop: float = Field(
-        default=0.05, ge=0.0, description="Live primary metric may fall this far below the champion's"
+        default=0.05, ge=0.0,
+        description="Live primary metric may be this much worse than the champion's, in the metric's unit "
+        "(below it for roc_auc, above it for rmse)",
     )
     report_sample_rows: int = Field(
         default=50_000, ge=100, description="Rows of each side in the human HTML report (seeded sample)"
@@ -364,6 +372,20 @@ class PipelineConfig(_Strict):
         if value is not None and not _MODEL_NAME.match(value):
             raise ValueError("must be 1-100 letters, digits, '.', '_' or '-' (a plain name, not a path)")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _primary_metric_of_the_task(cls, data: Any) -> Any:
+        # roc_auc, the field's default, does not exist for a regressor: without this a regression
+        # config that leaves the key out trains, but no deploy can compare it and the monitor never
+        # scores its live performance.
+        if not isinstance(data, dict):
+            return data
+        model, promotion = data.get("model"), data.get("promotion", {})
+        task = model.get("task") if isinstance(model, dict) else None
+        if task in DEFAULT_PRIMARY_METRIC and isinstance(promotion, dict) and "primary_metric" not in promotion:
+            data = {**data, "promotion": {**promotion, "primary_metric": DEFAULT_PRIMARY_METRIC[task]}}
+        return data
 
     @model_validator(mode="after")
     def _time_split_needs_timestamp(self) -> PipelineConfig:

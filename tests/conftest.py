@@ -120,23 +120,41 @@ def champion_config(home: Path, **sections: object) -> dict:
     }
 
 
-@pytest.fixture(scope="session")
-def champion_template(prefect_api: str, mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A home where v1 of CHAMPION_MODEL was trained (3,000 rows) and promoted by the deploy flow.
+SPEND_CHAMPION_MODEL = "spend-champion"
 
-    Training is what flow tests spend their time on: they copy this home (`champion_store`)
-    instead of training their own champion.
-    """
+
+def spend_champion_config(home: Path, **sections: object) -> dict:
+    """The raw pipeline config of the regressor's champion template (configs/spend.yaml's shape)."""
+    from tests.timing import LENIENT_PROMOTION
+
+    return {
+        "dataset": {"uri": str(home / "train.parquet"), "target": "monthly_spend", "timestamp": "event_time"},
+        "model": {"name": SPEND_CHAMPION_MODEL, "task": "regression",
+                  "estimator": "sklearn.ensemble.HistGradientBoostingRegressor", "params": {"max_iter": 60}},
+        "split": {"method": "time", "test_size": 0.25},
+        "validation": {"min_rows": 100},
+        "gates": {"min_metrics": {"r2": 0.7}, "max_metrics": {"rmse": 12.0}},
+        "serving": {"prediction_log_uri": str(home / "log")},
+        "monitoring": {"min_rows": 200, "max_performance_drop": 2.0},
+        "rollback": {"enabled": False},
+        "promotion": {**LENIENT_PROMOTION, "primary_metric": "rmse"},
+        **sections,
+    }
+
+
+def _promoted_template(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path, name: str, frame: object, raw_config: object,
+) -> Iterator[Path]:
+    """A home holding `frame` as train.parquet and v1 trained on it and promoted by the deploy flow."""
     from flows.deploy import deploy
     from flows.train import train
     from mlops.config import parse_config
     from mlops.data import write_frame
-    from mlops.local.simulate import simulate_churn
 
-    home = tmp_path_factory.mktemp("champion-template")
+    home = tmp_path_factory.mktemp(name)
     shutil.copy(mlflow_template, home / "mlflow.db")
-    write_frame(simulate_churn(3000, seed=51), str(home / "train.parquet"))
-    config = parse_config(champion_config(home))
+    write_frame(frame, str(home / "train.parquet"))
+    config = parse_config(raw_config(home))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOPS_HOME", str(home))
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
@@ -146,6 +164,33 @@ def champion_template(prefect_api: str, mlflow_template: Path, tmp_path_factory:
     yield home
     # Copies are private: a test that wrote through to the template would change what later tests start from.
     assert _files_under(home) == files, "a test wrote into the champion template instead of its copy"
+
+
+@pytest.fixture(scope="session")
+def champion_template(prefect_api: str, mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A home where v1 of CHAMPION_MODEL was trained (3,000 rows) and promoted by the deploy flow.
+
+    Training is what flow tests spend their time on: they copy this home (`champion_store`)
+    instead of training their own champion.
+    """
+    from mlops.local.simulate import simulate_churn
+
+    yield from _promoted_template(
+        tmp_path_factory, mlflow_template, "champion-template", simulate_churn(3000, seed=51), champion_config
+    )
+
+
+@pytest.fixture(scope="session")
+def spend_champion_template(
+    prefect_api: str, mlflow_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """The regressor's counterpart of `champion_template`: v1 of SPEND_CHAMPION_MODEL (3,000 rows), promoted."""
+    from mlops.local.simulate import simulate_spend
+
+    yield from _promoted_template(
+        tmp_path_factory, mlflow_template, "spend-champion-template", simulate_spend(3000, seed=51),
+        spend_champion_config,
+    )
 
 
 def _files_under(folder: Path) -> dict[str, int]:
@@ -167,20 +212,39 @@ def repoint_store(db: Path, old: Path, new: Path) -> None:
                             f'WHERE typeof("{column}") = \'text\' AND instr("{column}", ?) > 0', (before, after, before))
 
 
-@pytest.fixture
-def champion_store(champion_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict]]:
-    """A private copy of the champion template (store, artifacts, data), exported the way users
-    configure it; (tracking uri, raw config naming the copy's files)."""
+def _private_copy(template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A copy of a champion template (store, artifacts, data), exported the way users configure it."""
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     home = tmp_path / "home"
-    shutil.copytree(champion_template, home)
-    repoint_store(home / "mlflow.db", champion_template, home)
+    shutil.copytree(template, home)
+    repoint_store(home / "mlflow.db", template, home)
     uri = f"sqlite:///{home / 'mlflow.db'}"
     monkeypatch.setenv("MLOPS_HOME", str(home))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     # MLflow caches each run's artifact location in the process by run id, whatever the store:
     # the copy holds the template's run ids, so the cache would send its writes to the template.
     tracking_utils._artifact_repos_cache.clear()
+    return home, uri
+
+
+@pytest.fixture
+def champion_store(champion_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, dict]]:
+    """A private copy of the champion template; (tracking uri, raw config naming the copy's files)."""
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    home, uri = _private_copy(champion_template, tmp_path, monkeypatch)
     yield uri, champion_config(home)
+    tracking_utils._artifact_repos_cache.clear()
+
+
+@pytest.fixture
+def spend_champion_store(
+    spend_champion_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, dict]]:
+    """A private copy of the regressor's champion template; (tracking uri, raw config naming its files)."""
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    home, uri = _private_copy(spend_champion_template, tmp_path, monkeypatch)
+    yield uri, spend_champion_config(home)
     tracking_utils._artifact_repos_cache.clear()

@@ -1,13 +1,20 @@
-"""Deterministic customer-churn data: the bundled dataset and a simulator of later batches.
+"""Deterministic customer data: the bundled datasets and a simulator of later batches.
+
+One population of customers (age, tenure, charges, support calls, contract, ...) with two targets:
+`simulate_churn` labels whether each customer leaves (the classifier's data) and `simulate_spend`
+what each spends next month (the regressor's). The same seed gives the same customers in both.
 
 Every value comes from a seeded numpy Generator, so the same (rows, drift, seed) gives the same
 frame on any machine; a million rows take a couple of seconds. Drift is controllable:
 covariate shift moves the charges, support calls and contract mix; concept drift changes how
-the features relate to churn, so a model trained before it loses accuracy.
+the features relate to the target, so a model trained before it loses accuracy.
+
+`python -m mlops.local.bundled` (or `make data`) rewrites the bundled files in data/.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,18 +53,12 @@ DRIFT_LEVELS: dict[str, DriftSpec] = {
 }
 
 
-def simulate_churn(
-    rows: int,
-    drift: DriftLevel | DriftSpec = "none",
-    seed: int = 0,
-    start: str = "2025-01-01",
-) -> pd.DataFrame:
-    """Generate `rows` customers with features, an event time and the churn label."""
-    if rows < 1:
-        raise ValueError("rows must be at least 1")
-    spec = DRIFT_LEVELS[drift] if isinstance(drift, str) else drift
-    rng = np.random.default_rng(seed)
+def _customers(rng: np.random.Generator, rows: int, spec: DriftSpec, start: str) -> pd.DataFrame:
+    """The customers' features and event times: what every bundled dataset shares.
 
+    The draws come first and in a fixed order, so the same seed gives the same customers whichever
+    target is simulated after them (churn.parquet and spend.parquet hold the same people).
+    """
     age = rng.integers(18, 81, rows)
     tenure = np.minimum(rng.exponential(spec.tenure_mean, rows).astype(np.int64), 72)
     monthly = np.clip(rng.normal(65.0 + spec.charges_shift, 22.0, rows), 18.0, None).round(2)
@@ -74,6 +75,48 @@ def simulate_churn(
     region = rng.choice(REGIONS, rows)
     # A minute apart, so a time-based split and monitoring windows have something to cut.
     event_time = pd.Timestamp(start) + pd.to_timedelta(np.arange(rows), unit="min")
+    return pd.DataFrame(
+        {
+            TIMESTAMP: event_time,
+            "age": age,
+            "tenure_months": tenure,
+            "monthly_charges": monthly,
+            "total_charges": total,
+            "support_calls": support_calls,
+            "num_products": products,
+            "contract": contract,
+            "plan": plan,
+            "payment_method": payment,
+            "region": region,
+        }
+    )
+
+
+def _with_missing_totals(rng: np.random.Generator, frame: pd.DataFrame) -> pd.DataFrame:
+    # Real billing exports miss some totals; the pipeline must impute, not crash.
+    missing = rng.uniform(0.0, 1.0, len(frame)) < 0.01
+    frame.loc[missing, "total_charges"] = np.nan
+    return frame
+
+
+def _start(rows: int, drift: DriftLevel | DriftSpec) -> DriftSpec:
+    if rows < 1:
+        raise ValueError("rows must be at least 1")
+    return DRIFT_LEVELS[drift] if isinstance(drift, str) else drift
+
+
+def simulate_churn(
+    rows: int,
+    drift: DriftLevel | DriftSpec = "none",
+    seed: int = 0,
+    start: str = "2025-01-01",
+) -> pd.DataFrame:
+    """Generate `rows` customers with features, an event time and the churn label."""
+    spec = _start(rows, drift)
+    rng = np.random.default_rng(seed)
+    frame = _customers(rng, rows, spec, start)
+    support_calls, monthly, tenure = frame["support_calls"], frame["monthly_charges"], frame["tenure_months"]
+    contract, payment, plan = frame["contract"], frame["payment_method"], frame["plan"]
 
     # Concept drift turns the reference relations around: at 1, support calls and the contract
     # type push churn the other way and price matters more.
@@ -87,29 +130,80 @@ def simulate_churn(
         - 0.05 * tenure
         + turn * np.select([contract == "month-to-month", contract == "one-year"], [1.1, -0.2], -1.0)
         + np.where(payment == "electronic-check", 0.5, 0.0)
-        - 0.15 * (products - 3)
+        - 0.15 * (frame["num_products"] - 3)
         + np.where(plan == "premium", -0.3, 0.0)
-        + 0.004 * (age - 45)
-    )
-    churned = (rng.uniform(0.0, 1.0, rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+        + 0.004 * (frame["age"] - 45)
+    ).to_numpy()
+    frame[TARGET] = (rng.uniform(0.0, 1.0, rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+    return _with_missing_totals(rng, frame)
 
-    frame = pd.DataFrame(
-        {
-            TIMESTAMP: event_time,
-            "age": age,
-            "tenure_months": tenure,
-            "monthly_charges": monthly,
-            "total_charges": total,
-            "support_calls": support_calls,
-            "num_products": products,
-            "contract": contract,
-            "plan": plan,
-            "payment_method": payment,
-            "region": region,
-            TARGET: churned,
-        }
-    )
-    # Real billing exports miss some totals; the pipeline must impute, not crash.
-    missing = rng.uniform(0.0, 1.0, rows) < 0.01
-    frame.loc[missing, "total_charges"] = np.nan
+
+SPEND_TARGET = "monthly_spend"
+PLAN_ADD_ON = {"basic": 0.0, "standard": 10.0, "premium": 28.0}
+REGION_OFFSET = {"north": 0.0, "south": -3.0, "east": 4.0, "west": 2.0}
+
+
+def simulate_spend(
+    rows: int,
+    drift: DriftLevel | DriftSpec = "none",
+    seed: int = 0,
+    start: str = "2025-01-01",
+) -> pd.DataFrame:
+    """Generate `rows` customers with features, an event time and next month's spend (the target).
+
+    The same seed gives the same customers as `simulate_churn`; the churn label is not included,
+    since whether a customer leaves would leak what they spend.
+    """
+    spec = _start(rows, drift)
+    rng = np.random.default_rng(seed)
+    frame = _customers(rng, rows, spec, start)
+    contract, plan = frame["contract"], frame["plan"]
+
+    # Concept drift: at 1, support calls mean complaints that cut spend instead of paid support,
+    # extra products add half as much, premium customers downgrade their add-ons and
+    # month-to-month customers spend 30% less; a model trained before it misjudges every one.
+    c = spec.concept
+    expected = (
+        frame["monthly_charges"] * np.where(contract == "month-to-month", 1.0 - 0.3 * c, 1.0)
+        + plan.map(PLAN_ADD_ON).to_numpy() * np.where(plan == "premium", 1.0 - 0.7 * c, 1.0)
+        + 6.0 * (1.0 - 0.5 * c) * (frame["num_products"] - 1)
+        + (2.5 - 6.5 * c) * frame["support_calls"]
+        + 0.15 * np.minimum(frame["tenure_months"], 48)
+        - np.select([contract == "two-year", contract == "one-year"], [8.0, 4.0], 0.0)
+        + frame["region"].map(REGION_OFFSET).to_numpy()
+    ).to_numpy()
+    # Skip the draw simulate_churn spends on its label, so that the missing totals fall on the same
+    # customers in both datasets; the spend noise comes after them.
+    rng.uniform(0.0, 1.0, rows)
+    frame = _with_missing_totals(rng, frame)
+    spend = expected + rng.normal(0.0, 6.0, rows)
+    frame[SPEND_TARGET] = np.clip(spend, 0.0, None).round(2)
     return frame
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A simulated dataset: its simulator, the target it labels and its file in data/ (mlops.local.bundled)."""
+
+    name: str
+    target: str
+    simulate: Callable[..., pd.DataFrame]
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.parquet"
+
+
+DATASETS: dict[str, Dataset] = {
+    "churn": Dataset("churn", TARGET, simulate_churn),
+    "spend": Dataset("spend", SPEND_TARGET, simulate_spend),
+}
+
+
+def dataset_for_target(target: str) -> Dataset:
+    """The simulated dataset whose target column is `target`."""
+    for dataset in DATASETS.values():
+        if dataset.target == target:
+            return dataset
+    known = ", ".join(f"{d.target} ({d.name})" for d in DATASETS.values())
+    raise ValueError(f"no simulator for target column '{target}' (known: {known})")

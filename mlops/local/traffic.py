@@ -1,18 +1,55 @@
 """A client of the serving app that plays production traffic: predictions, then their ground truth.
 
 The demo and the end-to-end tests drive the loop through it the way callers would, over HTTP.
+`simulate_traffic` makes that traffic for any bundled model (churn's classes, spend's amounts).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pandas as pd
 
+from mlops.local.simulate import DriftLevel, DriftSpec, dataset_for_target
 from mlops.serving.auth import API_KEY_HEADER
+
+if TYPE_CHECKING:
+    from mlops.config import PipelineConfig
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Requests a model's callers would send (its feature columns only) and their later ground truth."""
+
+    features: pd.DataFrame
+    labels: pd.Series  # aligned with `features`: classes for a classifier, amounts for a regressor
+
+
+def simulate_traffic(
+    model: PipelineConfig | str,
+    rows: int,
+    drift: DriftLevel | DriftSpec = "none",
+    seed: int = 0,
+    start: str = "2026-01-01",
+    catalogue: str | Path = "configs",
+) -> Traffic:
+    """Traffic for `model` (its config, or its name in `catalogue`), from the simulator of its target.
+
+    The features are what /predict accepts (no target, no event time); the labels are what
+    /labels later receives for the same rows.
+    """
+    if isinstance(model, str):
+        from mlops.catalogue import load_catalogue
+
+        model = load_catalogue(catalogue).get(model).config
+    target, timestamp = model.dataset.target, model.dataset.timestamp
+    frame = dataset_for_target(target).simulate(rows, drift, seed=seed, start=start)
+    features = frame.drop(columns=[c for c in (target, timestamp) if c])
+    return Traffic(features=features, labels=frame[target])
 
 
 @dataclass

@@ -23,7 +23,7 @@ from flows.train import train
 from mlops.config import PipelineConfig, parse_config
 from mlops.data import write_frame
 from mlops.errors import ConfigError, ModelNotFound
-from mlops.local.simulate import simulate_churn
+from mlops.local.simulate import simulate_churn, simulate_spend
 from mlops.local.stack import free_port
 from mlops.registry import Registry
 from tests.timing import LENIENT_PROMOTION
@@ -57,21 +57,29 @@ def _use_store(home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="module")
 def trained(prefect_api, mlflow_template, tmp_path_factory) -> tuple[Path, str]:
     """A store holding v1 and v2 (identical HistGradientBoosting) and v3 (DummyClassifier), no aliases moved."""
-    home = tmp_path_factory.mktemp("trained-home")
+    dummy = {"model": {"name": MODEL, "estimator": "sklearn.dummy.DummyClassifier"}, "gates": {}}
+    return _train_versions(tmp_path_factory.mktemp("trained-home"), mlflow_template, simulate_churn(2000, seed=31),
+                           make_config, dummy)
+
+
+def _train_versions(home: Path, mlflow_template: Path, frame, make, dummy: dict) -> tuple[Path, str]:
+    """Train v1 and v2 (the same data and config) and v3 (`dummy`'s sections) into a store in `home`."""
     shutil.copy(mlflow_template, home / "mlflow.db")
-    data_uri = write_frame(simulate_churn(2000, seed=31), str(home / "churn.parquet"))
+    data_uri = write_frame(frame, str(home / "data.parquet"))
     with pytest.MonkeyPatch.context() as mp:
         _use_store(home, mp)
-        for config in (make_config(data_uri), make_config(data_uri)):
+        for config in (make(data_uri), make(data_uri), make(data_uri, **dummy)):
             assert train(config=config, return_state=True).is_completed()
-        dummy = make_config(data_uri, model={"name": MODEL, "estimator": "sklearn.dummy.DummyClassifier"}, gates={})
-        assert train(config=dummy, return_state=True).is_completed()
     return home, data_uri
 
 
 @pytest.fixture
 def store(trained, tmp_path, monkeypatch) -> tuple[str, str]:
     """A private copy of the trained store (model artifacts stay shared, read-only); (uri, data uri)."""
+    return _private_store(trained, tmp_path, monkeypatch)
+
+
+def _private_store(trained: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(trained[0] / "mlflow.db", home / "mlflow.db")
@@ -359,3 +367,85 @@ def test_unreachable_service_gives_no_verdict_and_keeps_the_champion(store, monk
     assert result.status == "promoted" and result.watch["verdict"] == "no-verdict"
     assert "unreachable" in result.watch["reason"]
     assert aliases(uri)["champion"] == "1"
+
+
+# -- the regressor: the same decisions on a lower-is-better primary metric ------------------------
+
+SPEND_MODEL = "spend-deploy"
+
+
+def make_spend_config(data_uri: str, **sections) -> PipelineConfig:
+    raw = {
+        "dataset": {"uri": data_uri, "target": "monthly_spend", "timestamp": "event_time"},
+        "model": {"name": SPEND_MODEL, "task": "regression",
+                  "estimator": "sklearn.ensemble.HistGradientBoostingRegressor", "params": {"max_iter": 30}},
+        "split": {"method": "time", "test_size": 0.25},
+        "validation": {"min_rows": 100},
+        "gates": {"max_metrics": {"rmse": 15.0}},
+        "rollback": {"enabled": False},
+    }
+    promotion = {**LENIENT_PROMOTION, **sections.pop("promotion", {})}
+    raw.update(sections, promotion=promotion)
+    return parse_config(raw)
+
+
+@pytest.fixture(scope="module")
+def trained_spend(prefect_api, mlflow_template, tmp_path_factory) -> tuple[Path, str]:
+    """v1 and v2 (identical HistGradientBoostingRegressor) and v3 (DummyRegressor: the mean), no aliases moved."""
+    dummy = {"model": {"name": SPEND_MODEL, "task": "regression", "estimator": "sklearn.dummy.DummyRegressor"}, "gates": {}}
+    return _train_versions(tmp_path_factory.mktemp("trained-spend-home"), mlflow_template,
+                           simulate_spend(2000, seed=31), make_spend_config, dummy)
+
+
+@pytest.fixture
+def spend_store(trained_spend, tmp_path, monkeypatch) -> tuple[str, str]:
+    return _private_store(trained_spend, tmp_path, monkeypatch)
+
+
+def spend_aliases(uri: str) -> dict[str, str]:
+    found = MlflowClient(tracking_uri=uri, registry_uri=uri).get_registered_model(SPEND_MODEL).aliases
+    return {alias: str(version) for alias, version in found.items()}
+
+
+def test_regressor_first_champion_then_a_worse_one_refused_on_rmse(spend_store):
+    uri, data_uri = spend_store
+    config = make_spend_config(data_uri, gates={})  # the default primary metric of a regressor: rmse
+    first, _ = run_deploy(config, challenger_version="1")
+    assert (first.status, first.champion_version) == ("promoted", "1")
+    assert first.reason.startswith("first champion (rmse ") and first.smoke["passed"]
+
+    worse, _ = run_deploy(config, challenger_version="3")  # the mean of the training spend
+    assert (worse.status, worse.champion_version) == ("refused", "1")
+    challenger, champion = worse.metrics["challenger"]["rmse"], worse.metrics["champion"]["rmse"]
+    assert challenger > 2 * champion  # lower is better: a larger error is the worse model
+    assert f"challenger rmse {challenger:.4f} vs champion {champion:.4f} (lower is better): worse by" in worse.reason
+    assert spend_aliases(uri)["champion"] == "1"
+
+
+def test_regressor_with_a_smaller_error_replaces_the_champion(spend_store):
+    uri, data_uri = spend_store
+    config = make_spend_config(data_uri, gates={})
+    run_deploy(config, challenger_version="3")  # the dummy is the first champion
+    result, _ = run_deploy(config, challenger_version="1")
+    assert (result.status, result.champion_version, result.previous_champion_version) == ("promoted", "1", "3")
+    assert result.metrics["challenger"]["rmse"] < result.metrics["champion"]["rmse"]
+    assert "(lower is better): better" in result.reason
+    assert spend_aliases(uri)["champion"] == "1"
+
+
+def test_regressor_bootstrap_refuses_a_tie_and_mcnemar_is_refused_before_anything_moves(spend_store):
+    uri, data_uri = spend_store
+    run_deploy(make_spend_config(data_uri), challenger_version="1")
+    strict = make_spend_config(data_uri, promotion={"significance": "bootstrap", "bootstrap_samples": 200})
+    result, _ = run_deploy(strict, challenger_version="2")
+    assert result.status == "refused" and "bootstrap: one-sided p 1.0000 >= alpha 0.05" in result.reason
+    assert result.paired_evidence["method"] == "bootstrap" and result.paired_evidence["p_value"] == 1.0
+
+    state = deploy(config=make_spend_config(data_uri, promotion={"significance": "mcnemar"}),
+                   challenger_version="2", return_state=True)
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, ConfigError)
+    assert str(error) == ("promotion.significance: mcnemar compares per-row correctness, which only "
+                          "classification has; use bootstrap for regression")
+    assert spend_aliases(uri)["champion"] == "1"
+    assert [r.action for r in Registry(uri).read_audit(SPEND_MODEL)] == ["promoted", "refused"]

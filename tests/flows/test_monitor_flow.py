@@ -6,6 +6,7 @@ Every test starts from a private copy of the session's trained and promoted cham
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def champion(champion_store) -> PipelineConfig:
     return parse_config(champion_store[1])
 
 
-def _log_traffic(log_uri: str, frame, labels: list | None = None) -> str:
+def _log_traffic(log_uri: str, frame, labels: list | None = None, target: str = "churned", model: str = MODEL) -> str:
     """Log `frame`'s features as one answered request (as the serving app writes it), with `labels`
     when given; then add a 7-byte part file to today's partition and return its path."""
     from mlops.serving.prediction_log import (
@@ -43,13 +44,16 @@ def _log_traffic(log_uri: str, frame, labels: list | None = None) -> str:
     )
     from mlops.serving.scoring import Scores
 
-    features = frame.drop(columns=["churned", "event_time"])
+    features = frame.drop(columns=[target, "event_time"])
     records = features.to_dict("records")
     at = time.time()
     writer = prediction_writer(log_uri)
     numeric = frozenset(features.select_dtypes("number").columns)
-    scores = Scores(frame["churned"].tolist(), [[0.5, 0.5]] * len(frame), [0, 1])
-    writer.append(prediction_columns("req", records, scores, MODEL, "1", "champion", "champion", at), len(records),
+    if target == "churned":
+        scores = Scores(frame[target].tolist(), [[0.5, 0.5]] * len(frame), [0, 1])
+    else:  # a regressor answers amounts, with no probabilities
+        scores = Scores(frame[target].round(0).tolist())
+    writer.append(prediction_columns("req", records, scores, model, "1", "champion", "champion", at), len(records),
                   logged_feature_columns(numeric))
     writer.flush()
     (partition,) = Path(log_uri).glob("date=*")
@@ -218,3 +222,83 @@ def test_labelled_rows_breaking_the_contract_are_dropped_and_the_retrain_goes_on
         "monthly_charges: not a finite number within ±1e+100": 1, "churned: not a known class": 1,
     }
     assert result.unreadable_parts == [bad]
+
+
+# -- the regressor: live rmse (lower is better), a numeric prediction, numeric labels -------------
+
+
+@pytest.fixture
+def spend_champion(spend_champion_store) -> PipelineConfig:
+    """v1 of the regressor trained and promoted (a copy of the session's template)."""
+    return parse_config(spend_champion_store[1])
+
+
+def _model_events(model: str, name: str, since: float, timeout: float = 20.0) -> list:
+    from prefect import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    event_filter = EventFilter(event=EventNameFilter(name=[name]), resource=EventResourceFilter(id=[f"mlops.model.{model}"]))
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            found = [e for e in client.read_events(filter=event_filter, limit=50).events if e.occurred.timestamp() >= since - 1]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
+
+def test_regressor_concept_drift_is_a_performance_breach_on_rmse(spend_champion, tmp_path):
+    from mlops.events import PERFORMANCE_DEGRADED
+    from mlops.local.simulate import DriftSpec, simulate_spend
+
+    started = time.time()
+    # The same customers, but what they spend no longer follows the features the way it did.
+    turned = write_frame(simulate_spend(2000, DriftSpec(concept=1.0), seed=56), str(tmp_path / "turned.parquet"))
+    result = monitor(config=spend_champion, current_uri=turned)
+    assert not result.dataset_drift and result.drifted_columns == ()
+    perf = result.performance
+    assert perf["metric"] == "rmse" and perf["degraded"] is True
+    assert perf["current"] > perf["reference"] + 2.0  # a larger error is the degradation
+    assert result.status == "breach" and result.event == PERFORMANCE_DEGRADED
+    (event,) = _model_events(spend_champion.model.name, PERFORMANCE_DEGRADED, started)
+    assert event.payload["performance"]["metric"] == "rmse" and event.payload["performance"]["degraded"] is True
+
+
+def test_regressor_calm_labelled_window_is_ok_and_covariate_drift_is_data_drift(spend_champion, tmp_path):
+    from mlops.local.simulate import simulate_spend
+
+    calm = write_frame(simulate_spend(2000, seed=57), str(tmp_path / "calm.parquet"))
+    result = monitor(config=spend_champion, current_uri=calm)
+    assert result.status == "ok" and result.event is None and not result.prediction_drift
+    assert result.performance["metric"] == "rmse" and result.performance["degraded"] is False
+    assert abs(result.performance["current"] - result.performance["reference"]) < 2.0
+
+    shifted = write_frame(simulate_spend(2000, "strong", seed=58), str(tmp_path / "shifted.parquet"))
+    result = monitor(config=spend_champion, current_uri=shifted)
+    assert result.status == "breach" and result.event == DRIFT_DETECTED and result.dataset_drift
+    assert {"monthly_charges", "support_calls"} <= set(result.drifted_columns)
+    assert result.prediction_drift  # the prediction is a numeric column of the check, and it moved
+
+
+def test_regressor_monitor_reads_numeric_labels_from_the_log_and_retrain_learns_from_them(spend_champion_store):
+    from flows.retrain import retrain
+    from mlops.local.simulate import simulate_spend
+    from mlops.registry import Registry
+
+    store, raw = spend_champion_store
+    config = parse_config({**raw, "retrain": {"min_labelled_rows": 50}})
+    traffic = simulate_spend(400, seed=59)
+    labels = [float(v) for v in traffic["monthly_spend"]]
+    labels[3] = float("nan")  # a lost label: left out of training, counted
+    bad = _log_traffic(config.serving.prediction_log_uri, traffic, labels, "monthly_spend", config.model.name)
+
+    checked = monitor(config=config)
+    assert checked.rows == 400 and checked.unreadable_parts == (bad,) and checked.performance["metric"] == "rmse"
+    assert checked.performance["current"] < checked.performance["reference"] + 2.0
+
+    result = retrain(config=config, trigger={"event": "mlops.drift.detected"}, cooldown_minutes=0)
+    assert result.model_version == "2" and result.status in ("promoted", "refused")
+    assert (result.labelled_rows, result.dropped_rows) == (399, 1)
+    assert result.drop_reasons == {"monthly_spend: null": 1}
+    trained = Registry(store).get_version(config.model.name, "2")
+    assert {"rmse", "mae", "r2"} <= set(json.loads(trained.tags["metrics"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +176,38 @@ def test_regression_task(mlflow_store, tmp_path):
     assert {"rmse", "mae", "r2"} <= set(result.metrics)
     artifacts = {a.path for a in MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store).list_artifacts(result.run_id, "plots")}
     assert "plots/residuals.png" in artifacts
+
+
+# -- the demo's regressor: configs/spend.yaml on its bundled data ---------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _spend_config(**model) -> PipelineConfig:
+    from mlops.catalogue import load_catalogue
+
+    raw = load_catalogue(REPO / "configs").get("spend-regressor").raw
+    return parse_config({**raw, "dataset": {**raw["dataset"], "uri": str(REPO / "data" / "spend.parquet")},
+                         "model": {**raw["model"], **model}})
+
+
+def test_bundled_regressor_clears_its_gates_comfortably(mlflow_store):
+    config = _spend_config()
+    state = train(config=config, return_state=True)
+    assert state.is_completed(), state.message
+    metrics = state.result().metrics
+    gates = config.gates
+    assert metrics["r2"] > gates.min_metrics["r2"] + 0.05
+    assert metrics["rmse"] < gates.max_metrics["rmse"] - 1.5 and metrics["mae"] < gates.max_metrics["mae"] - 1.0
+    registry = Registry(mlflow_store)
+    profile = registry.load_reference_profile(registry.get_version("spend-regressor", "1"))
+    assert "prediction" in profile.names and "monthly_spend" not in profile.names
+
+
+def test_bundled_regressor_gates_refuse_a_model_that_learned_nothing(mlflow_store):
+    state = train(config=_spend_config(estimator="sklearn.dummy.DummyRegressor", params={}),
+                  return_state=True)
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, QualityGateFailed)
+    assert all(f"{metric} " in str(error) for metric in ("r2", "rmse", "mae"))
+    assert _versions(mlflow_store, "spend-regressor") == []

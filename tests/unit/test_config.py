@@ -36,6 +36,31 @@ def test_example_config_is_valid():
     assert config.gates.min_metrics["roc_auc"] > 0
 
 
+def test_bundled_configs_one_classifier_one_regressor_each_on_its_own_cadence():
+    churn, spend = load_config(REPO / "configs" / "churn.yaml"), load_config(REPO / "configs" / "spend.yaml")
+    assert (churn.model.task, spend.model.task) == ("classification", "regression")
+    assert spend.model.name == "spend-regressor" and spend.dataset.target == "monthly_spend"
+    assert spend.promotion.primary_metric == "rmse" and spend.promotion.significance != "mcnemar"
+    assert (churn.monitoring.schedule.cron, churn.monitoring.schedule.interval_minutes) == ("0 * * * *", None)
+    assert spend.monitoring.schedule.interval_minutes == 15
+
+
+@pytest.mark.parametrize(("task", "promotion", "expected"), [
+    ("classification", {}, "roc_auc"),
+    ("regression", {}, "rmse"),
+    ("regression", {"tolerance": 0.5}, "rmse"),
+    ("regression", {"primary_metric": "mae"}, "mae"),
+    ("classification", {"primary_metric": "f1"}, "f1"),
+])
+def test_primary_metric_defaults_to_the_tasks_own(task, promotion, expected):
+    raw = {**BASE, "model": {**BASE["model"], "task": task}, "gates": {}}
+    if promotion:
+        raw["promotion"] = promotion
+    config = parse_config(raw)
+    assert config.promotion.primary_metric == expected
+    assert config.promotion.tolerance == promotion.get("tolerance", 0.0)
+
+
 def test_minimal_config_gets_defaults():
     config = parse_config(BASE)
     assert config.split.method == "random"

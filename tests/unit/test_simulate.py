@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 
 from mlops.data import fingerprint_frame, read_frame
-from mlops.local.simulate import TARGET, TIMESTAMP, simulate_churn
+from mlops.local.bundled import BUNDLED_ROWS, BUNDLED_SEED, write_bundled
+from mlops.local.simulate import (
+    DATASETS,
+    SPEND_TARGET,
+    TARGET,
+    TIMESTAMP,
+    dataset_for_target,
+    simulate_churn,
+    simulate_spend,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -16,11 +25,6 @@ def test_same_seed_same_data_other_seed_other_data():
     a, b, c = simulate_churn(2000, seed=3), simulate_churn(2000, seed=3), simulate_churn(2000, seed=4)
     assert fingerprint_frame(a) == fingerprint_frame(b)
     assert fingerprint_frame(a) != fingerprint_frame(c)
-
-
-def test_bundled_dataset_is_the_simulator_output():
-    bundled = read_frame(str(REPO / "data" / "churn.parquet"))
-    assert fingerprint_frame(bundled) == fingerprint_frame(simulate_churn(20_000, seed=0))
 
 
 def test_shape_types_and_missing_values():
@@ -46,3 +50,77 @@ def test_drift_moves_the_distribution(level, min_shift):
 def test_rejects_non_positive_rows():
     with pytest.raises(ValueError):
         simulate_churn(0)
+
+
+# -- the spend dataset (the regressor's) and the bundled files ------------------------------------
+
+
+def test_spend_is_deterministic_by_seed():
+    a, b, c = simulate_spend(2000, seed=3), simulate_spend(2000, seed=3), simulate_spend(2000, seed=4)
+    assert fingerprint_frame(a) == fingerprint_frame(b)
+    assert fingerprint_frame(a) != fingerprint_frame(c)
+
+
+@pytest.mark.parametrize("drift", ["none", "strong"])
+def test_spend_has_the_same_customers_as_churn_and_no_churn_label(drift):
+    spend, churn = simulate_spend(3000, drift, seed=7), simulate_churn(3000, drift, seed=7)
+    assert TARGET not in spend.columns  # whether a customer leaves would leak their spend
+    assert spend.drop(columns=[SPEND_TARGET]).equals(churn.drop(columns=[TARGET]))  # missing totals too
+
+
+def test_spend_is_a_non_negative_amount_driven_by_the_features():
+    frame = simulate_spend(20_000, seed=1)
+    spend = frame[SPEND_TARGET]
+    assert spend.notna().all() and (spend >= 0).all()
+    assert 70 < spend.mean() < 110 and 15 < spend.std() < 40
+    assert frame.groupby("plan")[SPEND_TARGET].mean().idxmax() == "premium"
+    assert spend.corr(frame["monthly_charges"]) > 0.6
+
+
+def _fit_on_reference():
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    def features(frame):
+        return frame.drop(columns=[SPEND_TARGET, TIMESTAMP]).astype(
+            {c: "category" for c in ("contract", "plan", "payment_method", "region")}
+        )
+
+    reference = simulate_spend(5000, seed=8)
+    model = HistGradientBoostingRegressor(max_iter=60, categorical_features="from_dtype", random_state=0)
+    model.fit(features(reference), reference[SPEND_TARGET])
+
+    def rmse(frame):
+        return float(((model.predict(features(frame)) - frame[SPEND_TARGET]) ** 2).mean() ** 0.5)
+
+    return rmse
+
+
+@pytest.mark.usefixtures("one_openmp_thread")
+def test_only_concept_drift_breaks_a_spend_model_trained_before_it():
+    rmse = _fit_on_reference()
+    calm, mild, strong = (rmse(simulate_spend(3000, level, seed=9)) for level in ("none", "mild", "strong"))
+    assert calm < 7.5  # the noise floor is 6
+    assert mild < calm + 1.5  # covariate shift only: the relation still holds
+    assert strong > 3 * calm  # concept drift: support calls and contracts now cut spend
+
+
+def test_datasets_are_found_by_their_target():
+    assert dataset_for_target("monthly_spend").simulate is simulate_spend
+    assert dataset_for_target("churned").simulate is simulate_churn
+    with pytest.raises(ValueError, match="no simulator for target column 'price'.*monthly_spend"):
+        dataset_for_target("price")
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_each_bundled_file_is_its_simulators_output(name):
+    dataset = DATASETS[name]
+    bundled = read_frame(str(REPO / "data" / dataset.file_name))
+    assert fingerprint_frame(bundled) == fingerprint_frame(dataset.simulate(BUNDLED_ROWS, seed=BUNDLED_SEED))
+    assert (REPO / "data" / dataset.file_name).stat().st_size < 2_000_000
+
+
+def test_make_data_rewrites_the_bundled_files_unchanged(tmp_path):
+    written = write_bundled(tmp_path)
+    assert sorted(p.name for p in written) == sorted(d.file_name for d in DATASETS.values())
+    for path in written:
+        assert fingerprint_frame(read_frame(str(path))) == fingerprint_frame(read_frame(str(REPO / "data" / path.name)))
