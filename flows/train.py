@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from mlops import lineage, search
+from mlops import lineage, promotion, search
 from mlops.catalogue import ConfigOverrides
 from mlops.config import PipelineConfig
 from mlops.errors import DataValidationFailed
@@ -50,6 +50,8 @@ def train(
     config = config.with_data_uri(data_uri)
     # Config mistakes fail before any data is read or any run is opened.
     validate_gates(config.gates, config.model.task)
+    # A policy deploy would refuse is refused before a version is registered that nothing can deploy.
+    promotion.validate_policy(config.promotion, config.model.task)
     load_estimator_class(config.model.estimator, config.model.task)
     if config.model.search is not None:
         search.validate_search(config.model.search, config.model)

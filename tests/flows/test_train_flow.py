@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from flows.train import train
 from mlops.config import PipelineConfig, parse_config
 from mlops.data import write_frame
-from mlops.errors import DataValidationFailed, QualityGateFailed
+from mlops.errors import ConfigError, DataValidationFailed, QualityGateFailed
 from mlops.local.simulate import simulate_churn
 from mlops.registry import ALIAS_CHAMPION, Registry
 from tests.conftest import CHAMPION_MODEL
@@ -210,4 +210,19 @@ def test_bundled_regressor_gates_refuse_a_model_that_learned_nothing(mlflow_stor
     error = state.result(raise_on_failure=False)
     assert isinstance(error, QualityGateFailed)
     assert all(f"{metric} " in str(error) for metric in ("r2", "rmse", "mae"))
+    assert _versions(mlflow_store, "spend-regressor") == []
+
+
+@pytest.mark.parametrize("promotion, message", [
+    ({"significance": "mcnemar"}, "promotion.significance: mcnemar"),
+    ({"primary_metric": "roc_auc"}, "promotion.primary_metric: unknown metric 'roc_auc' for regression"),
+])
+def test_a_promotion_policy_deploy_would_refuse_fails_training_before_anything_is_registered(
+    mlflow_store, promotion, message
+):
+    config = _spend_config()
+    config = config.model_copy(update={"promotion": config.promotion.model_copy(update=promotion)})
+    state = train(config=config, return_state=True)
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, ConfigError) and str(error).startswith(message)
     assert _versions(mlflow_store, "spend-regressor") == []
