@@ -70,15 +70,22 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records", date_format="iso"))
 
 
+def _route(model: str | None, action: str) -> str:
+    """`/models/<model>/<action>`, or the default model's `/<action>`."""
+    return f"/models/{model}/{action}" if model else f"/{action}"
+
+
 def send_predictions(
-    client: httpx.Client, frame: pd.DataFrame, batch_rows: int = 50, api_key: str | None = None
+    client: httpx.Client, frame: pd.DataFrame, batch_rows: int = 50, api_key: str | None = None,
+    model: str | None = None,
 ) -> TrafficLog:
-    """POST `frame` (the model's feature columns only: the app refuses others) to /predict in batches."""
+    """POST `frame` (the model's feature columns only: the app refuses others) in batches to
+    `/models/<model>/predict`, or to the default model's /predict."""
     headers = {API_KEY_HEADER: api_key} if api_key else {}
     log = TrafficLog()
     for start in range(0, len(frame), batch_rows):
         chunk = frame.iloc[start:start + batch_rows]
-        response = client.post("/predict", json={"records": _records(chunk)}, headers=headers)
+        response = client.post(_route(model, "predict"), json={"records": _records(chunk)}, headers=headers)
         if response.status_code != 200:
             log.failed += 1
             continue
@@ -89,7 +96,8 @@ def send_predictions(
 
 
 def send_labels(
-    client: httpx.Client, log: TrafficLog, labels: pd.Series, batch_rows: int = 500, api_key: str | None = None
+    client: httpx.Client, log: TrafficLog, labels: pd.Series, batch_rows: int = 500, api_key: str | None = None,
+    model: str | None = None,
 ) -> int:
     """POST the ground truth of every answered row (`labels` aligned with the frame that was sent)."""
     headers = {API_KEY_HEADER: api_key} if api_key else {}
@@ -102,7 +110,7 @@ def send_labels(
     sent = 0
     for start in range(0, len(items), batch_rows):
         chunk = items[start:start + batch_rows]
-        response = client.post("/labels", json={"labels": chunk}, headers=headers)
+        response = client.post(_route(model, "labels"), json={"labels": chunk}, headers=headers)
         response.raise_for_status()
         sent += len(chunk)
     return sent

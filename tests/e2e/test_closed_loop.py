@@ -27,16 +27,17 @@ from mlops.config import Settings
 from mlops.data import write_frame
 from mlops.local import stack
 from mlops.local.prefect_rest import PrefectRest, wait_for
-from mlops.local.simulate import simulate_churn
-from mlops.local.traffic import send_labels, send_predictions
+from mlops.local.simulate import simulate_churn, simulate_spend
+from mlops.local.traffic import _records, send_labels, send_predictions, simulate_traffic
 from mlops.registry import Registry
 from mlops.results import STATUS_SKIPPED, artifact_key
 from tests.timing import LENIENT_PROMOTION
 
 REPO = Path(__file__).resolve().parents[2]
 MLOPS = str(Path(sys.executable).parent / "mlops")
-MODEL = "churn-classifier"  # prefect.yaml's trigger matches this model's resource id
+MODEL = "churn-classifier"  # model A: a classifier, the default model of /predict (first file by name)
 RESOURCE = f"mlops.model.{MODEL}"
+SPEND = "spend-regressor"  # model B: a regressor on the same stack, with its own loop
 FEATURES_DROP = ["churned", "event_time"]
 
 
@@ -61,6 +62,16 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     catalogue = tmp / "configs"
     catalogue.mkdir()
     (catalogue / "churn.yaml").write_text(yaml.safe_dump(config))
+    spend = yaml.safe_load((REPO / "configs" / "spend.yaml").read_text())
+    spend.update(
+        dataset={**spend["dataset"], "uri": write_frame(simulate_spend(3000, seed=81), str(tmp / "spend.parquet"))},
+        model={**spend["model"], "params": {"max_iter": 40}},
+        validation={**spend["validation"], "min_rows": 100},
+        gates={"min_metrics": {"r2": 0.5}},
+        serving=config["serving"], rollback=config["rollback"], promotion={**spend["promotion"], **LENIENT_PROMOTION},
+        retrain=config["retrain"],
+    )
+    (catalogue / "spend.yaml").write_text(yaml.safe_dump(spend))
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "MLOPS_"))}
     env.update(
@@ -85,10 +96,13 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         prefect = PrefectRest(settings.local_prefect_url)
         serving_url = f"http://{settings.stack_host}:{settings.serving_port}"
         # A champion to watch: the manual deployments, run through the worker.
-        assert prefect.run("train", "manual", {"model": MODEL})["state_type"] == "COMPLETED"
-        assert prefect.run("deploy", "manual", {"model": MODEL})["state_type"] == "COMPLETED"
+        assert "catalogue: 2 models: churn-classifier, spend-regressor" in up.stdout, up.stdout
+        for model in (MODEL, SPEND):
+            assert prefect.run("train", "manual", {"model": model})["state_type"] == "COMPLETED"
+            assert prefect.run("deploy", "manual", {"model": model})["state_type"] == "COMPLETED"
         with httpx.Client(base_url=serving_url, timeout=30) as client:
-            wait_for("the serving app to load the champion", lambda: client.get("/ready").status_code == 200, 120)
+            wait_for("the serving app to load both champions", lambda: all(
+                m["ready"] for m in client.get("/ready").json().get("catalogue", {}).values()), 120)
         yield {
             "prefect": prefect, "registry": Registry(settings.local_mlflow_url), "serving": serving_url,
             "tmp": tmp, "settings": settings, "mlops": mlops,
@@ -98,13 +112,37 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         assert down.returncode == 0, down.stderr
 
 
-def _versions(loop: dict[str, Any]) -> list[str]:
-    return [str(v.version) for v in loop["registry"].list_versions(MODEL)]
+def _versions(loop: dict[str, Any], model: str = MODEL) -> list[str]:
+    return [str(v.version) for v in loop["registry"].list_versions(model)]
+
+
+def _champion(loop: dict[str, Any], model: str) -> str:
+    return loop["registry"].version_by_alias(model, "champion").version
+
+
+def test_each_model_is_answered_by_its_own_champion(loop):
+    churn = simulate_traffic(MODEL, 40, seed=75, catalogue=loop["tmp"] / "configs")
+    spend = simulate_traffic(SPEND, 40, seed=76, catalogue=loop["tmp"] / "configs")
+    with httpx.Client(base_url=loop["serving"], timeout=30) as client:
+        b = client.post(f"/models/{SPEND}/predict", json={"records": _records(spend.features)}).json()
+        a = client.post(f"/models/{MODEL}/predict", json={"records": _records(churn.features)}).json()
+        default = client.post("/predict", json={"records": _records(churn.features)}).json()
+        # The same customers' rows sent to B: B's model answers them (amounts), not A's (classes).
+        same = client.post(f"/models/{SPEND}/predict", json={"records": _records(churn.features)}).json()
+        unknown = client.post("/models/nope/predict", json={"records": _records(churn.features)})
+    assert b["model_version"] == _champion(loop, SPEND) and "probabilities" not in b
+    assert len({round(v, 6) for v in b["predictions"]}) > 10  # amounts, not two classes
+    assert a["model_version"] == _champion(loop, MODEL) and set(a["predictions"]) <= {0, 1} and a["probabilities"]
+    assert default["predictions"] == a["predictions"]  # /predict is the default model, churn
+    assert same["model_version"] == b["model_version"] and "probabilities" not in same
+    assert len({round(v, 6) for v in same["predictions"]}) > 10
+    assert unknown.status_code == 404 and "nope" in unknown.json()["detail"]
 
 
 def test_drifted_traffic_triggers_a_retrain_that_goes_through_deploy(loop):
     prefect: PrefectRest = loop["prefect"]
     before = _versions(loop)
+    spend_before, spend_champion = _versions(loop, SPEND), _champion(loop, SPEND)
     started = datetime.now(UTC)
     drifted = simulate_churn(800, "strong", seed=72, start="2026-01-01")
     with httpx.Client(base_url=loop["serving"], timeout=30) as client:
@@ -139,6 +177,9 @@ def test_drifted_traffic_triggers_a_retrain_that_goes_through_deploy(loop):
     assert record.evidence["trigger"]["source"] == "retrain"
     # It learned from the served traffic too: the labelled rows were added to the training data.
     assert "retrain" in loop["registry"].get_version(MODEL, after[-1]).tags.get("data_uri", "")
+    # Model B was not touched: no retrain run for it, no new version, the same champion.
+    assert not [r for r in prefect.runs_of("retrain", "on-drift") if r["parameters"].get("model") == SPEND]
+    assert _versions(loop, SPEND) == spend_before and _champion(loop, SPEND) == spend_champion
 
 
 def test_undrifted_data_starts_no_retrain(loop):
@@ -163,26 +204,34 @@ def test_undrifted_data_starts_no_retrain(loop):
     assert len(prefect.runs_of("retrain", "on-drift")) == retrains_before
 
 
-def test_a_burst_of_events_starts_exactly_one_retrain(loop):
+def test_a_burst_of_events_on_two_models_starts_exactly_one_retrain_of_each(loop):
     prefect: PrefectRest = loop["prefect"]
-    before = _versions(loop)
-    resource = {"prefect.resource.id": RESOURCE}
-    payload = {"drift_share": 0.8, "champion_version": before[-1]}
-    ids = {prefect.emit("mlops.drift.detected", resource, {**payload, "burst": i}) for i in range(5)}
-    runs = wait_for("a run for each of the five events", lambda: (r := _retrains_for(prefect, ids)) and len(r) == 5 and r, 90)
-    ended = [prefect.wait_run(r["id"], 400) for r in runs]
-    seen = [(r["state_type"], r["state"]["message"]) for r in ended]
+    before = {model: _versions(loop, model) for model in (MODEL, SPEND)}
+    ids = {model: set() for model in before}
+    for i in range(5):  # interleaved, as a storm on both would arrive
+        for model in before:
+            payload = {"drift_share": 0.8, "champion_version": before[model][-1], "burst": i}
+            ids[model].add(prefect.emit("mlops.drift.detected", {"prefect.resource.id": f"mlops.model.{model}"}, payload))
+    every = ids[MODEL] | ids[SPEND]
+    runs = wait_for("a run for each of the ten events",
+                    lambda: (r := _retrains_for(prefect, every)) and len(r) == 10 and r, 120)
+    ended = [prefect.wait_run(r["id"], 600) for r in runs]
+    seen = [(r["parameters"]["model"], r["state_type"], r["state"]["message"]) for r in ended]
     assert all(r["state_type"] == "COMPLETED" for r in ended), seen
-    # While one retrain holds the model's slot (mlops-retrain-<model>), the others are skipped at
-    # once, each saying why: one retrain, and nothing cancelled or queued.
-    outcomes = [_retrain_outcome(prefect, r["id"]) for r in ended]
-    assert sum(outcome != STATUS_SKIPPED for outcome in outcomes) == 1, outcomes
-    assert len(_versions(loop)) == len(before) + 1
+    for model in before:
+        mine = [r for r in ended if r["parameters"]["trigger"]["event_id"] in ids[model]]
+        assert {r["parameters"]["model"] for r in mine} == {model}, seen
+        # While one retrain of the model holds its slot (mlops-retrain-<model>), the model's other
+        # runs are skipped at once, each saying why; the other model's slot is its own, so its
+        # retrain is neither skipped nor cancelled by this one's.
+        outcomes = [_retrain_outcome(prefect, r["id"], model) for r in mine]
+        assert sum(outcome != STATUS_SKIPPED for outcome in outcomes) == 1, (model, outcomes)
+        assert len(_versions(loop, model)) == len(before[model]) + 1, model
 
 
-def _retrain_outcome(prefect: PrefectRest, run_id: str) -> str:
+def _retrain_outcome(prefect: PrefectRest, run_id: str, model: str = MODEL) -> str:
     """The status a retrain run's summary artifact gives (its description is `<status>: <reason>`)."""
-    summaries = [a for a in prefect.artifacts_of(run_id) if a["key"] == artifact_key("retrain", MODEL)]
+    summaries = [a for a in prefect.artifacts_of(run_id) if a["key"] == artifact_key("retrain", model)]
     assert summaries, f"retrain run {run_id} published no summary"
     return summaries[0]["description"].split(":", 1)[0]
 
