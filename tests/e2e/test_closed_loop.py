@@ -59,6 +59,9 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "retrain": {"cooldown_minutes": 0},
     }
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+    # The stack's serving app serves the catalogue directory: this one model.
+    (tmp / "catalogue").mkdir()
+    (tmp / "catalogue" / "config.yaml").write_text(yaml.safe_dump(config))
     project = yaml.safe_load((REPO / "prefect.yaml").read_text())
     for deployment in project["deployments"]:
         deployment["parameters"]["config"] = config
@@ -74,6 +77,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         MLOPS_WORKER_POLL_SECONDS="1",
         MLOPS_PREFECT_FILE=str(tmp / "prefect.yaml"),
         MLOPS_STACK_CONFIG=str(tmp / "config.yaml"),
+        MLOPS_CATALOGUE=str(tmp / "catalogue"),
     )
     settings = Settings(**{k: v for k, v in env.items() if k.startswith("MLOPS_")})
 
