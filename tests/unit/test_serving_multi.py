@@ -7,7 +7,6 @@ of monthly charges on the same customers); both over real HTTP are in tests/inte
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from mlops.serving.prediction_log import (
     read_prediction_log,
 )
 from mlops.training import fit_pipeline
+from tests.unit.test_serving_app import wait_for
 from tests.unit.test_serving_models import fitted
 
 with warnings.catch_warnings():
@@ -98,13 +98,6 @@ def serve(tmp_path, registry: Registry, env: dict[str, str] | None = None, **ser
     with TestClient(app, base_url="http://127.0.0.1", headers=headers) as client:
         wait_for(lambda: client.get("/ready").status_code == 200)
         yield client
-
-
-def wait_for(check, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def metric(client: TestClient, name: str, **labels: str) -> float:
