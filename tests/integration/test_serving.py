@@ -53,6 +53,17 @@ HOST = "127.0.0.1"
 # -- fixtures ---------------------------------------------------------------------------------
 
 
+def register(registry: Registry, frame: pd.DataFrame, contract: Any, model: Any, alias: str) -> None:
+    """Fit `model` on `frame` and register it as a new version of `model.name` under `alias`."""
+    pipeline = fit_pipeline(frame, contract, model)
+    run_id = registry.start_run(model.name, f"serving-test-{alias}", {})
+    registry.register_model(
+        run_id, model.name, pipeline, contract, feature_frame(frame.head(5), contract),
+        skops_trusted_types(pipeline), tags={}, alias=alias,
+    )
+    registry.end_run(run_id, True)
+
+
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with v1 (champion) and v2 (challenger), trained on different data."""
@@ -68,13 +79,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for seed, alias in ((1, ALIAS_CHAMPION), (2, ALIAS_CHALLENGER)):
             frame = simulate_churn(1500, seed=seed)
             contract = infer_contract(frame, "churned", "event_time", "classification")
-            pipeline = fit_pipeline(frame, contract, ModelConfig(name=MODEL, params={"max_iter": 20 * seed}))
-            run_id = registry.start_run(MODEL, f"serving-test-{seed}", {})
-            registry.register_model(
-                run_id, MODEL, pipeline, contract, feature_frame(frame.head(5), contract),
-                skops_trusted_types(pipeline), tags={}, alias=alias,
-            )
-            registry.end_run(run_id, True)
+            register(registry, frame, contract, ModelConfig(name=MODEL, params={"max_iter": 20 * seed}), alias)
     finally:
         os.chdir(previous)
     return home / "mlflow.db"
@@ -391,13 +396,7 @@ def two_models(registered: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
         frame = simulate_churn(1500, seed=3).drop(columns=["churned"])
         contract = infer_contract(frame, "monthly_charges", "event_time", "regression")
         model = ModelConfig(name=SPEND, task="regression", estimator="sklearn.linear_model.Ridge")
-        pipeline = fit_pipeline(frame, contract, model)
-        run_id = registry.start_run(SPEND, "serving-test-spend", {})
-        registry.register_model(
-            run_id, SPEND, pipeline, contract, feature_frame(frame.head(5), contract),
-            skops_trusted_types(pipeline), tags={}, alias=ALIAS_CHAMPION,
-        )
-        registry.end_run(run_id, True)
+        register(registry, frame, contract, model, ALIAS_CHAMPION)
     finally:
         os.chdir(previous)
     return home / "mlflow.db"
