@@ -146,8 +146,11 @@ def create_app(
     app.state.host = host
     app.state.serving = host.default  # the default model's state, as when the app served one model
     # The predict routes first: the router tries routes in order, and these are the hot path.
-    app.router.routes.append(Route("/predict", PredictEndpoint(host.default), methods=["POST"]))
-    app.router.routes.append(Route("/models/{name}/predict", ModelPredictEndpoint(host), methods=["POST"]))
+    # (in front of the docs routes FastAPI has already added).
+    app.router.routes[:0] = [
+        Route("/predict", PredictEndpoint(host.default), methods=["POST"]),
+        Route("/models/{name}/predict", ModelPredictEndpoint(host), methods=["POST"]),
+    ]
     _install_openapi(app, host)
 
     @app.get("/health")

@@ -55,7 +55,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: built once per request, and frozen __init__ costs more
 class Scored:
     """One answered request before it is encoded: the model that answered and its scores."""
 
@@ -250,7 +250,11 @@ class ModelService:
         """
         self.in_flight += 1  # pins this model against eviction until the answer is out
         try:
-            await self.use()
+            activation = self.activation
+            if activation is not None and activation.done() and self.memory is not None:
+                self.memory.touch(self)  # loaded: the hot path, no extra coroutine
+            else:
+                await self.use()
             return await self._score(records, sticky_key, started)
         finally:
             self.in_flight -= 1
