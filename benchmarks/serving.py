@@ -22,6 +22,15 @@ Prints requests/s and p50/p99 latency for both servers and the ratio ours / mlfl
 measures only ours, with the prediction log's write-ahead segments off (the behaviour before
 they existed: rows buffered in memory only) and on, alternating, a fresh server and log each
 run, and prints the throughput ratio on / off (target: >= 0.80 at 32 clients).
+
+    .venv/bin/python benchmarks/serving.py --models 10 [--rounds 2] [--duration 8] [--concurrency 32]
+
+measures only ours: one model alone (`--catalogue` of one config) and 10 models of the demo's size
+in one app (the same fitted pipeline registered under 10 names, each loaded separately), the 32
+clients spread over them by /models/{name}/predict, alternating rounds with a fresh server each.
+Prints the throughput ratio 10 models / 1 model (target: >= 0.80, p99 <= 50 ms) and the app's
+resident memory per loaded model (RSS after loading all 10 minus RSS with the default model only,
+divided by 9).
 """
 
 from __future__ import annotations
@@ -112,7 +121,7 @@ class _Conn(asyncio.Protocol):
 
 
 async def _load(
-    host: str, port: int, requests: list[bytes], clients: int, warmup: float, duration: float, server_pgid: int
+    host: str, port: int, requests: list[list[bytes]], clients: int, warmup: float, duration: float, server_pgid: int
 ) -> dict:
     loop = asyncio.get_running_loop()
     warm_lat, lat = array("d"), array("d")
@@ -120,7 +129,7 @@ async def _load(
     conns = []
     for i in range(clients):
         _, proto = await loop.create_connection(
-            lambda i=i: _Conn(requests, i * 7919, warm_lat, warm_stats), host, port
+            lambda i=i: _Conn(requests[i % len(requests)], i * 7919, warm_lat, warm_stats), host, port
         )
         conns.append(proto)
     await asyncio.sleep(warmup)
@@ -157,12 +166,16 @@ async def _load(
 
 def client_main(args: argparse.Namespace) -> int:
     payloads = json.loads(Path(args.payloads).read_text())
+    # Several paths (comma-separated): client i sends to path i modulo their number.
     requests = [
-        (
-            f"POST {args.path} HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body.encode())}\r\n\r\n{body}"
-        ).encode()
-        for body in payloads
+        [
+            (
+                f"POST {path} HTTP/1.1\r\nHost: {args.host}:{args.port}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body.encode())}\r\n\r\n{body}"
+            ).encode()
+            for body in payloads
+        ]
+        for path in args.path.split(",")
     ]
     try:
         import uvloop
@@ -180,7 +193,7 @@ def client_main(args: argparse.Namespace) -> int:
 # -- orchestration ------------------------------------------------------------------------------
 
 
-def _register(store: str, workdir: Path) -> None:
+def _register(store: str, workdir: Path, names: tuple[str, ...] = (MODEL,)) -> None:
     from mlops import contract as contracts
     from mlops import training
     from mlops.config import load_config
@@ -193,12 +206,15 @@ def _register(store: str, workdir: Path) -> None:
     contract = contracts.infer_contract(frame, "churned", "event_time", "classification")
     pipeline = training.fit_pipeline(frame, contract, model)
     registry = Registry(store, artifact_root=workdir / "mlartifacts")
-    run_id = registry.start_run(MODEL, "bench-serving", {})
-    registry.register_model(
-        run_id, MODEL, pipeline, contract, training.feature_frame(frame.head(5), contract),
-        training.skops_trusted_types(pipeline), tags={}, alias=ALIAS_CHAMPION,
-    )
-    registry.end_run(run_id, True)
+    # One fit, registered under every name: each name is its own registered model, loaded (and
+    # held in memory) separately by the serving app, and of the demo's size.
+    for name in names:
+        run_id = registry.start_run(name, "bench-serving", {})
+        registry.register_model(
+            run_id, name, pipeline, contract, training.feature_frame(frame.head(5), contract),
+            training.skops_trusted_types(pipeline), tags={}, alias=ALIAS_CHAMPION,
+        )
+        registry.end_run(run_id, True)
 
 
 def _payloads(workdir: Path) -> tuple[Path, Path]:
@@ -254,10 +270,7 @@ def _serve_ours(workdir: Path, env: dict[str, str], tag: str) -> tuple[subproces
 
     log_uri = workdir / f"predictions-{tag}"
     config = workdir / f"serving-{tag}.yaml"
-    config.write_text(
-        (REPO / "configs" / "churn.yaml").read_text().replace("name: churn-classifier", f"name: {MODEL}")
-        + f"serving:\n  prediction_log_uri: {log_uri}\n"
-    )
+    config.write_text(_model_config(MODEL, log_uri))
     port = stack.free_port()
     proc = _serve(
         [sys.executable, "-m", "mlops.serving", "--config", str(config), "--port", str(port)],
@@ -272,7 +285,7 @@ def compare_wal(args: argparse.Namespace, workdir: Path, env: dict[str, str], pa
     from statistics import median
 
     from mlops.local import stack
-    from mlops.serving.prediction_log import read_prediction_log
+    from mlops.serving.prediction_log import model_log_uri, read_prediction_log
 
     runs: dict[tuple[str, int], list[dict]] = {}
     for round_ in range(args.rounds):
@@ -287,7 +300,7 @@ def compare_wal(args: argparse.Namespace, workdir: Path, env: dict[str, str], pa
                           f"p99 {r['p99_ms']:6.1f} ms  load {r['loadavg']:.2f}", file=sys.stderr)
             finally:
                 stack.stop_pid(proc.pid)
-            r["log_rows"] = len(read_prediction_log(str(log_uri)))
+            r["log_rows"] = len(read_prediction_log(model_log_uri(str(log_uri), MODEL)))
     print(f"single-row requests to ours, {args.duration:g} s per run after {args.warmup:g} s warm-up, "
           f"{args.rounds} alternating rounds of write-ahead segments off / on")
     print(f"{'wal':<4} {'clients':>7} {'req/s per run':>24} {'median':>8} {'p99 ms':>8} {'loadavg':>8}")
@@ -300,6 +313,92 @@ def compare_wal(args: argparse.Namespace, workdir: Path, env: dict[str, str], pa
         ratio = median(pairs)
         print(f"throughput wal on / off at {clients} client(s): {ratio:.3f} (per round: "
               f"{', '.join(f'{p:.3f}' for p in pairs)}); target >= 0.80: {'met' if ratio >= 0.8 else 'NOT met'}")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _model_config(name: str, log_uri: Path) -> str:
+    return (
+        (REPO / "configs" / "churn.yaml").read_text().replace("name: churn-classifier", f"name: {name}")
+        + f"serving:\n  prediction_log_uri: {log_uri}\n"
+    )
+
+
+def _serve_catalogue(workdir: Path, env: dict[str, str], names: list[str], tag: str) -> tuple[subprocess.Popen, int]:
+    """`python -m mlops.serving --catalogue` over one config per name (the first is the default model)."""
+    from mlops.local import stack
+
+    catalogue = workdir / f"catalogue-{tag}"
+    catalogue.mkdir()
+    for index, name in enumerate(names):
+        (catalogue / f"{index:03d}-{name}.yaml").write_text(_model_config(name, workdir / f"predictions-{tag}"))
+    port = stack.free_port()
+    proc = _serve(
+        [sys.executable, "-m", "mlops.serving", "--catalogue", str(catalogue), "--port", str(port)],
+        {**env, "MLOPS_HOME": str(workdir / f"home-{tag}")}, f"http://127.0.0.1:{port}/ready",
+        workdir / f"ours-{tag}.log",
+    )
+    return proc, port
+
+
+def _post(port: int, path: str, body: str) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body.encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.status
+
+
+def compare_models(args: argparse.Namespace, workdir: Path, env: dict[str, str], payloads: Path) -> int:
+    """One model alone vs `args.models` models in one app (clients spread over them), alternating rounds."""
+    from statistics import median
+
+    from mlops.local import stack
+
+    names = [f"{MODEL}-{i}" for i in range(args.models)]
+    clients = max(args.concurrency)
+    body = json.loads(payloads.read_text())[0]
+    runs: dict[str, list[dict]] = {"one": [], "many": []}
+    rss: list[tuple[float, float]] = []
+    for round_ in range(args.rounds):
+        for mode in ("one", "many"):
+            served = names[:1] if mode == "one" else names
+            proc, port = _serve_catalogue(workdir, env, served, f"{mode}-{round_}")
+            try:
+                if mode == "many":
+                    before = _rss_mb(proc.pid)  # the default model loaded (and warmed up), the others not yet
+                    for name in names:
+                        _post(port, f"/models/{name}/predict", body)
+                    rss.append((before, _rss_mb(proc.pid)))
+                paths = ",".join(f"/models/{name}/predict" for name in served)
+                r = _run_load(port, paths, payloads, clients, args, proc.pid)
+                runs[mode].append(r)
+                print(f"  round {round_ + 1} {mode:<4} models={len(served):<3d} c={clients} {r['rps']:8.1f} req/s  "
+                      f"p99 {r['p99_ms']:6.1f} ms  failed {r['failed']}  load {r['loadavg']:.2f}", file=sys.stderr)
+            finally:
+                stack.stop_pid(proc.pid)
+    print(f"single-row requests, {clients} clients, {args.duration:g} s per run after {args.warmup:g} s warm-up, "
+          f"{args.rounds} alternating rounds: one model alone vs {args.models} models in one app (clients spread over them)")
+    print(f"{'served':<10} {'req/s per run':>24} {'median':>8} {'p99 ms':>8} {'failed':>7} {'loadavg':>8}")
+    for mode, results in runs.items():
+        rates = " ".join(f"{r['rps']:.1f}" for r in results)
+        label = "1 model" if mode == "one" else f"{args.models} models"
+        print(f"{label:<10} {rates:>24} {median(r['rps'] for r in results):>8.1f} "
+              f"{median(r['p99_ms'] for r in results):>8.2f} {sum(r['failed'] for r in results):>7d} "
+              f"{median(r['loadavg'] for r in results):>8.2f}")
+    pairs = [many["rps"] / one["rps"] for one, many in zip(runs["one"], runs["many"], strict=True)]
+    ratio, p99 = median(pairs), median(r["p99_ms"] for r in runs["many"])
+    met = ratio >= 0.8 and p99 <= 50.0
+    print(f"throughput {args.models} models / 1 model: {ratio:.3f} (per round: {', '.join(f'{p:.3f}' for p in pairs)}); "
+          f"p99 with {args.models} models {p99:.1f} ms; target (>= 0.80, p99 <= 50 ms): {'met' if met else 'NOT met'}")
+    per_model = [(after - before) / (args.models - 1) for before, after in rss]
+    print(f"resident memory: {', '.join(f'{b:.0f} MB with 1 loaded -> {a:.0f} MB with {args.models}' for b, a in rss)}; "
+          f"per loaded model {median(per_model):.1f} MB")
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -317,10 +416,13 @@ def main(args: argparse.Namespace) -> int:
         cwd = os.getcwd()
         os.chdir(workdir)
         try:
-            _register(store, workdir)
+            names = (MODEL,) if not args.models else tuple(f"{MODEL}-{i}" for i in range(args.models))
+            _register(store, workdir, names)
         finally:
             os.chdir(cwd)
         ours_payloads, mlflow_payloads = _payloads(workdir)
+        if args.models:
+            return compare_models(args, workdir, env, ours_payloads)
         if args.compare_wal:
             compare_wal(args, workdir, env, ours_payloads)
             return 0
@@ -347,9 +449,9 @@ def main(args: argparse.Namespace) -> int:
                 print(f"  ours    c={clients:<3d} {r['rps']:8.1f} req/s", file=sys.stderr)
         finally:
             stack.stop_pid(proc.pid)
-        from mlops.serving.prediction_log import read_prediction_log
+        from mlops.serving.prediction_log import model_log_uri, read_prediction_log
 
-        log_rows = len(read_prediction_log(str(log_uri)))
+        log_rows = len(read_prediction_log(model_log_uri(str(log_uri), MODEL)))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -386,7 +488,11 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--compare-wal", action="store_true",
         help="only ours: write-ahead segments off vs on, alternating, and their throughput ratio",
     )
-    parser.add_argument("--rounds", type=int, default=2, help="off/on pairs with --compare-wal")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating pairs with --compare-wal or --models")
+    parser.add_argument(
+        "--models", type=int, default=0,
+        help="only ours: this many models in one app (clients spread over them) vs one model alone, alternating",
+    )
     # Internal: the load-generator child process.
     parser.add_argument("--load-client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)

@@ -174,7 +174,7 @@ def deploy(
     status, champion_after, verdict = STATUS_PROMOTED, candidate.version, None
     window = config.rollback.window_seconds if watch_seconds is None else watch_seconds
     if config.rollback.enabled and window > 0:
-        verdict = watch_deployment(config.rollback, candidate.version, window)
+        verdict = watch_deployment(config.model.name, config.rollback, candidate.version, window)
         logger.info("post-deployment watch: %s", verdict.reason)
         if verdict.breached:
             if previous is None:

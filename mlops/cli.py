@@ -454,23 +454,31 @@ def cmd_models(
     return EXIT_OK
 
 
-@_command("serve", "serve the champion over HTTP (canary, shadow, prediction log, metrics)",
-          f"mlops serve --config {EXAMPLE_CONFIG} --port 8000")
+@_command("serve", "serve the champions over HTTP: every catalogue model, or one with --config",
+          "mlops serve --catalogue configs --port 8000")
 def cmd_serve(
-    config: ConfigOption = None,
-    model: ModelOption = None,
+    config: Annotated[str | None, typer.Option("--config", metavar="PATH", show_default=False,
+                                               help="serve only the model of this pipeline config YAML")] = None,
+    catalogue: Annotated[str | None, typer.Option("--catalogue", metavar="DIR", show_default=False,
+                                                  help="serve every model of this directory (default: MLOPS_CATALOGUE, configs)")] = None,
     host: Annotated[str, typer.Option("--host", metavar="H")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", metavar="N", parser=int)] = 8000,
 ) -> int:
     settings = _settings()
-    run_config = _load_for_run(config, model)
-    from mlops.serving import run
+    if config is not None and catalogue is not None:
+        raise ConfigError("give --config (one model) or --catalogue (every model), not both")
+    from mlops.serving.server import run, serving_configs
 
+    configs, problems = serving_configs(config, catalogue or settings.catalogue_dir)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    _configure_infrastructure(settings)
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.default_tracking_uri()
     from mlops.lineage import redact_uri
 
-    print(f"serving {run_config.model.name}@champion from {redact_uri(tracking_uri)} on http://{host}:{port}", file=sys.stderr)
-    run(run_config, tracking_uri, host=host, port=port)
+    names = ", ".join(c.model.name for c in configs)
+    print(f"serving {names} (champions) from {redact_uri(tracking_uri)} on http://{host}:{port}", file=sys.stderr)
+    run(configs, tracking_uri, host=host, port=port)
     return EXIT_OK
 
 

@@ -220,6 +220,11 @@ class ServingConfig(_Strict):
     batch_max_rows: int = Field(default=256, ge=1, description="Micro-batch: most rows per predict call")
     batch_wait_ms: float = Field(default=2.0, ge=0.0, description="Micro-batch: longest wait to fill a batch")
     refresh_seconds: float = Field(default=5.0, gt=0.0, description="How often aliases are re-read")
+    max_loaded_models: int = Field(
+        default=16, ge=1,
+        description="Most catalogue models one serving app keeps loaded; beyond it the least recently "
+        "used idle one is unloaded and reloads on its next request. App-wide: the default model's value applies",
+    )
 
     @model_validator(mode="before")
     @classmethod

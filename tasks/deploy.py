@@ -153,9 +153,9 @@ def emit_model_event(record: AuditRecord) -> str | None:
 
 
 @task(name="watch-deployment", cache_policy=NO_CACHE)
-def watch_deployment(policy: RollbackConfig, version: str, window_seconds: float) -> watch.WatchVerdict:
-    """Poll the serving app's /metrics (MLOPS_SERVING_URL) for the window and judge the new champion."""
-    return watch.watch_service(Settings(), version, policy, window_seconds)
+def watch_deployment(model: str, policy: RollbackConfig, version: str, window_seconds: float) -> watch.WatchVerdict:
+    """Poll the serving app's /metrics (MLOPS_SERVING_URL) for the window and judge the model's new champion."""
+    return watch.watch_service(Settings(), model, version, policy, window_seconds)
 
 
 @task(name="publish-deploy-summary", cache_policy=NO_CACHE)

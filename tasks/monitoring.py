@@ -45,9 +45,15 @@ def read_window(
     """
     if current_uri:
         return data.read_frame(current_uri), monitoring.Window(source=current_uri)
-    from mlops.serving.prediction_log import join_labels, read_labels, read_prediction_log
+    from mlops.serving.prediction_log import (
+        join_labels,
+        model_log_uri,
+        read_labels,
+        read_prediction_log,
+    )
 
-    window = monitoring.log_window(config.serving.prediction_log_uri, window_hours)
+    # Only this model's partition: other models' rows sharing the log never enter its window.
+    window = monitoring.log_window(model_log_uri(config.serving.prediction_log_uri, config.model.name), window_hours)
     skipped: list[str] = []
     log = read_prediction_log(window.source, since=window.start, until=window.end, skipped=skipped)
     labelled = join_labels(log, read_labels(window.source, skipped=skipped, since=window.start))

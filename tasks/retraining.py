@@ -30,10 +30,11 @@ def assemble_training_data(config: PipelineConfig, include_recent_labels: bool, 
     labelled = None
     skipped: list[str] = []
     if include_recent_labels:
-        from mlops.serving.prediction_log import read_labelled_predictions
+        from mlops.serving.prediction_log import model_log_uri, read_labelled_predictions
 
         labelled = read_labelled_predictions(
-            config.serving.prediction_log_uri, since=retraining.labelled_since(config), skipped=skipped
+            model_log_uri(config.serving.prediction_log_uri, config.model.name),
+            since=retraining.labelled_since(config), skipped=skipped,
         )
     training_data, snapshot = retraining.plan_training_data(config, base, labelled, skipped, home)
     note = training_data.left_out_note()

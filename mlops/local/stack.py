@@ -6,8 +6,8 @@ too), logs to <home>/logs/<name>.log and records its pid in <home>/run/<name>.pi
 
 The servers always start. The closed loop needs the project around them: with a prefect.yaml
 (MLOPS_PREFECT_FILE) the deployments are registered and a worker polls the process pool; with a
-pipeline config (MLOPS_STACK_CONFIG) the serving app serves its champion. Outside a project
-checkout those two are reported as skipped.
+model catalogue directory (MLOPS_CATALOGUE) the serving app serves every model's champion. Outside
+a project checkout those two are reported as skipped.
 """
 
 from __future__ import annotations
@@ -193,12 +193,12 @@ def worker_service(settings: Settings, project: Path) -> Service:
     )
 
 
-def serving_service(settings: Settings, project: Path, config: Path) -> Service:
-    """The serving app (`python -m mlops.serving`) for the model of `config`."""
+def serving_service(settings: Settings, project: Path, catalogue: Path) -> Service:
+    """The serving app (`python -m mlops.serving`) for every model of the `catalogue` directory."""
     host, port = settings.stack_host, settings.serving_port
     return Service(
         name="serving",
-        command=[sys.executable, "-m", "mlops.serving", "--config", str(config), "--host", host, "--port", str(port)],
+        command=[sys.executable, "-m", "mlops.serving", "--catalogue", str(catalogue), "--host", host, "--port", str(port)],
         health_url=f"http://{host}:{port}/health",
         url=f"http://{host}:{port}",
         env=_stack_env(settings),
@@ -213,10 +213,10 @@ def _in_project(project: Path, path: Path) -> Path:
 def loop_services(settings: Settings, project: Path) -> list[tuple[Service, str | None]]:
     """Worker and serving app, each with the reason it is skipped (None when it runs)."""
     prefect_file = _in_project(project, settings.prefect_file)
-    config = _in_project(project, settings.stack_config)
+    catalogue = _in_project(project, settings.catalogue_dir)
     return [
         (worker_service(settings, project), None if prefect_file.is_file() else f"skipped: no {prefect_file}"),
-        (serving_service(settings, project, config), None if config.is_file() else f"skipped: no {config}"),
+        (serving_service(settings, project, catalogue), None if catalogue.is_dir() else f"skipped: no {catalogue}"),
     ]
 
 

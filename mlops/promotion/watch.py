@@ -1,6 +1,8 @@
 """Post-deployment watch: read the serving app's Prometheus metrics and judge the new champion.
 
-Only the new champion's series count (label `model_version`), summed over routes. The verdict is
+Only the watched model's series count (label `model`, one serving app hosts many models, and
+their version numbers overlap), and of those only the new champion's (label `model_version`),
+summed over routes. The verdict is
 `breach` when, with at least `rollback.min_requests` requests in the window, the error rate or the p99
 latency is over its bound; `healthy` when the window ends without that; `no-verdict` when too few
 requests arrived or the service could not be read. An unreachable service is `no-verdict`, never a
@@ -25,7 +27,8 @@ from mlops.serving import metrics as serving_metrics
 REQUESTS_TOTAL = serving_metrics.REQUESTS_TOTAL
 ERRORS_TOTAL = serving_metrics.REQUEST_ERRORS_TOTAL
 LATENCY_SECONDS = serving_metrics.REQUEST_LATENCY_SECONDS
-LABEL_VERSION = "model_version"
+LABEL_VERSION = serving_metrics.LABEL_VERSION
+LABEL_MODEL = serving_metrics.LABEL_MODEL
 
 VERDICT_BREACH = "breach"
 VERDICT_HEALTHY = "healthy"
@@ -50,15 +53,15 @@ def _counters(requests: float, errors: float, buckets: dict[float, float]) -> Co
     return Counters(requests, errors, tuple(sorted(buckets.items())))
 
 
-def parse_counters(text: str, version: str) -> Counters:
-    """The version's request, error and latency-bucket counters from Prometheus text exposition."""
+def parse_counters(text: str, version: str, model: str) -> Counters:
+    """Model `model` version `version`'s request, error and latency-bucket counters from Prometheus text."""
     from prometheus_client.parser import text_string_to_metric_families
 
     requests = errors = 0.0
     buckets: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.labels.get(LABEL_VERSION) != str(version):
+            if sample.labels.get(LABEL_VERSION) != str(version) or sample.labels.get(LABEL_MODEL) != model:
                 continue
             if sample.name == REQUESTS_TOTAL:
                 requests += sample.value
@@ -201,18 +204,21 @@ def fetch_metrics(service_url: str, api_key: str | None = None, timeout: float =
     return response.text
 
 
-def watch_service(settings: Settings, version: str, policy: RollbackConfig, window_seconds: float) -> WatchVerdict:
+def watch_service(
+    settings: Settings, model: str, version: str, policy: RollbackConfig, window_seconds: float
+) -> WatchVerdict:
     """Watch the serving app Settings names, sending Settings' API key: no config chooses either.
 
     The key goes only to MLOPS_SERVING_URL (or the local stack's serving app), never to an address
     from the pipeline config, which anyone who can edit a deployment's parameters controls.
     """
     url, api_key = settings.watched_serving_url, settings.serving_api_key()
-    return watch_version(lambda: fetch_metrics(url, api_key), version, policy, window_seconds, where=url)
+    return watch_version(lambda: fetch_metrics(url, api_key), model, version, policy, window_seconds, where=url)
 
 
 def watch_version(
     fetch: Callable[[], str | None],
+    model: str,
     version: str,
     policy: RollbackConfig,
     window_seconds: float,
@@ -239,7 +245,7 @@ def watch_version(
             failed += 1
             return None
         try:
-            return parse_counters(text, version)
+            return parse_counters(text, version, model)
         except ValueError:  # not Prometheus text: treat like an unreachable service
             failed += 1
             return None

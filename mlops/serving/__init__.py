@@ -1,4 +1,4 @@
-"""The prediction service: champion/canary/shadow routing, micro-batching, prediction log.
+"""The prediction service: every catalogue model, champion/canary/shadow routing, micro-batching, prediction log.
 
 Exports are resolved lazily so that importing the log readers does not import FastAPI.
 """
@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["create_app", "read_labelled_predictions", "read_prediction_log", "run"]
+__all__ = ["create_app", "model_log_uri", "read_labelled_predictions", "read_prediction_log", "run"]
 
 _EXPORTS = {
     "create_app": "mlops.serving.app",
     "run": "mlops.serving.server",
     "read_prediction_log": "mlops.serving.prediction_log",
+    "model_log_uri": "mlops.serving.prediction_log",
     "read_labelled_predictions": "mlops.serving.prediction_log",
 }
 

@@ -1,28 +1,33 @@
-"""`python -m mlops.serving --config PATH [--host H] [--port N]`: the service as a process."""
+"""`python -m mlops.serving [--catalogue DIR | --config PATH] [--host H] [--port N]`: the service as a process."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from mlops.config import Settings, load_config
+from mlops.config import Settings
 from mlops.errors import ConfigError
-from mlops.serving.server import DEFAULT_HOST, DEFAULT_PORT, run
+from mlops.serving.server import DEFAULT_HOST, DEFAULT_PORT, run, serving_configs
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlops.serving", description="Serve the champion model over HTTP.")
-    parser.add_argument("--config", required=True, help="pipeline config file (YAML)")
+    settings = Settings()
+    parser = argparse.ArgumentParser(prog="python -m mlops.serving", description="Serve the champion models over HTTP.")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--catalogue", help=f"serve every model of this config directory (default: MLOPS_CATALOGUE, "
+                                          f"{settings.catalogue_dir})")
+    what.add_argument("--config", help="serve only the model of this pipeline config file (YAML)")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config)
+        configs, problems = serving_configs(args.config, args.catalogue or settings.catalogue_dir)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    settings = Settings()
-    run(config, settings.mlflow_tracking_uri or settings.default_tracking_uri(), host=args.host, port=args.port)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    run(configs, settings.mlflow_tracking_uri or settings.default_tracking_uri(), host=args.host, port=args.port)
     return 0
 
 

@@ -1,7 +1,10 @@
 """Prometheus metrics of the serving app: names in one place, one registry per app.
 
-The rollback watcher reads these names from /metrics, so they are a contract: change them only
-together with the watcher.
+Every series carries a `model` label (the catalogue name), so one app serving many models keeps
+their counts apart; refusals that happen before any model is chosen (an unknown model name, a
+missing key on /metrics) are counted under `model="-"` (`NO_MODEL`), never under a name the
+client made up. The rollback watcher reads these names and labels from /metrics, so they are a
+contract: change them only together with the watcher.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ MODEL_INFO = "mlops_model_info"
 BATCH_ROWS = "mlops_batch_rows"
 PREDICTION_LOG_ERRORS_TOTAL = "mlops_prediction_log_errors_total"
 DEAD_LETTER_ROWS_TOTAL = "mlops_prediction_log_dead_letter_rows_total"
+
+LABEL_MODEL = "model"
+LABEL_VERSION = "model_version"
+NO_MODEL = "-"
 
 ROUTE_CHAMPION = "champion"
 ROUTE_CANARY = "canary"
@@ -38,7 +45,7 @@ class ServingMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        labels = ("model_version", "route")
+        labels = (LABEL_MODEL, LABEL_VERSION, "route")
         self.requests = Counter(
             REQUESTS_TOTAL, "Prediction requests routed to a model", labels, registry=self.registry
         )
@@ -47,7 +54,7 @@ class ServingMetrics:
             registry=self.registry,
         )
         self.rejected = Counter(
-            REJECTED_REQUESTS_TOTAL, "Requests refused before prediction (4xx)", ("reason",),
+            REJECTED_REQUESTS_TOTAL, "Requests refused before prediction (4xx)", (LABEL_MODEL, "reason"),
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -55,22 +62,40 @@ class ServingMetrics:
             buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         self.model_info = Gauge(
-            MODEL_INFO, "1 for each model version loaded, by alias", ("alias", "version"),
+            MODEL_INFO, "1 for each model version loaded, by alias", (LABEL_MODEL, "alias", "version"),
             registry=self.registry,
         )
         self.batch_rows = Histogram(
-            BATCH_ROWS, "Rows per model predict call (micro-batch size)", ("model_version",),
+            BATCH_ROWS, "Rows per model predict call (micro-batch size)", (LABEL_MODEL, LABEL_VERSION),
             buckets=BATCH_BUCKETS, registry=self.registry,
         )
         self.log_errors = Counter(
             PREDICTION_LOG_ERRORS_TOTAL,
             "Failed writes of the prediction or label log (destination, write-ahead segment or writer step)",
-            ("store",), registry=self.registry,
+            (LABEL_MODEL, "store"), registry=self.registry,
         )
         self.dead_letters = Counter(
             DEAD_LETTER_ROWS_TOTAL, "Logged rows that could not be stored as Parquet, sent to a dead-letter file",
-            ("store",), registry=self.registry,
+            (LABEL_MODEL, "store"), registry=self.registry,
         )
+
+    def for_model(self, model: str) -> ModelMetrics:
+        """The series of one model (the serving app keeps one per catalogue model)."""
+        return ModelMetrics(self, model)
+
+    def reject(self, reason: str, model: str = NO_MODEL) -> None:
+        self.rejected.labels(model, reason).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class ModelMetrics:
+    """One model's view of the app's metrics: every call fills in its `model` label."""
+
+    def __init__(self, metrics: ServingMetrics, model: str) -> None:
+        self.app = metrics
+        self.model = model
         self._children: dict[tuple[str, str], tuple[Counter, Counter, Histogram]] = {}
 
     def _series(self, version: str, route: str) -> tuple[Counter, Counter, Histogram]:
@@ -78,10 +103,11 @@ class ServingMetrics:
         key = (version, route)
         found = self._children.get(key)
         if found is None:
+            app, model = self.app, self.model
             found = (
-                self.requests.labels(version, route),
-                self.errors.labels(version, route),
-                self.latency.labels(version, route),
+                app.requests.labels(model, version, route),
+                app.errors.labels(model, version, route),
+                app.latency.labels(model, version, route),
             )
             self._children[key] = found
         return found
@@ -95,17 +121,27 @@ class ServingMetrics:
             errors.inc()
 
     def reject(self, reason: str) -> None:
-        self.rejected.labels(reason).inc()
+        self.app.reject(reason, self.model)
+
+    def batch_histogram(self, version: str) -> Histogram:
+        return self.app.batch_rows.labels(self.model, version)
+
+    def log_error(self, store: str) -> None:
+        self.app.log_errors.labels(self.model, store).inc()
+
+    def dead_letter(self, store: str) -> Counter:
+        return self.app.dead_letters.labels(self.model, store)
 
     def set_model(self, alias: str, old_version: str | None, new_version: str | None) -> None:
         """Move the model_info series of `alias` from the old version to the new one."""
         if old_version is not None:
             try:
-                self.model_info.remove(alias, old_version)
+                self.app.model_info.remove(self.model, alias, old_version)
             except KeyError:
                 pass
         if new_version is not None:
-            self.model_info.labels(alias, new_version).set(1)
+            self.app.model_info.labels(self.model, alias, new_version).set(1)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The whole app's metrics (every model's series)."""
+        return self.app.render()

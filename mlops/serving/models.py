@@ -133,6 +133,11 @@ class ModelSlots:
                 models[slot] = current
         return _Plan(models, tuple(errors))
 
+    def unload(self) -> None:
+        """Drop every loaded version (the model was evicted); requests that hold one finish on it."""
+        for slot in self.aliases:
+            self._swap(slot, None)
+
     async def run_forever(self, interval: float) -> None:
         """Refresh every `interval` seconds until cancelled."""
         while True:

@@ -1,11 +1,15 @@
 """The prediction log and the ground-truth labels that are joined to it later.
 
-Predictions live under ``<prediction_log_uri>/date=.../part-*.parquet``, one row per scored
-record; labels under ``<prediction_log_uri>/labels/date=.../part-*.parquet``; rows that could
-not be stored as Parquet under ``<prediction_log_uri>/dead-letter/{predictions,labels}/date=.../
-dead-*.jsonl``, one JSON line each with the reason (`count_dead_letters`). The drift monitor
-reads them with `read_prediction_log` (every row, shadow ones included) and
-`read_labelled_predictions` (answered rows joined to their latest label).
+The log is partitioned by model: each model's rows live under its own partition,
+``<prediction_log_uri>/model=<name>`` (`model_log_uri`, the one rule every writer and reader
+goes through), so one model's monitor window, retraining data and dead letters never hold
+another model's rows, even when many models share one `serving.prediction_log_uri`. Below a
+partition (``<partition>`` for short), predictions live under ``<partition>/date=.../part-*.parquet``,
+one row per scored record; labels under ``<partition>/labels/date=.../part-*.parquet``; rows that
+could not be stored as Parquet under ``<partition>/dead-letter/{predictions,labels}/date=.../
+dead-*.jsonl``, one JSON line each with the reason (`count_dead_letters`). The readers below take
+a partition; the drift monitor reads it with `read_prediction_log` (every row, shadow ones
+included) and `read_labelled_predictions` (answered rows joined to their latest label).
 
 Prediction rows have the columns in `LOG_COLUMNS` plus one column per model feature, under the
 feature's own name, except that a feature named like a log or label column (`RESERVED_COLUMNS`) or
@@ -23,6 +27,7 @@ import json
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 import pandas as pd
@@ -45,6 +50,17 @@ LABEL_COLUMNS = ("request_id", "row", "label", "labelled_at")
 # Column names a feature must not take in the log: the log's own, and those the label join adds.
 RESERVED_COLUMNS = frozenset((*LOG_COLUMNS, *LABEL_COLUMNS))
 FEATURE_PREFIX = "feature."
+MODEL_PARTITION = "model="
+
+
+def model_log_uri(log_uri: str, model_name: str) -> str:
+    """The partition of `log_uri` that holds model `model_name`'s predictions, labels and dead letters.
+
+    The one mapping from (log, model) to rows: the serving app writes there and every reader
+    (monitor window, retraining data, dead-letter count) reads there. The name is percent-encoded,
+    so a `/` or `..` in a model name cannot reach another model's partition.
+    """
+    return logstore.join(log_uri, f"{MODEL_PARTITION}{quote(model_name, safe='')}")
 
 
 def logged_feature_column(name: str) -> str:

@@ -4,15 +4,39 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
+from pathlib import Path
 
-from mlops.config import PipelineConfig
+from mlops.config import PipelineConfig, load_config
+from mlops.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
 
-def run(config: PipelineConfig, tracking_uri: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-    """Serve `config.model.name` until SIGINT/SIGTERM, then flush the prediction log and exit."""
+def serving_configs(config_path: str | Path | None, catalogue_dir: str | Path) -> tuple[list[PipelineConfig], list[str]]:
+    """What to serve: the one model of `config_path` when given, else every model of the catalogue.
+
+    Returns the configs and a one-line problem per catalogue file that was refused (the other
+    models are served anyway); raises ConfigError when nothing is left to serve.
+    """
+    if config_path is not None:
+        return [load_config(config_path)], []
+    from mlops.catalogue import load_catalogue
+
+    catalogue = load_catalogue(catalogue_dir)
+    problems = [str(problem) for problem in catalogue.problems]
+    if not catalogue.entries:
+        raise ConfigError(f"nothing to serve: the catalogue {catalogue_dir} has no usable model"
+                          + (f" ({problems[0]})" if problems else ""))
+    return [entry.config for entry in catalogue.entries.values()], problems
+
+
+def run(
+    configs: PipelineConfig | Sequence[PipelineConfig], tracking_uri: str, host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+) -> None:
+    """Serve the models of `configs` until SIGINT/SIGTERM, then flush every prediction log and exit."""
     import uvicorn
 
     from mlops.serving.app import create_app
@@ -28,7 +52,7 @@ def run(config: PipelineConfig, tracking_uri: str, host: str = DEFAULT_HOST, por
     threadpool_limits(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(
-        create_app(config, tracking_uri),
+        create_app(configs, tracking_uri),
         host=host,
         port=port,
         workers=1,

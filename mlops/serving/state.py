@@ -1,4 +1,4 @@
-"""What the routes share: models, router, logs, metrics; and the /predict logic itself.
+"""One model of the serving app: its models, router, logs, metrics; and the /predict logic itself.
 
 Handlers return a `Reply` (status, JSON-able body, headers) so the hot /predict path can send
 it as raw ASGI messages while the other routes wrap it in a Starlette Response.
@@ -13,14 +13,14 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
 from starlette.requests import Request
 
 from mlops.config import PipelineConfig, Settings
+from mlops.contract import DataContract
 from mlops.registry import ALIAS_CHAMPION
 from mlops.serving import auth, logstore
 from mlops.serving.batching import MicroBatcher
@@ -31,11 +31,15 @@ from mlops.serving.prediction_log import (
     label_columns,
     label_writer,
     logged_feature_columns,
+    model_log_uri,
     prediction_columns,
     prediction_writer,
 )
 from mlops.serving.routing import Router
 from mlops.serving.scoring import LoadedModel, Scores
+
+if TYPE_CHECKING:
+    from mlops.serving.memory import LoadedModels
 
 log = logging.getLogger(__name__)
 
@@ -51,74 +55,111 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class ServingState:
-    """Everything the routes share; built by create_app, started and stopped by the lifespan."""
+@dataclass(slots=True)  # not frozen: built once per request, and frozen __init__ costs more
+class Scored:
+    """One answered request before it is encoded: the model that answered and its scores."""
+
+    request_id: str
+    model: LoadedModel
+    alias: str
+    route: str
+    scores: Scores
+
+
+class ModelService:
+    """One catalogue model in the serving app: its alias slots, router, batchers, log writers and metrics.
+
+    Built for every catalogue model when the app is built; its champion is loaded on demand
+    (`activate`, by the app's LoadedModels) and dropped again when evicted (`deactivate`).
+    """
 
     def __init__(
         self,
         config: PipelineConfig,
-        tracking_uri: str,
-        registry_factory: Callable[[], RegistryLike] | None = None,
-        settings: Settings | None = None,
+        registry_factory: Callable[[], RegistryLike],
+        settings: Settings,
+        metrics: ServingMetrics,
+        on_swap: Callable[[ModelService], None] | None = None,
     ) -> None:
-        settings = settings or Settings()
         self.config = config
+        self.name = config.model.name
         self.serving = serving = config.serving
-        self.metrics = ServingMetrics()
+        self.metrics = metrics.for_model(self.name)
         self.router = Router(serving.mode, serving.canary_share)
         self.api_key = settings.serving_api_key()
         self.canary_alias = serving.canary_alias if serving.mode != "champion" else None
-
-        def default_factory() -> RegistryLike:
-            from mlops.registry import Registry
-
-            return Registry(tracking_uri)
-
         self.slots = ModelSlots(
-            registry_factory or default_factory, config.model.name, ALIAS_CHAMPION, self.canary_alias,
-            on_swap=self._on_swap,
+            registry_factory, self.name, ALIAS_CHAMPION, self.canary_alias, on_swap=self._on_swap,
         )
+        self._notify_swap = on_swap
+        # The partition of this model: its rows, its write-ahead segments and its dead letters.
+        self.log_uri = model_log_uri(serving.prediction_log_uri, self.name)
         self.wal_dir = settings.serving_wal_path()
         self.predictions = prediction_writer(
-            serving.prediction_log_uri, self.wal_dir, settings.serving_wal_fsync,
-            on_error=lambda _: self.metrics.log_errors.labels("predictions").inc(),
-            on_dead_letter=self.metrics.dead_letters.labels("predictions").inc,
+            self.log_uri, self.wal_dir, settings.serving_wal_fsync,
+            on_error=lambda _: self.metrics.log_error("predictions"),
+            on_dead_letter=self.metrics.dead_letter("predictions").inc,
         )
         self.labels = label_writer(
-            serving.prediction_log_uri, self.wal_dir, settings.serving_wal_fsync,
-            on_error=lambda _: self.metrics.log_errors.labels("labels").inc(),
-            on_dead_letter=self.metrics.dead_letters.labels("labels").inc,
+            self.log_uri, self.wal_dir, settings.serving_wal_fsync,
+            on_error=lambda _: self.metrics.log_error("labels"),
+            on_dead_letter=self.metrics.dead_letter("labels").inc,
         )
         self._batchers: weakref.WeakKeyDictionary[LoadedModel, MicroBatcher] = weakref.WeakKeyDictionary()
         self._background: set[asyncio.Task[None]] = set()
+        # On-demand loading: the task that loads the champion (None: not loaded, or evicted) and
+        # the one that keeps it fresh; `in_flight` requests pin the model against eviction.
+        self.activation: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self.in_flight = 0
+        self.loads = 0
+        self.memory: LoadedModels | None = None
+        # The contract of the last champion seen, kept after eviction: the OpenAPI document needs it.
+        self.contract: DataContract | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+    def start_logs(self) -> None:
         self.predictions.start()
         self.labels.start()
-        # Load in the background: /health answers at once, /ready says 503 until a champion is in.
-        refresher = asyncio.create_task(self._refresh_loop())
-        try:
-            yield
-        finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
-            if self._background:
-                await asyncio.wait(self._background, timeout=30)
-            # The last rows are written before the process exits (uvicorn has drained requests).
-            await asyncio.to_thread(self.predictions.close)
-            await asyncio.to_thread(self.labels.close)
 
-    async def _refresh_loop(self) -> None:
+    async def close(self) -> None:
+        """Stop refreshing, let shadow scorings finish, write the last rows (uvicorn has drained requests)."""
+        await self.deactivate()
+        if self._background:
+            await asyncio.wait(self._background, timeout=30)
+        await asyncio.to_thread(self.predictions.close)
+        await asyncio.to_thread(self.labels.close)
+
+    @property
+    def active(self) -> bool:
+        """Loaded, or being loaded: its refresher runs and its champion (once in) answers."""
+        return self.activation is not None
+
+    async def activate(self) -> None:
+        """Load the champion (and canary) now, then keep them fresh in the background."""
+        self.loads += 1
         await self.slots.refresh()
-        await self.slots.run_forever(self.serving.refresh_seconds)
+        self._refresher = asyncio.get_running_loop().create_task(self.slots.run_forever(self.serving.refresh_seconds))
+
+    async def deactivate(self) -> None:
+        """Drop the loaded versions (evicted or shutting down); the next request loads them again."""
+        for task in (self.activation, self._refresher):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self.activation = self._refresher = None
+        self.slots.unload()
+        self._batchers = weakref.WeakKeyDictionary()
 
     def _on_swap(self, slot: str, old: LoadedModel | None, new: LoadedModel | None) -> None:
         alias = ALIAS_CHAMPION if slot == SLOT_CHAMPION else self.canary_alias or slot
         self.metrics.set_model(alias, old.version if old else None, new.version if new else None)
+        if slot == SLOT_CHAMPION and new is not None:
+            self.contract = new.contract
+        if self._notify_swap is not None:
+            self._notify_swap(self)
         # The libraries and the model live as long as the process: moving them out of the cyclic
         # collector's reach turns its full collections from ~200 ms pauses (every few seconds
         # under load, a p99 killer) into a few ms. Refcounting still frees a swapped-out model.
@@ -127,10 +168,9 @@ class ServingState:
     def batcher(self, model: LoadedModel) -> MicroBatcher:
         found = self._batchers.get(model)
         if found is None:
-            histogram = self.metrics.batch_rows.labels(model.version)
             found = MicroBatcher(
                 model.score, self.serving.batch_max_rows, self.serving.batch_wait_ms / 1000.0,
-                on_batch=histogram.observe,
+                on_batch=self.metrics.batch_histogram(model.version).observe,
             )
             self._batchers[model] = found
         return found
@@ -176,12 +216,56 @@ class ServingState:
             records = parse_records(await self.read_body(request), self.serving.max_rows)
         except PayloadError as err:
             return self.refuse(err)
+        outcome = await self.score(records, request.headers.get(self.serving.sticky_header), started)
+        if isinstance(outcome, Reply):
+            return outcome
+        scores, model = outcome.scores, outcome.model
+        body: dict[str, Any] = {"predictions": scores.predictions}
+        if scores.probabilities is not None:
+            body["probabilities"] = scores.probabilities
+            body["classes"] = scores.classes
+        body.update(model_version=model.version, model_alias=outcome.alias, route=outcome.route, request_id=outcome.request_id)
+        return Reply(200, body, {REQUEST_ID_HEADER: outcome.request_id})
+
+    async def use(self) -> None:
+        """Make sure the champion is loaded (or being loaded, then wait for it); counts as a use for eviction."""
+        memory = self.memory
+        activation = self.activation
+        if activation is not None and activation.done():
+            if memory is not None:
+                memory.touch(self)
+            return
+        if memory is not None:
+            await memory.use(self)
+        else:
+            if activation is None:
+                self.activation = activation = asyncio.get_running_loop().create_task(self.activate())
+            await asyncio.shield(activation)
+
+    async def score(self, records: list[dict[str, Any]], sticky_key: str | None, started: float) -> Scored | Reply:
+        """Validate `records` against the answering model's contract, score them in a micro-batch, log them.
+
+        What /predict and the Open Inference Protocol's infer share: routing, validation,
+        batching, the prediction log and the metrics. A Reply is a refusal or failure to send as is.
+        """
+        self.in_flight += 1  # pins this model against eviction until the answer is out
+        try:
+            activation = self.activation
+            if activation is not None and activation.done() and self.memory is not None:
+                self.memory.touch(self)  # loaded: the hot path, no extra coroutine
+            else:
+                await self.use()
+            return await self._score(records, sticky_key, started)
+        finally:
+            self.in_flight -= 1
+
+    async def _score(self, records: list[dict[str, Any]], sticky_key: str | None, started: float) -> Scored | Reply:
         # One read of each slot: a hot swap after this line does not affect this request.
         champion, canary = self.slots.champion, self.slots.canary
         if champion is None:
             self.metrics.reject("no_model")
             return Reply(503, {"detail": "no champion model loaded yet"})
-        route = self.router.choose(request.headers.get(self.serving.sticky_header), canary is not None)
+        route = self.router.choose(sticky_key, canary is not None)
         if route == ROUTE_CANARY and canary is not None and self.canary_alias is not None:
             model, alias = canary, self.canary_alias
         else:
@@ -191,28 +275,26 @@ class ServingState:
         except PayloadError as err:
             return self.refuse(err)
         request_id = uuid.uuid4().hex
-        headers = {REQUEST_ID_HEADER: request_id}
         try:
             scores = await self.batcher(model).submit(clean)
         except Exception as err:
             log.exception("prediction failed (model %s v%s, request %s)", model.name, model.version, request_id)
             self.metrics.observe(model.version, route, time.perf_counter() - started, failed=True)
-            return Reply(500, {"detail": f"prediction failed ({type(err).__name__})", "request_id": request_id}, headers)
+            return Reply(
+                500, {"detail": f"prediction failed ({type(err).__name__})", "request_id": request_id},
+                {REQUEST_ID_HEADER: request_id},
+            )
         self.log_prediction(request_id, clean, scores, model, alias, route)
         if self.router.shadows and canary is not None:
             self.spawn_shadow(canary, records, request_id)
-        body: dict[str, Any] = {"predictions": scores.predictions}
-        if scores.probabilities is not None:
-            body["probabilities"] = scores.probabilities
-            body["classes"] = scores.classes
-        body.update(model_version=model.version, model_alias=alias, route=route, request_id=request_id)
         self.metrics.observe(model.version, route, time.perf_counter() - started, failed=False)
-        return Reply(200, body, headers)
+        return Scored(request_id, model, alias, route, scores)
 
     async def add_labels(self, request: Request) -> Reply:
         """Ground truth for earlier predictions, checked against the champion's classes."""
         if denied := self.denied(request):
             return denied
+        await self.use()
         champion = self.slots.champion
         if champion is None:
             self.metrics.reject("no_model")
@@ -265,9 +347,10 @@ class ServingState:
         ready = self.slots.champion is not None and log_status != logstore.FAILING
         status.update(
             ready=ready,
+            loaded=self.active and self.slots.champion is not None,
             mode=self.serving.mode,
             prediction_log={
-                "uri": self.serving.prediction_log_uri,
+                "uri": self.log_uri,
                 "status": log_status,
                 "write_ahead_dir": str(self.wal_dir) if self.wal_dir is not None else None,
                 **_writer_status(self.predictions),

@@ -328,9 +328,12 @@ def failing_service() -> Iterator[tuple[str, type[_MetricsHandler]]]:
             requests, errors = 50 * (n - 1), 10 * (n - 1)
             self.body = (
                 "# TYPE mlops_requests_total counter\n"
-                f'mlops_requests_total{{model_version="2",route="champion"}} {requests}\n'
+                # The deployed model's v2 fails; another model's v2 on the same app is healthy.
+                f'mlops_requests_total{{model="{MODEL}",model_version="2",route="champion"}} {requests}\n'
+                f'mlops_requests_total{{model="other",model_version="2",route="champion"}} {requests * 100}\n'
                 "# TYPE mlops_request_errors_total counter\n"
-                f'mlops_request_errors_total{{model_version="2",route="champion"}} {errors}\n'
+                f'mlops_request_errors_total{{model="{MODEL}",model_version="2",route="champion"}} {errors}\n'
+                f'mlops_request_errors_total{{model="other",model_version="2",route="champion"}} 0\n'
             )
             super().do_GET()
 

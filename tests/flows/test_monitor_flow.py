@@ -18,7 +18,7 @@ from mlops.config import PipelineConfig, parse_config
 from mlops.data import write_frame
 from mlops.events import DRIFT_DETECTED
 from mlops.local.simulate import simulate_churn
-from mlops.serving.prediction_log import label_columns
+from mlops.serving.prediction_log import label_columns, model_log_uri
 from tests.conftest import CHAMPION_MODEL
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -30,6 +30,11 @@ MODEL = CHAMPION_MODEL
 def champion(champion_store) -> PipelineConfig:
     """v1 trained and promoted (a copy of the session's template), with an empty prediction log."""
     return parse_config(champion_store[1])
+
+
+def partition_of(config: PipelineConfig) -> str:
+    """The model's partition of its prediction log, where the serving app writes its rows."""
+    return model_log_uri(config.serving.prediction_log_uri, config.model.name)
 
 
 def _log_traffic(log_uri: str, frame, labels: list | None = None, target: str = "churned", model: str = MODEL) -> str:
@@ -145,7 +150,7 @@ def test_too_few_rows_give_no_verdict(champion, tmp_path):
 
 
 def test_an_unreadable_log_part_is_skipped_named_and_the_window_still_checked(champion, tmp_path):
-    bad = _log_traffic(champion.serving.prediction_log_uri, simulate_churn(300, seed=55))
+    bad = _log_traffic(partition_of(champion), simulate_churn(300, seed=55))
     result = monitor(config=champion)
     assert result.status in ("ok", "breach") and result.rows == 300
     assert result.unreadable_parts == (bad,) and result.to_dict()["unreadable_part_count"] == 1
@@ -154,7 +159,7 @@ def test_rows_the_log_dead_lettered_are_reported(champion, tmp_path):
 
     # A label row past the door's checks (as a future bug might let through): the writer
     # isolates it in a dead-letter file, and the monitor's result says how many rows went there.
-    labels = label_writer(champion.serving.prediction_log_uri)
+    labels = label_writer(partition_of(champion))
     labels.append(label_columns([("a", 0, 1), ("b", 2**64 - 1, 1)], time.time()), 2)
     labels.flush()
     result = monitor(config=champion)
@@ -213,8 +218,8 @@ def test_labelled_rows_breaking_the_contract_are_dropped_and_the_retrain_goes_on
     traffic.loc[0, "monthly_charges"] = 1e308  # accepted by /predict before serving applied the bound
     labels = traffic["churned"].tolist()
     labels[1] = 7  # a class the model has never seen
-    bad = _log_traffic(log_uri, traffic, labels)
     config = parse_config({**raw, "serving": {"prediction_log_uri": log_uri}, "retrain": {"min_labelled_rows": 50}})
+    bad = _log_traffic(partition_of(config), traffic, labels)
     result = retrain(config=config, trigger={"event": "mlops.drift.detected"}, cooldown_minutes=0)
     assert result.model_version == "2" and result.status in ("promoted", "refused")
     assert (result.labelled_rows, result.dropped_rows) == (298, 2)
@@ -290,7 +295,7 @@ def test_regressor_monitor_reads_numeric_labels_from_the_log_and_retrain_learns_
     traffic = simulate_spend(400, seed=59)
     labels = [float(v) for v in traffic["monthly_spend"]]
     labels[3] = float("nan")  # a lost label: left out of training, counted
-    bad = _log_traffic(config.serving.prediction_log_uri, traffic, labels, "monthly_spend", config.model.name)
+    bad = _log_traffic(partition_of(config), traffic, labels, "monthly_spend", config.model.name)
 
     checked = monitor(config=config)
     assert checked.rows == 400 and checked.unreadable_parts == (bad,) and checked.performance["metric"] == "rmse"
@@ -302,3 +307,27 @@ def test_regressor_monitor_reads_numeric_labels_from_the_log_and_retrain_learns_
     assert result.drop_reasons == {"monthly_spend: null": 1}
     trained = Registry(store).get_version(config.model.name, "2")
     assert {"rmse", "mae", "r2"} <= set(json.loads(trained.tags["metrics"]))
+
+
+def test_another_models_rows_never_enter_the_window_or_the_retrain_data(champion, tmp_path):
+    # Two models share one prediction_log_uri (as every catalogue model does by default): B's
+    # labelled, drifted rows sit in the same log, in B's partition.
+    from prefect import flow
+
+    from tasks.retraining import assemble_training_data
+
+    other = champion.model_copy(update={"model": champion.model.model_copy(update={"name": "other-model"})})
+    ours = simulate_churn(300, seed=65)
+    theirs = simulate_churn(500, "strong", seed=66)
+    _log_traffic(partition_of(champion), ours, ours["churned"].tolist())
+    _log_traffic(partition_of(other), theirs, theirs["churned"].tolist())
+    assert partition_of(other) != partition_of(champion)
+    result = monitor(config=champion)
+    assert result.rows == 300
+    config = champion.model_copy(update={"retrain": champion.retrain.model_copy(update={"min_labelled_rows": 50})})
+
+    @flow
+    def assemble():
+        return assemble_training_data(config, True, tmp_path)
+
+    assert assemble().labelled_rows == 300

@@ -39,7 +39,11 @@ from mlops.serving.metrics import (
     REQUEST_LATENCY_SECONDS,
     REQUESTS_TOTAL,
 )
-from mlops.serving.prediction_log import read_labelled_predictions, read_prediction_log
+from mlops.serving.prediction_log import (
+    model_log_uri,
+    read_labelled_predictions,
+    read_prediction_log,
+)
 from mlops.training import feature_frame, fit_pipeline, skops_trusted_types
 
 MODEL = "serving-churn"
@@ -47,6 +51,17 @@ HOST = "127.0.0.1"
 
 
 # -- fixtures ---------------------------------------------------------------------------------
+
+
+def register(registry: Registry, frame: pd.DataFrame, contract: Any, model: Any, alias: str) -> None:
+    """Fit `model` on `frame` and register it as a new version of `model.name` under `alias`."""
+    pipeline = fit_pipeline(frame, contract, model)
+    run_id = registry.start_run(model.name, f"serving-test-{alias}", {})
+    registry.register_model(
+        run_id, model.name, pipeline, contract, feature_frame(frame.head(5), contract),
+        skops_trusted_types(pipeline), tags={}, alias=alias,
+    )
+    registry.end_run(run_id, True)
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +79,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for seed, alias in ((1, ALIAS_CHAMPION), (2, ALIAS_CHALLENGER)):
             frame = simulate_churn(1500, seed=seed)
             contract = infer_contract(frame, "churned", "event_time", "classification")
-            pipeline = fit_pipeline(frame, contract, ModelConfig(name=MODEL, params={"max_iter": 20 * seed}))
-            run_id = registry.start_run(MODEL, f"serving-test-{seed}", {})
-            registry.register_model(
-                run_id, MODEL, pipeline, contract, feature_frame(frame.head(5), contract),
-                skops_trusted_types(pipeline), tags={}, alias=alias,
-            )
-            registry.end_run(run_id, True)
+            register(registry, frame, contract, ModelConfig(name=MODEL, params={"max_iter": 20 * seed}), alias)
     finally:
         os.chdir(previous)
     return home / "mlflow.db"
@@ -101,7 +110,7 @@ class Server:
 
 @contextmanager
 def serve(store: str, tmp_path: Path, env: dict[str, str] | None = None, **serving: Any) -> Iterator[Server]:
-    """`python -m mlops.serving` on a free loopback port, stopped (process group) whatever happens."""
+    """`python -m mlops.serving --config` on a free loopback port, stopped (process group) whatever happens."""
     log_uri = str(tmp_path / "predictions")
     config = {
         "dataset": {"uri": "unused.parquet", "target": "churned", "timestamp": "event_time"},
@@ -110,13 +119,22 @@ def serve(store: str, tmp_path: Path, env: dict[str, str] | None = None, **servi
     }
     path = tmp_path / "serving.yaml"
     path.write_text(yaml.safe_dump(config))
+    with start_server(store, tmp_path, ["--config", str(path)], model_log_uri(log_uri, MODEL), env) as server:
+        yield server
+
+
+@contextmanager
+def start_server(
+    store: str, tmp_path: Path, what: list[str], log_uri: str, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """`python -m mlops.serving <what>` on a free loopback port, once /ready answers 200."""
     port = stack.free_port()
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "MLOPS_"))}
     child_env.update(MLFLOW_TRACKING_URI=store, MLOPS_HOME=str(tmp_path / "home"), **(env or {}))
     output = tmp_path / "server.out"
     with open(output, "wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mlops.serving", "--config", str(path), "--host", HOST, "--port", str(port)],
+            [sys.executable, "-m", "mlops.serving", *what, "--host", HOST, "--port", str(port)],
             cwd=tmp_path, env=child_env, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -144,8 +162,9 @@ def rows(n: int, seed: int = 5) -> list[dict[str, Any]]:
     return frame.to_dict(orient="records")
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+def metric(text: str, name: str, model: str = MODEL, **labels: str) -> float:
+    """One series of `model` (every series carries a model label), 0 when absent."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted({**labels, "model": model}.items()))
     for line in text.splitlines():
         if line.startswith(f"{name}{{") and line.split("{", 1)[1].split("}", 1)[0] == want:
             return float(line.rsplit(" ", 1)[1])
@@ -213,7 +232,7 @@ def test_predict_validate_observe_and_log(store, tmp_path):
         assert metric(text, REQUESTS_TOTAL, model_version="1", route="champion") == len(answered)
         assert metric(text, REQUEST_ERRORS_TOTAL, model_version="1", route="champion") == 0
         assert metric(text, f"{REQUEST_LATENCY_SECONDS}_count", model_version="1", route="champion") == len(answered)
-        assert f'{REQUEST_LATENCY_SECONDS}_bucket{{le="0.005",model_version="1",route="champion"}}' in text
+        assert f'{REQUEST_LATENCY_SECONDS}_bucket{{le="0.005",model="{MODEL}",model_version="1",route="champion"}}' in text
         assert metric(text, MODEL_INFO, alias="champion", version="1") == 1
         assert metric(text, REJECTED_REQUESTS_TOTAL, reason="invalid_type") == 3
         assert metric(text, REJECTED_REQUESTS_TOTAL, reason="body_too_large") == 2
@@ -356,3 +375,85 @@ def test_api_key_when_configured(store, tmp_path):
         assert client.get("/metrics", headers={"X-API-Key": key}).status_code == 200
         server.stop()
         assert key not in server.output.read_text(errors="replace")
+
+
+# -- many models in one app -----------------------------------------------------------------------
+
+SPEND = "serving-spend"
+
+
+@pytest.fixture(scope="module")
+def two_models(registered: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The churn store plus a regressor of monthly charges (`serving-spend` v1 champion) on the same customers."""
+    from mlops.config import ModelConfig
+
+    home = tmp_path_factory.mktemp("serving-two-models")
+    shutil.copy(registered, home / "mlflow.db")
+    previous = os.getcwd()
+    os.chdir(home)
+    try:
+        registry = Registry(f"sqlite:///{home / 'mlflow.db'}", artifact_root=home / "mlartifacts")
+        frame = simulate_churn(1500, seed=3).drop(columns=["churned"])
+        contract = infer_contract(frame, "monthly_charges", "event_time", "regression")
+        model = ModelConfig(name=SPEND, task="regression", estimator="sklearn.linear_model.Ridge")
+        register(registry, frame, contract, model, ALIAS_CHAMPION)
+    finally:
+        os.chdir(previous)
+    return home / "mlflow.db"
+
+
+def test_one_app_serves_a_classifier_and_a_regressor_each_with_its_own_model(two_models, tmp_path):
+    shutil.copy(two_models, tmp_path / "mlflow.db")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    log_uri = str(tmp_path / "predictions")
+    catalogue = tmp_path / "configs"
+    catalogue.mkdir()
+    serving = {"prediction_log_uri": log_uri, "refresh_seconds": 0.5}
+    (catalogue / "a-churn.yaml").write_text(yaml.safe_dump({
+        "dataset": {"uri": "unused.parquet", "target": "churned"}, "model": {"name": MODEL}, "serving": serving}))
+    (catalogue / "b-spend.yaml").write_text(yaml.safe_dump({
+        "dataset": {"uri": "unused.parquet", "target": "monthly_charges"},
+        "model": {"name": SPEND, "task": "regression", "estimator": "sklearn.linear_model.Ridge"}, "serving": serving}))
+    (catalogue / "c-broken.yaml").write_text("model: [not, a, config\n")  # refused, the others still served
+    churn_rows = rows(6)
+    spend_rows = [{k: v for k, v in r.items() if k != "monthly_charges"} for r in churn_rows]
+    with start_server(store, tmp_path, ["--catalogue", str(catalogue)], log_uri) as server, \
+            httpx.Client(base_url=server.url, timeout=30) as client:
+        default = client.post("/predict", json={"records": churn_rows}).json()
+        churn = client.post(f"/models/{MODEL}/predict", json={"records": churn_rows}).json()
+        spend = client.post(f"/models/{SPEND}/predict", json={"records": spend_rows})
+        assert spend.status_code == 200, spend.text
+        spend_body = spend.json()
+        # B's answers are B's model's own predictions, never A's (A answers with classes, B with amounts).
+        registry = Registry(store)
+        expected_spend = registry.load_model(SPEND, "1").predict(pd.DataFrame(spend_rows).astype({"total_charges": float}))
+        assert np.allclose(spend_body["predictions"], expected_spend)
+        assert "classes" not in spend_body and not set(spend_body["predictions"]) <= {0, 1}
+        expected_churn = registry.load_model(MODEL, "1").predict(pd.DataFrame(churn_rows).astype({"total_charges": float}))
+        assert churn["predictions"] == default["predictions"] == expected_churn.tolist()
+        # A's records do not fit B's contract, and the reverse.
+        assert client.post(f"/models/{SPEND}/predict", json={"records": churn_rows}).status_code == 422
+        assert client.post(f"/models/{MODEL}/predict", json={"records": spend_rows}).status_code == 422
+        missing = client.post("/models/c-broken/predict", json={"records": churn_rows})
+        assert missing.status_code == 404 and missing.json() == {"detail": "unknown model 'c-broken'"}
+        # The Open Inference Protocol reaches the same model.
+        meta = client.get(f"/v2/models/{SPEND}").json()
+        types = {i["name"]: i["datatype"] for i in meta["inputs"]}
+        inputs = [{"name": n, "shape": [len(spend_rows)], "datatype": t, "data": [r[n] for r in spend_rows]} for n, t in types.items()]
+        v2 = client.post(f"/v2/models/{SPEND}/infer", json={"inputs": inputs}).json()
+        assert v2["model_name"] == SPEND and np.allclose(v2["outputs"][0]["data"], expected_spend)
+        ready = client.get("/ready").json()
+        assert ready["default_model"] == MODEL and set(ready["catalogue"]) == {MODEL, SPEND}
+        text = client.get("/metrics").text
+        assert metric(text, REQUESTS_TOTAL, model=SPEND, model_version="1", route="champion") == 2
+        assert metric(text, REQUESTS_TOTAL, model=MODEL, model_version="1", route="champion") == 2
+        spec = client.get("/openapi.json").json()["components"]["schemas"]
+        assert "monthly_charges" in spec[f"Record_{MODEL}"]["properties"]
+        assert "monthly_charges" not in spec[f"Record_{SPEND}"]["properties"]
+        assert server.stop() == 0, server.tail()
+    assert "c-broken.yaml" in server.output.read_text()
+    churn_log = read_prediction_log(model_log_uri(log_uri, MODEL))
+    spend_log = read_prediction_log(model_log_uri(log_uri, SPEND))
+    assert set(churn_log["model_name"]) == {MODEL} and set(spend_log["model_name"]) == {SPEND}
+    assert set(spend_log["request_id"]) == {spend_body["request_id"], v2["parameters"]["request_id"]}
+    assert set(churn_log["request_id"]) == {default["request_id"], churn["request_id"]}

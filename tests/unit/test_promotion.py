@@ -414,21 +414,25 @@ RULES = RollbackConfig(min_requests=20, max_error_rate=0.05, max_p99_ms=250.0, p
 BOUNDS = ("0.05", "0.1", "0.25", "0.5", "+Inf")
 
 
-def exposition(series: dict[tuple[str, str], tuple[int, int, tuple[int, ...]]]) -> str:
-    """Prometheus text for {(version, route): (requests, errors, cumulative bucket counts)}."""
+def exposition(series: dict[tuple[str, ...], tuple[int, int, tuple[int, ...]]]) -> str:
+    """Prometheus text for {(version, route) or (model, version, route): (requests, errors, cumulative bucket counts)}.
+
+    A key without a model is model "churn", the model the watch below watches.
+    """
+    series = {(key if len(key) == 3 else ("churn", *key)): value for key, value in series.items()}
     lines = [
         "# HELP mlops_requests_total Prediction requests routed to a model",
         "# TYPE mlops_requests_total counter",
     ]
-    lines += [f'mlops_requests_total{{model_version="{v}",route="{r}"}} {req}' for (v, r), (req, _, _) in series.items()]
+    lines += [f'mlops_requests_total{{model="{m}",model_version="{v}",route="{r}"}} {req}' for (m, v, r), (req, _, _) in series.items()]
     lines += ["# HELP mlops_request_errors_total Failed requests", "# TYPE mlops_request_errors_total counter"]
-    lines += [f'mlops_request_errors_total{{model_version="{v}",route="{r}"}} {err}' for (v, r), (_, err, _) in series.items()]
+    lines += [f'mlops_request_errors_total{{model="{m}",model_version="{v}",route="{r}"}} {err}' for (m, v, r), (_, err, _) in series.items()]
     lines += ["# HELP mlops_request_latency_seconds Latency", "# TYPE mlops_request_latency_seconds histogram"]
-    for (v, r), (req, _, buckets) in series.items():
+    for (m, v, r), (req, _, buckets) in series.items():
         for le, count in zip(BOUNDS, buckets, strict=True):
-            lines.append(f'mlops_request_latency_seconds_bucket{{le="{le}",model_version="{v}",route="{r}"}} {count}')
-        lines.append(f'mlops_request_latency_seconds_count{{model_version="{v}",route="{r}"}} {req}')
-        lines.append(f'mlops_request_latency_seconds_sum{{model_version="{v}",route="{r}"}} 1.0')
+            lines.append(f'mlops_request_latency_seconds_bucket{{le="{le}",model="{m}",model_version="{v}",route="{r}"}} {count}')
+        lines.append(f'mlops_request_latency_seconds_count{{model="{m}",model_version="{v}",route="{r}"}} {req}')
+        lines.append(f'mlops_request_latency_seconds_sum{{model="{m}",model_version="{v}",route="{r}"}} 1.0')
     return "\n".join(lines) + "\n"
 
 
@@ -439,15 +443,24 @@ def run_watch(texts: list[str | None], window: float = 3.0, rules: RollbackConfi
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    return watch.watch_version(lambda: next(feed, texts[-1]), "2", rules, window, sleep=sleep, clock=lambda: now[0])
+    return watch.watch_version(lambda: next(feed, texts[-1]), "churn", "2", rules, window, sleep=sleep, clock=lambda: now[0])
 
 
 def test_parse_counts_only_the_new_version_summed_over_routes():
     text = exposition({("2", "champion"): (100, 3, (50, 80, 95, 100, 100)), ("2", "shadow"): (10, 1, (10, 10, 10, 10, 10)),
                        ("1", "champion"): (1000, 900, (0, 0, 0, 0, 1000))})
-    counters = watch.parse_counters(text, "2")
+    counters = watch.parse_counters(text, "2", "churn")
     assert (counters.requests, counters.errors) == (110, 4)
     assert counters.bucket_map()[float("inf")] == 110 and counters.bucket_map()[0.05] == 60
+
+
+def test_parse_counts_only_the_watched_models_series():
+    # One serving app hosts many models, whose version numbers overlap: v2 of spend is not v2 of churn.
+    text = exposition({("churn", "2", "champion"): (100, 3, (50, 80, 95, 100, 100)),
+                       ("spend", "2", "champion"): (1000, 900, (0, 0, 0, 0, 1000))})
+    assert (watch.parse_counters(text, "2", "churn").requests, watch.parse_counters(text, "2", "churn").errors) == (100, 3)
+    assert watch.parse_counters(text, "2", "spend").errors == 900
+    assert watch.parse_counters(text, "2", "other").requests == 0
 
 
 def test_histogram_quantile_interpolates_like_prometheus():
@@ -563,7 +576,7 @@ def test_the_watch_sends_the_api_key_only_to_the_settings_url(monkeypatch):
         monkeypatch.setenv("SOME_OTHER_SECRET", "not-for-you")
         monkeypatch.setenv("MLOPS_API_KEY", "serving-key")
         monkeypatch.setenv("MLOPS_SERVING_URL", f"http://127.0.0.1:{ours.server_address[1]}")
-        verdict = watch.watch_service(Settings(), "2", RollbackConfig(), window_seconds=0)
+        verdict = watch.watch_service(Settings(), "churn", "2", RollbackConfig(), window_seconds=0)
     finally:
         for server in (ours, theirs):
             server.shutdown()

@@ -28,6 +28,7 @@ from mlops.serving.metrics import (
 )
 from mlops.serving.prediction_log import (
     label_columns,
+    model_log_uri,
     read_labelled_predictions,
     read_prediction_log,
 )
@@ -57,6 +58,11 @@ def config(tmp_path, **serving: Any):
     )
 
 
+def log_of(tmp_path) -> str:
+    """The churn model's partition of the test's prediction log."""
+    return model_log_uri(str(tmp_path / "log"), "churn")
+
+
 @contextmanager
 def serve(
     tmp_path, registry: FakeRegistry, ready: bool = True, headers: dict[str, str] | None = None, **serving: Any
@@ -77,9 +83,9 @@ def wait_for(check, timeout: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def metric(client: TestClient, name: str, **labels: str) -> float:
-    """The value of one series in /metrics, 0 when absent."""
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+def metric(client: TestClient, name: str, model: str = "churn", **labels: str) -> float:
+    """The value of one series of `model` in /metrics (every series has a model label), 0 when absent."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted({**labels, "model": model}.items()))
     for line in client.get("/metrics").text.splitlines():
         if line.startswith(f"{name}{{") and line.split("{", 1)[1].split("}", 1)[0] == want:
             return float(line.rsplit(" ", 1)[1])
@@ -207,7 +213,7 @@ def test_shadow_mode_scores_silently_and_logs_both(tmp_path):
         ids = [client.post("/predict", json={"records": [ROW, ROW]}).json() for _ in range(3)]
         assert {(b["model_version"], b["route"]) for b in ids} == {("1", "champion")}
         wait_for(lambda: metric(client, REQUESTS_TOTAL, model_version="2", route="shadow") == 3)
-    log = read_prediction_log(str(tmp_path / "log"))
+    log = read_prediction_log(log_of(tmp_path))
     assert sorted(log.groupby(["route", "model_version"]).size().items()) == [(("champion", "1"), 6), (("shadow", "2"), 6)]
     assert set(log["request_id"]) == {b["request_id"] for b in ids}
 
@@ -241,12 +247,12 @@ def test_every_answered_row_and_label_is_logged_on_shutdown(tmp_path):
         assert response.json() == {"accepted": 3}
         bad = client.post("/labels", json={"labels": [{"request_id": "a", "row": 0, "label": "maybe"}]})
         assert bad.status_code == 422 and bad.json()["field"] == "label"
-    log = read_prediction_log(str(tmp_path / "log"))
+    log = read_prediction_log(log_of(tmp_path))
     assert log.groupby("request_id").size().to_dict() == {b["request_id"]: n for b, n in zip(bodies, (1, 3, 2), strict=True)}
     assert set(log["model_version"]) == {"1"} and set(log["route"]) == {"champion"}
     first = log[log["request_id"] == bodies[1]["request_id"]].sort_values("row")
     assert first["prediction"].tolist() == bodies[1]["predictions"]
-    joined = read_labelled_predictions(str(tmp_path / "log"))
+    joined = read_labelled_predictions(log_of(tmp_path))
     assert sorted(zip(joined["row"], joined["label"], strict=True)) == [(0, 0), (1, 1), (2, 0)]
 
 
@@ -276,12 +282,12 @@ def test_a_body_not_declared_json_is_415_and_never_logged(tmp_path, path, conten
         assert metric(client, REJECTED_REQUESTS_TOTAL, reason="unsupported_media_type") == 1
         charset = client.post(path, content=orjson.dumps(doc), headers={"Content-Type": "application/json; charset=utf-8"})
         assert charset.status_code == 200
-    assert len(read_prediction_log(str(tmp_path / "log"))) == (1 if path == "/predict" else 0)
+    assert len(read_prediction_log(log_of(tmp_path))) == (1 if path == "/predict" else 0)
 
 
 def test_ready_is_503_when_the_log_cannot_keep_what_it_accepts(tmp_path):
     # Another process holds this destination's write-ahead segments: rows would be at risk.
-    log_uri = str(tmp_path / "log")
+    log_uri = log_of(tmp_path)
     holder = SegmentDir(destination_dir((tmp_path / "home" / "serving-wal").resolve(), log_uri) / "predictions")
     holder.acquire()
     try:
@@ -305,5 +311,5 @@ def test_dead_lettered_rows_are_counted_in_metrics(tmp_path):
         # Past the door's checks (as a future bug might be): the writer isolates the row.
         state.labels.append(label_columns([("a", 0, 1), ("b", 2**64 - 1, 1)], time.time()), 2)
     text = state.metrics.render().decode()
-    assert f'{DEAD_LETTER_ROWS_TOTAL}{{store="labels"}} 1.0' in text
+    assert f'{DEAD_LETTER_ROWS_TOTAL}{{model="churn",store="labels"}} 1.0' in text
     assert state.labels.written_rows == 1
