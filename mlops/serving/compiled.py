@@ -1,0 +1,112 @@
+"""The standard preprocessing of a fitted pipeline, done on records with numpy instead of pandas.
+
+Scoring a small batch through the pipeline costs about 6 ms on this machine whatever its size:
+1 ms to build a pandas frame from the records and 3-4 ms for the ColumnTransformer's per-call
+pandas work, against under 1 ms in the trees. With one model that is spread over big batches;
+with many models in one app each model's batches are small, and that fixed cost is all there is.
+
+`build_pipeline` (mlops/training.py) makes one shape of preprocessing: median imputation and
+standard scaling of the numeric (and boolean) columns, most-frequent imputation and one-hot
+encoding (unknown categories ignored) of the categorical ones, everything else dropped. For a
+fitted pipeline of exactly that shape, `compile_preprocessing` reads the fitted statistics once
+and returns a function that turns validated records straight into the same matrix. Anything else
+(another encoder, a dropped empty column, a custom step) returns None and is scored through the
+pipeline as before. A unit test holds the two paths to the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+__all__ = ["compile_preprocessing"]
+
+Records = list[dict[str, Any]]
+
+
+def _steps(pipeline: Any, kinds: tuple[str, ...]) -> list[Any] | None:
+    """The fitted steps of `pipeline` if they are exactly these classes, in this order."""
+    steps = getattr(pipeline, "steps", None)
+    if steps is None or [type(step).__name__ for _, step in steps] != list(kinds):
+        return None
+    return [step for _, step in steps]
+
+
+def _numeric_plan(pipeline: Any, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    steps = _steps(pipeline, ("SimpleImputer", "StandardScaler"))
+    if steps is None:
+        return None
+    imputer, scaler = steps
+    fill = np.asarray(imputer.statistics_, dtype="float64")
+    # An all-missing column at fit time is dropped by the imputer: the output would be narrower.
+    if (imputer.strategy != "median" or fill.shape != (n,) or np.isnan(fill).any()
+            or not (imputer.missing_values is np.nan or imputer.missing_values != imputer.missing_values)
+            or getattr(imputer, "add_indicator", False)):
+        return None
+    mean = np.asarray(scaler.mean_, dtype="float64") if scaler.with_mean else np.zeros(n)
+    scale = np.asarray(scaler.scale_, dtype="float64") if scaler.with_std else np.ones(n)
+    return fill, mean, scale
+
+
+def _categorical_plan(pipeline: Any, n: int) -> list[tuple[Any, dict[Any, int]]] | None:
+    steps = _steps(pipeline, ("SimpleImputer", "OneHotEncoder"))
+    if steps is None:
+        return None
+    imputer, encoder = steps
+    if (imputer.strategy != "most_frequent" or len(imputer.statistics_) != n or getattr(imputer, "add_indicator", False)
+            or encoder.handle_unknown != "ignore" or encoder.drop is not None or encoder.sparse_output
+            or getattr(encoder, "min_frequency", None) is not None or getattr(encoder, "max_categories", None) is not None
+            or len(encoder.categories_) != n):
+        return None
+    plan = []
+    for fill, categories in zip(imputer.statistics_, encoder.categories_, strict=True):
+        if fill is None or (isinstance(fill, float) and np.isnan(fill)):
+            return None
+        plan.append((fill, {value: i for i, value in enumerate(categories.tolist())}))
+    return plan
+
+
+def compile_preprocessing(head: Any) -> Callable[[Records], np.ndarray] | None:
+    """A records -> matrix function equal to `head.transform(frame)`, or None for another shape."""
+    steps = _steps(head, ("ColumnTransformer",))
+    if steps is None:
+        return None
+    (columns,) = steps
+    if getattr(columns, "sparse_output_", False):
+        return None
+    parts = [(name, transformer, cols) for name, transformer, cols in columns.transformers_
+             if not (isinstance(transformer, str) and transformer == "drop")]
+    if [name for name, _, _ in parts] != ["numeric", "categorical"]:
+        return None
+    (_, numeric_pipe, numeric_cols), (_, categorical_pipe, categorical_cols) = parts
+    numeric_cols, categorical_cols = list(numeric_cols), list(categorical_cols)
+    numeric = _numeric_plan(numeric_pipe, len(numeric_cols)) if numeric_cols else (np.zeros(0),) * 3
+    categorical = _categorical_plan(categorical_pipe, len(categorical_cols)) if categorical_cols else []
+    if numeric is None or categorical is None:
+        return None
+    fill, mean, scale = numeric
+    widths = [len(lookup) for _, lookup in categorical]
+    offsets = np.cumsum([0, *widths[:-1]]).tolist() if widths else []
+    n_numeric, width = len(numeric_cols), len(numeric_cols) + sum(widths)
+
+    def transform(records: Records) -> np.ndarray:
+        out = np.zeros((len(records), width), dtype="float64")
+        if n_numeric:
+            # None becomes NaN, as np.array(..., dtype=float64) makes it on the pandas path.
+            values = np.array([[r[c] for c in numeric_cols] for r in records], dtype="float64")
+            values = np.where(np.isnan(values), fill, values)
+            out[:, :n_numeric] = (values - mean) / scale
+        for column, (missing_fill, lookup), offset in zip(categorical_cols, categorical, offsets, strict=True):
+            base = n_numeric + offset
+            for i, record in enumerate(records):
+                value = record[column]
+                if value is None or (isinstance(value, float) and value != value):
+                    value = missing_fill
+                index = lookup.get(value)
+                if index is not None:  # an unknown category is all zeros (handle_unknown="ignore")
+                    out[i, base + index] = 1.0
+        return out
+
+    return transform
