@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["compile_preprocessing"]
+__all__ = ["CompiledTrees", "compile_preprocessing", "compile_tree_ensemble"]
 
 Records = list[dict[str, Any]]
 
@@ -110,3 +110,91 @@ def compile_preprocessing(head: Any) -> Callable[[Records], np.ndarray] | None:
         return out
 
     return transform
+
+
+# -- histogram gradient boosting: every tree walked at once --------------------------------------
+#
+# sklearn's HistGradientBoosting predicts tree by tree from Python: one call per tree (114 for the
+# demo's churn model), about 6 us each, so 0.7 ms per call however few rows it holds. Walking all
+# trees together with numpy takes one step per tree level instead. The numbers are sklearn's own:
+# each node sends a row left when its value is <= the node's threshold, and a missing value the way
+# the node learned; leaf values are added to the baseline tree by tree in sklearn's order (a
+# sequential cumulative sum), and sklearn's loss turns the sum into probabilities or predictions.
+# This reads fitted attributes that are not public API (`_predictors`, `_baseline_prediction`,
+# `_loss`): when any is missing or a model uses native categorical splits, compilation returns
+# None and sklearn predicts as before; a unit test holds the two to equal results.
+
+
+class CompiledTrees:
+    """`predict` / `predict_proba` of a fitted HistGradientBoosting model, all trees at once."""
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+        self.loss = estimator._loss
+        self.baseline = np.asarray(estimator._baseline_prediction, dtype="float64").reshape(-1)
+        per_output: list[list[np.ndarray]] = [[] for _ in range(estimator.n_trees_per_iteration_)]
+        for iteration in estimator._predictors:
+            for k, predictor in enumerate(iteration):
+                per_output[k].append(predictor.nodes)
+        self.outputs = [self._pack(trees) for trees in per_output]
+
+    @staticmethod
+    def _pack(trees: list[np.ndarray]) -> dict[str, np.ndarray]:
+        offsets = np.cumsum([0] + [len(nodes) for nodes in trees[:-1]])
+        nodes = np.concatenate(trees)
+        shift = np.repeat(offsets, [len(t) for t in trees])
+        return {
+            "roots": offsets.astype("int64"),
+            "feature": nodes["feature_idx"].astype("int64"),
+            "threshold": nodes["num_threshold"].astype("float64"),
+            "missing_left": nodes["missing_go_to_left"].astype(bool),
+            "left": nodes["left"].astype("int64") + shift,
+            "right": nodes["right"].astype("int64") + shift,
+            "leaf": nodes["is_leaf"].astype(bool),
+            "value": nodes["value"].astype("float64"),
+        }
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype="float64")
+        rows = np.arange(len(X))[:, None]
+        raw = np.empty((len(X), len(self.outputs)), dtype="float64")
+        for k, trees in enumerate(self.outputs):
+            position = np.broadcast_to(trees["roots"], (len(X), len(trees["roots"]))).copy()
+            while True:
+                at_leaf = trees["leaf"][position]
+                if at_leaf.all():
+                    break
+                value = X[rows, trees["feature"][position]]
+                go_left = np.where(np.isnan(value), trees["missing_left"][position], value <= trees["threshold"][position])
+                step = np.where(go_left, trees["left"][position], trees["right"][position])
+                position = np.where(at_leaf, position, step)
+            leaves = trees["value"][position]
+            # baseline + tree 1 + tree 2 + ..., left to right, as sklearn accumulates them.
+            summed = np.cumsum(np.concatenate([np.full((len(X), 1), self.baseline[k]), leaves], axis=1), axis=1)
+            raw[:, k] = summed[:, -1]
+        return raw
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.loss.predict_proba(self.raw(X))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        raw = self.raw(X)
+        if hasattr(self.estimator, "classes_"):
+            return self.estimator.classes_.take(self.predict_proba(X).argmax(axis=1))
+        return self.loss.link.inverse(raw.ravel())
+
+
+def compile_tree_ensemble(estimator: Any) -> CompiledTrees | None:
+    """All-trees-at-once prediction for a fitted HistGradientBoosting model, or None."""
+    if type(estimator).__name__ not in ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor"):
+        return None
+    categorical = getattr(estimator, "is_categorical_", None)
+    if categorical is not None and np.asarray(categorical).any():
+        return None
+    try:
+        compiled = CompiledTrees(estimator)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    if any(nodes["is_categorical"].any() for it in estimator._predictors for p in it for nodes in [p.nodes]):
+        return None
+    return compiled

@@ -11,7 +11,7 @@ import pandas as pd
 import sklearn
 
 from mlops.contract import DataContract
-from mlops.serving.compiled import compile_preprocessing
+from mlops.serving.compiled import compile_preprocessing, compile_tree_ensemble
 from mlops.serving.payload import RecordValidator
 from mlops.training import feature_frame
 
@@ -43,6 +43,8 @@ class LoadedModel:
         self._split = _split_pipeline(model)
         # The standard preprocessing straight from records with numpy (None: through the pipeline).
         self._compiled = compile_preprocessing(self._split[0]) if self._split[0] is not None else None
+        # And a gradient-boosted model's trees walked all at once (None: sklearn predicts).
+        self._trees = compile_tree_ensemble(self._split[1]) if self._compiled is not None else None
         classes = getattr(model, "classes_", None)
         # SVC-style models calibrate probabilities separately (Platt), so their argmax can differ.
         self._argmax_is_predict = "probability" not in getattr(self._split[1], "get_params", dict)()
@@ -84,9 +86,10 @@ class LoadedModel:
             else:
                 frame = self.frame(records)
                 features = head.transform(frame) if head is not None else frame
+            predictor = self._trees or estimator
             if self.classes is None:
-                return Scores(np.asarray(estimator.predict(features)).tolist())
-            probabilities = np.asarray(estimator.predict_proba(features))
+                return Scores(np.asarray(predictor.predict(features)).tolist())
+            probabilities = np.asarray(predictor.predict_proba(features))
         if self._argmax_is_predict:
             # sklearn's probabilistic classifiers predict the most probable class; deriving it
             # here saves a second pass through the trees, which costs as much as the first.

@@ -45,7 +45,7 @@ def test_compiled_preprocessing_equals_the_pipeline_on_awkward_records(simulate,
     frame = simulate(600, seed=3)
     pipeline, contract = _fitted(frame, target, task, estimator)
     model = LoadedModel("m", "1", pipeline, contract)
-    assert model._compiled is not None
+    assert model._compiled is not None and model._trees is not None
     records = _awkward(_records(simulate(40, "strong", seed=4).drop(columns=[target, "event_time"])))
     head = pipeline[:-1]
     expected = head.transform(model.frame(records))
@@ -92,3 +92,37 @@ def test_a_column_missing_in_all_training_rows_is_left_to_sklearn():
     assert model._compiled is None
     records = _records(frame.drop(columns=["churned", "event_time"]).head(5))
     assert model.score(records).predictions == pipeline.predict(model.frame(records)).tolist()
+
+
+@pytest.mark.parametrize("params", [
+    {"max_iter": 30, "max_leaf_nodes": 63},  # deep trees
+    {"max_iter": 20, "learning_rate": 0.3, "l2_regularization": 1.0},
+])
+def test_all_trees_at_once_give_sklearns_numbers_for_three_classes_and_missing_values(params):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from mlops.serving.compiled import compile_tree_ensemble
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(800, 6))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)  # three classes
+    X[rng.uniform(size=X.shape) < 0.1] = np.nan  # the trees learn where missing values go
+    estimator = HistGradientBoostingClassifier(random_state=0, **params).fit(X, y)
+    compiled = compile_tree_ensemble(estimator)
+    assert compiled is not None and estimator.n_trees_per_iteration_ == 3
+    probe = rng.normal(size=(200, 6))
+    probe[rng.uniform(size=probe.shape) < 0.2] = np.nan
+    np.testing.assert_array_equal(compiled.predict_proba(probe), estimator.predict_proba(probe))
+    np.testing.assert_array_equal(compiled.predict(probe), estimator.predict(probe))
+
+
+def test_native_categorical_splits_are_left_to_sklearn():
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from mlops.serving.compiled import compile_tree_ensemble
+
+    rng = np.random.default_rng(1)
+    X = np.column_stack([rng.integers(0, 5, 300), rng.normal(size=300)])
+    estimator = HistGradientBoostingRegressor(max_iter=5, categorical_features=[0]).fit(X, X[:, 1] + X[:, 0])
+    assert compile_tree_ensemble(estimator) is None
+    assert compile_tree_ensemble(object()) is None
