@@ -139,35 +139,39 @@ class CompiledTrees:
         self.outputs = [self._pack(trees) for trees in per_output]
 
     @staticmethod
-    def _pack(trees: list[np.ndarray]) -> dict[str, np.ndarray]:
+    def _pack(trees: list[np.ndarray]) -> dict[str, Any]:
         offsets = np.cumsum([0] + [len(nodes) for nodes in trees[:-1]])
         nodes = np.concatenate(trees)
+        index = np.arange(len(nodes))
         shift = np.repeat(offsets, [len(t) for t in trees])
+        leaf = nodes["is_leaf"].astype(bool)
+        # A leaf points to itself (threshold +inf, both ways): every row takes the same number of
+        # steps, the deepest tree's depth, and no step needs to ask whether it is done.
+        left = np.where(leaf, index, nodes["left"].astype("int64") + shift)
+        right = np.where(leaf, index, nodes["right"].astype("int64") + shift)
         return {
             "roots": offsets.astype("int64"),
-            "feature": nodes["feature_idx"].astype("int64"),
-            "threshold": nodes["num_threshold"].astype("float64"),
-            "missing_left": nodes["missing_go_to_left"].astype(bool),
-            "left": nodes["left"].astype("int64") + shift,
-            "right": nodes["right"].astype("int64") + shift,
-            "leaf": nodes["is_leaf"].astype(bool),
+            "feature": np.where(leaf, 0, nodes["feature_idx"]).astype("int64"),
+            "threshold": np.where(leaf, np.inf, nodes["num_threshold"]).astype("float64"),
+            "missing_left": nodes["missing_go_to_left"].astype(bool) | leaf,
+            "children": np.stack([left, right]),  # [0] left, [1] right
             "value": nodes["value"].astype("float64"),
+            "depth": int(nodes["depth"].max()) if len(nodes) else 0,
         }
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype="float64")
         rows = np.arange(len(X))[:, None]
+        missing = np.isnan(X).any()
         raw = np.empty((len(X), len(self.outputs)), dtype="float64")
         for k, trees in enumerate(self.outputs):
-            position = np.broadcast_to(trees["roots"], (len(X), len(trees["roots"]))).copy()
-            while True:
-                at_leaf = trees["leaf"][position]
-                if at_leaf.all():
-                    break
+            position = np.broadcast_to(trees["roots"], (len(X), len(trees["roots"])))
+            for _ in range(trees["depth"]):
                 value = X[rows, trees["feature"][position]]
-                go_left = np.where(np.isnan(value), trees["missing_left"][position], value <= trees["threshold"][position])
-                step = np.where(go_left, trees["left"][position], trees["right"][position])
-                position = np.where(at_leaf, position, step)
+                go_right = ~(value <= trees["threshold"][position])
+                if missing:  # NaN compares false: it goes the way the node learned
+                    go_right &= ~(np.isnan(value) & trees["missing_left"][position])
+                position = trees["children"][go_right.astype("int64"), position]
             leaves = trees["value"][position]
             # baseline + tree 1 + tree 2 + ..., left to right, as sklearn accumulates them.
             summed = np.cumsum(np.concatenate([np.full((len(X), 1), self.baseline[k]), leaves], axis=1), axis=1)
