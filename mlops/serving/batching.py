@@ -10,6 +10,12 @@ parsing what clients sent), they join; once the loop goes quiet, the batch waits
 batch would make the rest wait a whole predict call longer. A request is never split; one
 larger than `max_rows` is scored alone.
 
+The idle wait is only worth it when the next request is likely to come within it. Each batcher
+keeps a moving average of the time between its requests; when that is more than twice `max_wait`,
+the batch is scored as soon as the loop is quiet. That is the case of a model among many in one
+app: its few callers are all in the batch already, and waiting for a next one that cannot come
+until they are answered left the event loop idle a third of the time (10 models, 32 clients).
+
 By default the predict call runs on the event loop itself: it is Python-bound, so a worker
 thread would only contend for the GIL with the loop (measured: ~30% less throughput), and
 requests that arrive meanwhile queue in the socket buffers and join the next batch.
@@ -32,6 +38,8 @@ Predict = Callable[[list[dict[str, Any]]], Scores]
 # Reading a request off a socket and running its handler up to `submit` takes two loop
 # iterations; one more with nothing new means the loop has drained what had arrived.
 QUIET_ITERATIONS = 3
+# Weight of the newest gap in the moving average of the time between requests.
+ARRIVAL_SMOOTHING = 0.1
 
 
 @dataclass(slots=True)
@@ -60,6 +68,8 @@ class MicroBatcher:
         self._pending: deque[_Pending] = deque()
         self._pending_rows = 0
         self._arrivals = 0
+        self._last_arrival: float | None = None
+        self.mean_gap = 0.0  # seconds between requests, moving average
         self._worker: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self.calls = 0
@@ -71,6 +81,11 @@ class MicroBatcher:
         self._pending.append(item)
         self._pending_rows += len(records)
         self._arrivals += 1
+        now = item.arrived
+        if self._last_arrival is not None:
+            gap = now - self._last_arrival
+            self.mean_gap = gap if self._arrivals == 2 else self.mean_gap + ARRIVAL_SMOOTHING * (gap - self.mean_gap)
+        self._last_arrival = now
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
         if self._worker is None:
@@ -95,7 +110,7 @@ class MicroBatcher:
             seen = self._arrivals
             if quiet < QUIET_ITERATIONS:
                 await asyncio.sleep(0)
-            elif idle_left <= 0:
+            elif idle_left <= 0 or self.mean_gap > 2 * self.max_wait:
                 return
             else:
                 started = loop.time()

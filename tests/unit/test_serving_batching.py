@@ -173,3 +173,43 @@ def test_scoring_can_run_in_an_executor():
         results = run(main())
     assert [r.predictions[0] for r in results] == [f"r{i}" for i in range(8)]
     assert sizes == predict.batches == [8]
+
+
+def test_a_model_whose_requests_come_seldom_is_scored_without_the_idle_wait():
+    # One caller, a request 150 ms after each answer, and a 50 ms idle wait: waiting for a next
+    # request that cannot come within it would hold every answer 50 ms. Once the batcher has seen
+    # the gaps, it does not.
+    import time
+
+    predict = Recorder()
+    batcher = MicroBatcher(predict, max_rows=64, max_wait=0.05)
+
+    async def main():
+        waits = []
+        for i in range(5):
+            started = time.monotonic()
+            await batcher.submit(rows(f"r{i}"))
+            waits.append(time.monotonic() - started)
+            await asyncio.sleep(0.15)
+        return waits
+
+    waits = run(main())
+    assert batcher.mean_gap > 2 * batcher.max_wait
+    assert waits[0] >= 0.045  # no gap seen yet: the first request waits as before
+    assert max(waits[1:]) < 0.03
+
+
+def test_a_busy_model_keeps_waiting_to_fill_its_batches():
+    predict = Recorder()
+    batcher = MicroBatcher(predict, max_rows=64, max_wait=0.05)
+
+    async def main():
+        async def late(i):
+            await asyncio.sleep(0.002 * i)  # arrivals 2 ms apart, well inside the 50 ms wait
+            return await batcher.submit(rows(f"r{i}"))
+
+        return await asyncio.gather(*(late(i) for i in range(10)))
+
+    run(main())
+    assert batcher.mean_gap < batcher.max_wait
+    assert predict.batches == [10]
