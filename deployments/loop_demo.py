@@ -11,11 +11,11 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 
-from mlops.config import PipelineConfig, Settings, load_config
+from mlops.catalogue import load_catalogue
+from mlops.config import PipelineConfig, Settings
 from mlops.events import DRIFT_DETECTED, PERFORMANCE_DEGRADED
 from mlops.local.prefect_rest import PrefectRest, wait_for
 from mlops.local.simulate import DriftSpec
@@ -65,10 +65,35 @@ def keep_serving(client: httpx.Client, stop: threading.Event, config: PipelineCo
         stop.wait(0.2)
 
 
+def second_model(prefect: PrefectRest, registry: Registry, serving: httpx.Client, config: PipelineConfig,
+                 seed: int) -> None:
+    """The catalogue's other model on the same stack: trained, promoted and answering at its own path."""
+    name = config.model.name
+    for flow in ("train", "deploy"):
+        run = follow(prefect, prefect.start_run(flow, "manual", {"model": name, "watch_seconds": 0}
+                                                if flow == "deploy" else {"model": name})["id"])
+        if run["state_type"] != "COMPLETED":
+            say(f"    {flow} of {name} ended {run['state_name']}; the first model's loop goes on")
+            return
+    champion = registry.version_by_alias(name, "champion")
+    if champion is None:
+        say(f"    {name} has no champion ({registry.read_audit(name)[-1].reason}); the first model's loop goes on")
+        return
+    traffic = simulate_traffic(config, 200, seed=seed, start="2026-06-01")
+    sent = send_predictions(serving, traffic.features, batch_rows=20, model=name)
+    answer = serving.post(f"/models/{name}/predict", json={"records": [traffic.features.iloc[0].to_dict()]}).json()
+    say(f"    {name} v{champion.version} answers POST /models/{name}/predict: {len(sent.requests)} requests, "
+        f"{sent.failed} failed; first row {config.dataset.target} = {answer['predictions'][0]:.2f}")
+
+
 def main() -> int:
     settings = Settings()
-    config = load_config(Path(settings.stack_config))
-    name = config.model.name
+    catalogue = load_catalogue(settings.catalogue_dir)
+    # The loop is shown on the default model of /predict (the catalogue's first file); every other
+    # model is brought up beside it.
+    name = settings.default_model or next(iter(catalogue.entries))  # entries are in file-name order
+    config = catalogue.get(name).config
+    others = [entry.config for entry in catalogue.entries.values() if entry.name != name]
     prefect = PrefectRest(settings.local_prefect_url)
     registry = Registry(settings.local_mlflow_url)
     serving = httpx.Client(base_url=f"http://{settings.stack_host}:{settings.serving_port}", timeout=60)
@@ -89,7 +114,7 @@ def main() -> int:
     last = registry.read_audit(name)[-1]
     say(f"    {last.action} v{last.to_version}: {last.reason}")
     if champion is None:
-        say(f"no champion to serve, so the loop cannot go on (`mlops history --config {settings.stack_config}`)")
+        say(f"no champion to serve, so the loop cannot go on (`mlops history --model {name}`)")
         return 1
     say(f"    champion is v{champion.version}")
 
@@ -102,6 +127,9 @@ def main() -> int:
     calm = simulate_traffic(config, 500, seed=seed, start="2026-06-01")
     sent = send_predictions(serving, calm.features, batch_rows=20)
     say(f"    {len(sent.requests)} requests answered by v{', v'.join(sorted(sent.versions))}, {sent.failed} failed")
+    for other in others:
+        say(f"3b  the catalogue's other model, {other.model.name} ({other.model.task}): train/manual, deploy/manual")
+        second_model(prefect, registry, serving, other, seed)
 
     drift_start = datetime.now(UTC)
     say("4/6 the customers change: 4000 rows of drifted traffic, then their ground truth (labels)")
@@ -152,7 +180,7 @@ def main() -> int:
     champion = registry.version_by_alias(name, "champion")
     wait_for("the serving app to swap", lambda: serving_champion() == champion.version, 60)
     say(f"    serving now answers with v{champion.version}")
-    say(f"Prefect UI: {ui}   MLflow UI: {settings.local_mlflow_url}   audit: mlops history --config {settings.stack_config}")
+    say(f"Prefect UI: {ui}   MLflow UI: {settings.local_mlflow_url}   audit: mlops history --model {name}   models: mlops catalogue")
     return 0 if run["state_type"] == "COMPLETED" else 1
 
 
