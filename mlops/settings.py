@@ -37,7 +37,6 @@ class Settings(BaseSettings):
     # The model `POST /predict` (without a model name) answers for; unset: the catalogue's first
     # model by file name.
     default_model: str | None = Field(default=None, alias="MLOPS_DEFAULT_MODEL")
-    stack_config: Path = Field(default=Path("configs/churn.yaml"), alias="MLOPS_STACK_CONFIG")
     # Automations that are not deployment triggers (crashing runs whose heartbeats stopped).
     automations_file: Path = Field(default=Path("deployments/automations.yaml"), alias="MLOPS_AUTOMATIONS_FILE")
     s3_endpoint_url: str | None = Field(default=None, alias="MLOPS_S3_ENDPOINT_URL")
