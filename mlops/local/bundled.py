@@ -1,6 +1,7 @@
 """The bundled datasets in data/ and the command that rewrites them from their simulators.
 
-`make data` (python -m mlops.local.bundled) regenerates data/churn.parquet and data/spend.parquet;
+`make data` (python -m mlops.local.bundled) regenerates data/churn.parquet, data/spend.parquet and
+the feature store's sources in data/features/ (features/, docs/features.md);
 the same library versions give the same bytes, and a unit test checks the files equal the
 simulators' output. Kept apart from `simulate` so that `python -m` runs it without the package
 having imported it first.
@@ -12,11 +13,15 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlops.local.simulate import DATASETS
+from mlops.local.simulate import DATASETS, simulate_customer_features
 
 # The bundled files: big enough for a time split and a drift reference, small enough for git.
 BUNDLED_ROWS = 20_000
 BUNDLED_SEED = 0
+# The feature store's sources: a few hundred kilobytes, enough months for point-in-time joins.
+FEATURE_CUSTOMERS = 1_000
+FEATURE_MONTHS = 6
+FEATURES_DIR = "features"
 
 
 def write_bundled(directory: str | Path = "data") -> list[Path]:
@@ -29,6 +34,13 @@ def write_bundled(directory: str | Path = "data") -> list[Path]:
     for dataset in DATASETS.values():
         path = directory / dataset.file_name
         write_frame(dataset.simulate(BUNDLED_ROWS, seed=BUNDLED_SEED), str(path))
+        written.append(path)
+    features = directory / FEATURES_DIR
+    features.mkdir(exist_ok=True)
+    tables = simulate_customer_features(FEATURE_CUSTOMERS, FEATURE_MONTHS, seed=BUNDLED_SEED)
+    for name, frame in tables.items():
+        path = features / f"{name}.parquet"
+        write_frame(frame, str(path))
         written.append(path)
     return written
 

@@ -207,3 +207,58 @@ def dataset_for_target(target: str) -> Dataset:
             return dataset
     known = ", ".join(f"{d.target} ({d.name})" for d in DATASETS.values())
     raise ValueError(f"no simulator for target column '{target}' (known: {known})")
+
+
+# -- the feature store's sources (features/, docs/features.md) ------------------------------------
+
+ENTITY_KEY = "customer_id"
+FEATURE_TIMESTAMP = "event_timestamp"
+PROFILE_FEATURES = ("age", "contract", "plan", "payment_method", "region")
+ACTIVITY_FEATURES = ("tenure_months", "monthly_charges", "total_charges", "support_calls", "num_products")
+
+
+def simulate_customer_features(
+    customers: int, months: int, seed: int = 0, start: str = "2025-01-01"
+) -> dict[str, pd.DataFrame]:
+    """Feature tables keyed by `customer_id`: one profile row each, and one activity row a month.
+
+    The first snapshot is the population `simulate_churn` draws, so the store serves the same kind
+    of customers as the flat files. Later months move the charges and redraw support calls, so a
+    customer's features change over time: that change is what point-in-time joins must respect.
+    Timestamps are UTC (Feast compares them with its own tz-aware clock); each customer's rows are
+    a minute apart from the previous customer's, so no two events share a stamp.
+    """
+    if customers < 1 or months < 1:
+        raise ValueError("customers and months must be at least 1")
+    rng = np.random.default_rng(seed)
+    base = _customers(rng, customers, DRIFT_LEVELS["none"], start)
+    ids = np.arange(1, customers + 1, dtype=np.int64)
+    offset = pd.to_timedelta(np.arange(customers), unit="min")
+    origin = pd.Timestamp(start, tz="UTC")
+    profile = pd.DataFrame({ENTITY_KEY: ids, FEATURE_TIMESTAMP: origin + offset})
+    for column in PROFILE_FEATURES:
+        profile[column] = base[column].to_numpy()
+
+    snapshots = []
+    monthly = base["monthly_charges"].to_numpy()
+    total = base["total_charges"].to_numpy()
+    for month in range(months):
+        if month:
+            monthly = np.clip(monthly + rng.normal(0.0, 4.0, customers), 18.0, None).round(2)
+            total = (total + monthly).round(2)
+        snapshots.append(
+            pd.DataFrame(
+                {
+                    ENTITY_KEY: ids,
+                    FEATURE_TIMESTAMP: origin + pd.DateOffset(months=month) + offset,
+                    "tenure_months": base["tenure_months"].to_numpy() + month,
+                    "monthly_charges": monthly,
+                    "total_charges": total,
+                    "support_calls": base["support_calls"].to_numpy() if not month
+                    else rng.poisson(1.2, customers),
+                    "num_products": base["num_products"].to_numpy(),
+                }
+            )
+        )
+    activity = pd.concat(snapshots, ignore_index=True)
+    return {"customer_profile": profile, "customer_activity": activity}

@@ -15,6 +15,7 @@ from mlops.local.simulate import (
     TIMESTAMP,
     dataset_for_target,
     simulate_churn,
+    simulate_customer_features,
     simulate_spend,
 )
 
@@ -121,6 +122,25 @@ def test_each_bundled_file_is_its_simulators_output(name):
 
 def test_make_data_rewrites_the_bundled_files_unchanged(tmp_path):
     written = write_bundled(tmp_path)
-    assert sorted(p.name for p in written) == sorted(d.file_name for d in DATASETS.values())
+    features = [f"features/{name}.parquet" for name in ("customer_activity", "customer_profile")]
+    names = sorted(str(p.relative_to(tmp_path)) for p in written)
+    assert names == sorted([d.file_name for d in DATASETS.values()] + features)
     for path in written:
-        assert fingerprint_frame(read_frame(str(path))) == fingerprint_frame(read_frame(str(REPO / "data" / path.name)))
+        bundled = REPO / "data" / path.relative_to(tmp_path)
+        assert fingerprint_frame(read_frame(str(path))) == fingerprint_frame(read_frame(str(bundled)))
+    assert sum((REPO / "data" / name).stat().st_size for name in features) < 2_000_000
+
+
+def test_customer_features_are_deterministic_keyed_and_change_over_time():
+    tables = simulate_customer_features(50, 3, seed=1)
+    again = simulate_customer_features(50, 3, seed=1)
+    assert {k: fingerprint_frame(v) for k, v in tables.items()} == {k: fingerprint_frame(v) for k, v in again.items()}
+    profile, activity = tables["customer_profile"], tables["customer_activity"]
+    assert profile["customer_id"].is_unique and len(activity) == 150
+    assert str(activity["event_timestamp"].dt.tz) == "UTC"
+    assert not activity.duplicated(["customer_id", "event_timestamp"]).any()
+    # A customer's charges move between months: what a point-in-time join must not mix up.
+    per_customer = activity.groupby("customer_id")["monthly_charges"].nunique()
+    assert (per_customer > 1).mean() > 0.9
+    with pytest.raises(ValueError, match="at least 1"):
+        simulate_customer_features(0, 3)
