@@ -73,3 +73,10 @@ class PromotionRefused(MlopsError):
 
 class ChampionMoved(PromotionRefused):
     """Another deploy moved `champion` after this one compared against it: its verdict is stale."""
+
+
+class FeatureStoreUnavailable(MlopsError):
+    """The feature store's registry or online store could not be reached; a later attempt may succeed."""
+
+    exit_code = 1
+    transient = True

@@ -1,0 +1,256 @@
+"""The Feast adapter: the one module that imports feast (STYLE.md rule 3).
+
+Feast's Python API moved sharply across its recent releases (this is written against 0.67); when it
+moves again, this file changes and nothing else. It turns Feast's objects and failures into ours:
+`ViewStatus` rows, plain DataFrames, and `ConfigError` / `DataError` / `FeatureStoreUnavailable`
+with one readable line each.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sqlite3
+import string
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from mlops.errors import ConfigError, DataError, FeatureStoreUnavailable
+from mlops.features.status import ViewStatus
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from feast import FeatureStore
+
+# Feast's own name for the entity frame's time column; a caller may name another.
+ENTITY_TIMESTAMP = "event_timestamp"
+# A first materialization loads the whole history, not Feast's default of (now - TTL): the bundled
+# sources are stamped in the past, and an empty online store after `materialize` helps nobody.
+FIRST_START = datetime(1970, 1, 1, tzinfo=UTC)
+# Driver errors that mean "the server is not answering", matched by name so that this module does
+# not import every online store's client (redis, psycopg) just to recognise its failures.
+_UNREACHABLE_NAMES = ("ConnectionError", "OperationalError", "TimeoutError")
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+@contextmanager
+def _reaching(what: str) -> Iterator[None]:
+    """Turn I/O failures of the registry or the stores into `FeatureStoreUnavailable`.
+
+    Feast prints its progress to stdout; it goes to stderr so that `--json` output stays parseable.
+    """
+    try:
+        with redirect_stdout(sys.stderr):
+            yield
+    except FileNotFoundError as error:
+        # A missing Parquet source is bad data, not an outage: retrying will not create it.
+        raise DataError(f"{what}: file not found: {error.filename or _one_line(error)} (run `make data`?)") from error
+    except (OSError, sqlite3.Error) as error:
+        raise FeatureStoreUnavailable(f"{what}: feature store unreachable: {_one_line(error)}") from error
+    except Exception as error:
+        if any(cls.__name__ in _UNREACHABLE_NAMES for cls in type(error).__mro__):
+            raise FeatureStoreUnavailable(f"{what}: feature store unreachable: {_one_line(error)}") from error
+        raise
+
+
+def load_config(repo: str | Path, home: str | Path) -> Any:
+    """The repository's RepoConfig, with ${MLOPS_HOME} set to the stack's home (Settings.home).
+
+    Other ${VARIABLES} come from the environment, as the `feast` CLI would substitute them, so a
+    team points the registry and online store elsewhere without editing the file.
+    """
+    from feast.repo_config import RepoConfig
+
+    repo = Path(repo).resolve()
+    path = repo / "feature_store.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no Feast repository at {repo}: feature_store.yaml is missing")
+    values = {**os.environ, "MLOPS_HOME": str(Path(home).resolve())}
+    try:
+        raw = yaml.safe_load(string.Template(path.read_text()).safe_substitute(values))
+        config = RepoConfig(**raw)
+    except Exception as error:  # yaml and pydantic errors: both mean the file is wrong
+        raise ConfigError(f"{path}: invalid feature store config: {_one_line(error)}") from error
+    config.repo_path = repo
+    return config
+
+
+def open_store(repo: str | Path, home: str | Path) -> FeatureStore:
+    """A FeatureStore over the repository at `repo`, its local state under `home`/feast."""
+    from feast import FeatureStore
+
+    config = load_config(repo, home)
+    (Path(home) / "feast").mkdir(parents=True, exist_ok=True)
+    with _reaching("open"):
+        return FeatureStore(config=config)
+
+
+def load_definitions(repo: str | Path) -> list[Any]:
+    """The Feast objects defined in the repository's Python files (what `feast apply` would collect)."""
+    from feast import Entity, FeatureService, FeatureView
+    from feast.data_source import DataSource
+
+    kinds = (DataSource, Entity, FeatureView, FeatureService)
+    found: list[Any] = []
+    for path in sorted(Path(repo).resolve().glob("*.py")):
+        # Loaded by file, not by module name: the repository is not a package on sys.path.
+        spec = importlib.util.spec_from_file_location(f"_mlops_feature_repo_{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as error:
+            raise ConfigError(f"{path}: cannot load feature definitions: {_one_line(error)}") from error
+        for value in vars(module).values():
+            if isinstance(value, kinds) and not any(value is seen for seen in found):
+                found.append(value)
+    return found
+
+
+def apply_repo(store: FeatureStore, repo: str | Path) -> dict[str, list[str]]:
+    """Register the repository's definitions and drop registered ones it no longer defines."""
+    from feast import Entity, FeatureService, FeatureView
+
+    objects = load_definitions(repo)
+    if not any(isinstance(o, FeatureView) for o in objects):
+        raise ConfigError(f"{Path(repo).resolve()}: no feature views defined")
+    defined = {(type(o).__name__, o.name) for o in objects}
+    with _reaching("apply"):
+        registered = [*store.list_feature_services(), *store.list_feature_views(), *store.list_entities()]
+        stale = [o for o in registered if (type(o).__name__, o.name) not in defined]
+        store.apply(objects, objects_to_delete=stale, partial=False)
+
+    def names(kind: type) -> list[str]:
+        return sorted(o.name for o in objects if isinstance(o, kind))
+
+    return {
+        "entities": names(Entity),
+        "feature_views": names(FeatureView),
+        "feature_services": names(FeatureService),
+        "deleted": sorted(o.name for o in stale),
+    }
+
+
+def _views(store: FeatureStore) -> dict[str, Any]:
+    with _reaching("registry"):
+        views = {view.name: view for view in store.list_feature_views()}
+    if not views:
+        raise ConfigError("the feature store has no feature views: run `mlops features apply` first")
+    return views
+
+
+def _select(views: dict[str, Any], names: Sequence[str] | None) -> list[str]:
+    chosen = list(names) if names else sorted(views)
+    unknown = [name for name in chosen if name not in views]
+    if unknown:
+        raise ConfigError(f"unknown feature view '{unknown[0]}' (known: {', '.join(sorted(views))})")
+    return chosen
+
+
+def _ttl_seconds(view: Any) -> int | None:
+    return int(view.ttl.total_seconds()) if view.ttl else None
+
+
+def status(store: FeatureStore, views: Sequence[str] | None = None) -> list[ViewStatus]:
+    """Each feature view's TTL and the time up to which it is materialized (None: never)."""
+    registered = _views(store)
+    return [
+        ViewStatus(name, _ttl_seconds(registered[name]), registered[name].most_recent_end_time)
+        for name in _select(registered, views)
+    ]
+
+
+def _rows_between(store: FeatureStore, view: Any, start: datetime, end: datetime) -> int:
+    """How many rows a materialization of (start, end] writes: each entity's latest row in it.
+
+    Feast does not report it, so the same query its engine runs is counted here.
+    """
+    from feast.infra.offline_stores.offline_utils import get_offline_store_from_config
+
+    source = view.batch_source
+    join_keys = [store.get_entity(name).join_key for name in view.entities]
+    job = get_offline_store_from_config(store.config.offline_store).pull_latest_from_table_or_query(
+        config=store.config,
+        data_source=source,
+        join_key_columns=join_keys,
+        feature_name_columns=[field.name for field in view.features],
+        timestamp_field=source.timestamp_field,
+        created_timestamp_column=source.created_timestamp_column or None,
+        start_date=start,
+        end_date=end,
+    )
+    return job.to_arrow().num_rows
+
+
+def materialize(
+    store: FeatureStore, end: datetime | None = None, views: Sequence[str] | None = None
+) -> list[ViewStatus]:
+    """Load each view's rows newer than its last materialization (up to `end`) into the online store."""
+    end = (end or datetime.now(UTC)).astimezone(UTC)
+    registered = _views(store)
+    statuses = []
+    for name in _select(registered, views):
+        view = registered[name]
+        start = view.most_recent_end_time
+        with _reaching(f"materialize {name}"):
+            rows = _rows_between(store, view, start or FIRST_START, end)
+            if start is None:
+                store.materialize(start_date=FIRST_START, end_date=end, feature_views=[name])
+            else:
+                store.materialize_incremental(end_date=end, feature_views=[name])
+        statuses.append(ViewStatus(name, _ttl_seconds(view), end, rows))
+    return statuses
+
+
+def historical_frame(
+    store: FeatureStore,
+    entity_frame: pd.DataFrame,
+    feature_service: str,
+    timestamp: str = ENTITY_TIMESTAMP,
+) -> pd.DataFrame:
+    """The entity frame joined point-in-time to the service's features, in the entity frame's order.
+
+    Each row gets, per view, the latest value stamped at or before its timestamp and within the
+    view's TTL; a value stamped after it never appears (no leakage into training).
+    """
+    import pandas as pd
+    from feast.errors import FeatureServiceNotFoundException
+
+    if timestamp not in entity_frame.columns:
+        raise DataError(
+            f"entity frame has no timestamp column '{timestamp}' (columns: {', '.join(map(str, entity_frame.columns))})"
+        )
+    with _reaching("historical features"):
+        try:
+            service = store.get_feature_service(feature_service)
+        except FeatureServiceNotFoundException as error:
+            known = ", ".join(sorted(s.name for s in store.list_feature_services())) or "none"
+            raise ConfigError(f"unknown feature service '{feature_service}' (known: {known})") from error
+        join_keys = sorted(
+            {store.get_entity(name).join_key for p in service.feature_view_projections
+             for name in store.get_feature_view(p.name).entities}
+        )
+    missing = [key for key in join_keys if key not in entity_frame.columns]
+    if missing:
+        raise DataError(f"entity frame lacks the join key '{missing[0]}' of feature service '{feature_service}'")
+    # Feast returns rows in its own order and (0.67, file offline store) drops entity rows stamped
+    # before any source data: a row number puts every row back where the caller had it, with
+    # missing features where none was known at its time, so that no label silently disappears.
+    order = "__mlops_row"
+    frame = entity_frame.reset_index(drop=True).assign(**{order: range(len(entity_frame))})
+    query = frame[[*join_keys, timestamp, order]].rename(columns={timestamp: ENTITY_TIMESTAMP})
+    query[ENTITY_TIMESTAMP] = pd.to_datetime(query[ENTITY_TIMESTAMP], utc=True)
+    with _reaching("historical features"):
+        joined = store.get_historical_features(entity_df=query, features=service).to_df()
+    features = joined.drop(columns=[*join_keys, ENTITY_TIMESTAMP])
+    return frame.merge(features, on=order, how="left").drop(columns=order)
