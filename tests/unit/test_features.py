@@ -1,0 +1,235 @@
+"""The Feast adapter: point-in-time joins never leak the future; bad input fails in one line.
+
+Each test builds a throwaway Feast repository under tmp_path (file offline store, SQLite online
+store, file registry under a temporary MLOPS_HOME), so nothing here touches the stack's state.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops import features
+from mlops.errors import ConfigError, DataError, FeatureStoreUnavailable
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = pd.Timestamp("2025-01-01", tz="UTC")
+TTL_DAYS = 10
+
+STORE_YAML = """\
+project: pit_test
+provider: local
+registry: ${MLOPS_HOME}/feast/registry.db
+online_store:
+  type: sqlite
+  path: ${MLOPS_HOME}/feast/online.db
+offline_store:
+  type: file
+entity_key_serialization_version: 3
+"""
+
+DEFINITIONS = f"""\
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource
+from feast.types import Float64
+from feast.value_type import ValueType
+
+customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
+source = FileSource(name="balance_source", path="data/balance.parquet", timestamp_field="event_timestamp")
+balance = FeatureView(
+    name="balance", entities=[customer], ttl=timedelta(days={TTL_DAYS}),
+    schema=[Field(name="balance", dtype=Float64)], source=source,
+)
+scorer = FeatureService(name="scorer", features=[balance])
+"""
+
+
+def _repo(root: Path, rows: pd.DataFrame, yaml_text: str = STORE_YAML) -> Path:
+    repo = root / "repo"
+    (repo / "data").mkdir(parents=True)
+    (repo / "feature_store.yaml").write_text(yaml_text)
+    (repo / "definitions.py").write_text(DEFINITIONS)
+    rows.to_parquet(repo / "data" / "balance.parquet", index=False)
+    return repo
+
+
+def _balances() -> pd.DataFrame:
+    """Two customers: a balance on day 0, and on day 5 a very different one (the 'future')."""
+    return pd.DataFrame(
+        {
+            "customer_id": [1, 1, 2, 2],
+            "event_timestamp": [T0, T0 + timedelta(days=5), T0, T0 + timedelta(days=5)],
+            "balance": [10.0, 990.0, 20.0, 980.0],
+        }
+    )
+
+
+@pytest.fixture
+def store_and_repo(tmp_path):
+    repo = _repo(tmp_path, _balances())
+    store = features.open_store(repo, tmp_path / "home")
+    features.apply_repo(store, repo)
+    return store, repo
+
+
+def test_apply_registers_the_definitions_under_the_home(tmp_path):
+    repo = _repo(tmp_path, _balances())
+    store = features.open_store(repo, tmp_path / "home")
+    applied = features.apply_repo(store, repo)
+    assert applied == {"entities": ["customer"], "feature_views": ["balance"],
+                       "feature_services": ["scorer"], "deleted": []}
+    # ${MLOPS_HOME} in feature_store.yaml is the home it was given, not the process's environment.
+    assert (tmp_path / "home" / "feast" / "registry.db").is_file()
+
+
+def test_a_value_stamped_after_the_label_never_reaches_the_training_frame(store_and_repo):
+    store, _ = store_and_repo
+    one_second = timedelta(seconds=1)
+    entity = pd.DataFrame(
+        {
+            "customer_id": [1, 2, 1, 1, 2],
+            "event_timestamp": [
+                T0 + timedelta(days=5) - one_second,  # just before the change: the old value
+                T0 + timedelta(days=3),  # between the two: the old value
+                T0 + timedelta(days=5),  # exactly at the change: the new value is known
+                T0 + timedelta(days=5 + TTL_DAYS) + one_second,  # past the TTL: nothing
+                T0 - one_second,  # before any data: nothing, and the row stays
+            ],
+            "label": [0, 1, 1, 0, 1],
+        }
+    )
+    frame = features.historical_frame(store, entity, "scorer")
+    # Same rows, same order, the caller's columns untouched.
+    pd.testing.assert_frame_equal(frame[entity.columns.tolist()], entity)
+    assert frame["balance"].tolist()[:3] == [10.0, 20.0, 990.0]
+    assert frame["balance"].iloc[3:].isna().all()
+
+
+def test_point_in_time_join_matches_an_independent_as_of_join(tmp_path):
+    # Each label gets a marker balance stamped one second after it, as if the outcome were written
+    # back into the features: its own marker must never appear on its row (a later label of the
+    # same customer may rightly see it), and every value must match an independent as-of join.
+    rng = np.random.default_rng(7)
+    customers, changes = 40, 6
+    rows = pd.DataFrame(
+        {
+            "customer_id": np.repeat(np.arange(1, customers + 1), changes),
+            "event_timestamp": T0 + pd.to_timedelta(rng.integers(0, 30 * 86400, customers * changes), unit="s"),
+            "balance": rng.normal(100.0, 30.0, customers * changes).round(2),
+        }
+    ).drop_duplicates(["customer_id", "event_timestamp"])
+    labels = pd.DataFrame(
+        {
+            "customer_id": rng.integers(1, customers + 1, 200),
+            "event_timestamp": T0 + pd.to_timedelta(rng.integers(0, 35 * 86400, 200), unit="s"),
+        }
+    )
+    markers = -1.0 - np.arange(len(labels))
+    leaks = labels.assign(event_timestamp=labels["event_timestamp"] + timedelta(seconds=1), balance=markers)
+    repo = _repo(tmp_path, pd.concat([rows, leaks], ignore_index=True))
+    store = features.open_store(repo, tmp_path / "home")
+    features.apply_repo(store, repo)
+
+    frame = features.historical_frame(store, labels, "scorer")
+    expected = pd.merge_asof(
+        labels.reset_index().sort_values("event_timestamp"),
+        pd.concat([rows, leaks]).sort_values("event_timestamp"),
+        on="event_timestamp", by="customer_id", direction="backward",
+        tolerance=pd.Timedelta(days=TTL_DAYS),
+    ).sort_values("index")
+    assert not (frame["balance"].to_numpy() == markers).any()
+    assert frame["balance"].notna().sum() > 150  # most labels do see a value: the test has teeth
+    np.testing.assert_array_equal(frame["balance"].to_numpy(), expected["balance"].to_numpy())
+
+
+def test_materialize_is_incremental_and_reports_rows_per_view(store_and_repo):
+    store, _ = store_and_repo
+    assert [(s.name, s.last_materialized) for s in features.status(store)] == [("balance", None)]
+    first_end = datetime(2025, 1, 3, tzinfo=UTC)
+    first = features.materialize(store, end=first_end)
+    # Up to day 3 each customer has its day-0 row: two rows, one per entity.
+    assert [(s.name, s.rows_written, s.last_materialized) for s in first] == [("balance", 2, first_end)]
+    second = features.materialize(store, end=first_end + timedelta(days=10))
+    assert [s.rows_written for s in second] == [2]  # the day-5 rows, nothing more
+    assert features.status(store)[0].last_materialized == first_end + timedelta(days=10)
+    assert features.status(store)[0].ttl_seconds == TTL_DAYS * 86400
+    online = store.get_online_features(features=["balance:balance"], entity_rows=[{"customer_id": 1}]).to_dict()
+    assert online["balance"] == [990.0]
+
+
+def test_status_renders_as_a_markdown_table():
+    when = datetime(2025, 1, 3, tzinfo=UTC)
+    text = features.render_markdown(
+        [features.ViewStatus("balance", 864000, when, 2), features.ViewStatus("profile", None, None)]
+    )
+    assert "| balance | 2025-01-03T00:00:00+00:00 | 2 | 10 d |" in text
+    assert "| profile | never | - | none |" in text
+    assert features.ViewStatus("balance", 1, when, 2).to_dict()["last_materialized"] == when.isoformat()
+
+
+# -- bad input: one line naming the problem, the documented exit code ------------------------------
+
+
+def test_a_missing_feature_service_is_a_config_error(store_and_repo):
+    store, _ = store_and_repo
+    entity = pd.DataFrame({"customer_id": [1], "event_timestamp": [T0]})
+    with pytest.raises(ConfigError, match=r"unknown feature service 'nope' \(known: scorer\)") as caught:
+        features.historical_frame(store, entity, "nope")
+    assert caught.value.exit_code == 2 and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("call", ["materialize", "status"])
+def test_an_unknown_feature_view_is_a_config_error(store_and_repo, call):
+    store, _ = store_and_repo
+    with pytest.raises(ConfigError, match=r"unknown feature view 'nope' \(known: balance\)") as caught:
+        getattr(features, call)(store, views=["nope"])
+    assert caught.value.exit_code == 2
+
+
+def test_an_entity_frame_without_its_timestamp_column_is_a_data_error(store_and_repo):
+    store, _ = store_and_repo
+    with pytest.raises(DataError, match="no timestamp column 'event_timestamp'") as caught:
+        features.historical_frame(store, pd.DataFrame({"customer_id": [1]}), "scorer")
+    assert caught.value.exit_code == 2
+    with pytest.raises(DataError, match="lacks the join key 'customer_id'"):
+        features.historical_frame(store, pd.DataFrame({"event_timestamp": [T0]}), "scorer")
+
+
+def test_an_unreachable_store_is_reported_as_unavailable(tmp_path):
+    # The registry's directory is a regular file: every read or write of the registry fails.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    repo = _repo(tmp_path, _balances(), STORE_YAML.replace("${MLOPS_HOME}/feast/registry.db", f"{blocker}/registry.db"))
+    with pytest.raises(FeatureStoreUnavailable, match="feature store unreachable") as caught:
+        store = features.open_store(repo, tmp_path / "home")
+        features.apply_repo(store, repo)
+    assert caught.value.exit_code == 1 and caught.value.transient and "\n" not in str(caught.value)
+
+
+def test_a_repository_without_its_config_or_views_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="feature_store.yaml is missing"):
+        features.open_store(tmp_path, tmp_path / "home")
+    repo = _repo(tmp_path, _balances())
+    store = features.open_store(repo, tmp_path / "home")
+    with pytest.raises(ConfigError, match="run `mlops features apply` first"):
+        features.materialize(store)
+
+
+def test_the_projects_feature_repository_applies_and_serves_the_bundled_sources(tmp_path):
+    store = features.open_store(REPO / "features", tmp_path / "home")
+    applied = features.apply_repo(store, REPO / "features")
+    assert applied["feature_views"] == ["customer_activity", "customer_profile"]
+    assert applied["feature_services"] == ["churn_model"]
+    # Customer 2's March activity is stamped 2025-03-01 00:01; a label a second earlier sees February's.
+    activity = pd.read_parquet(REPO / "data" / "features" / "customer_activity.parquet")
+    mine = activity[activity["customer_id"] == 2].set_index("event_timestamp")["monthly_charges"]
+    march = pd.Timestamp("2025-03-01 00:01", tz="UTC")
+    entity = pd.DataFrame({"customer_id": [2, 2], "event_timestamp": [march - timedelta(seconds=1), march]})
+    frame = features.historical_frame(store, entity, "churn_model")
+    assert frame["monthly_charges"].tolist() == [mine[march - pd.DateOffset(months=1)], mine[march]]
+    assert frame[["age", "contract", "plan", "payment_method", "region"]].notna().all().all()
