@@ -643,6 +643,42 @@ def cmd_stack(action: Annotated[Literal["up", "down", "status"], typer.Argument(
     return EXIT_OK
 
 
+ViewOption = Annotated[list[str] | None, typer.Option("--view", metavar="NAME", show_default=False,
+                                                     help="a feature view (repeatable; default: all)")]
+FeatureRepoOption = Annotated[str, typer.Option("--repo", metavar="PATH", help="the Feast repository")]
+
+
+@_command("features", "the feature store (Feast): register the repository's definitions, load the "
+          "online store incrementally, or show each view's last materialization",
+          "mlops features materialize --json")
+def cmd_features(
+    action: Annotated[Literal["apply", "materialize", "status"], typer.Argument(show_default=False)],
+    view: ViewOption = None,
+    repo: FeatureRepoOption = "features",
+    as_json: JsonFlag = False,
+) -> int:
+    from mlops import features
+
+    try:
+        store = features.open_store(repo, _settings().home)
+        if action == "apply":
+            applied = features.apply_repo(store, repo)
+            if as_json:
+                print(json.dumps({"status": "ok", "action": action, **applied}))
+            else:
+                for kind, names in applied.items():
+                    print(f"{kind.replace('_', ' '):16s} {', '.join(names) or '-'}")
+            return EXIT_OK
+        statuses = features.materialize(store, views=view) if action == "materialize" else features.status(store, view)
+    except MlopsError as err:
+        return _fail(err, as_json)
+    if as_json:
+        print(json.dumps({"status": "ok", "action": action, "views": [s.to_dict() for s in statuses]}))
+    else:
+        print(features.render_markdown(statuses), end="")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The `mlops` entry point: the command's exit code (argv defaults to the process's arguments)."""
     code = typer.main.get_command(app).main(args=argv, prog_name="mlops", standalone_mode=False)

@@ -6,6 +6,7 @@ store, file registry under a temporary MLOPS_HOME), so nothing here touches the 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -233,3 +234,22 @@ def test_the_projects_feature_repository_applies_and_serves_the_bundled_sources(
     frame = features.historical_frame(store, entity, "churn_model")
     assert frame["monthly_charges"].tolist() == [mine[march - pd.DateOffset(months=1)], mine[march]]
     assert frame[["age", "contract", "plan", "payment_method", "region"]].notna().all().all()
+
+
+def test_the_cli_applies_materializes_and_reports_in_json(tmp_path, monkeypatch, capsys):
+    from mlops import cli
+
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "home"))
+    repo = _repo(tmp_path, _balances())
+    assert cli.main(["features", "status", "--repo", str(repo), "--json"]) == 2  # nothing applied yet
+    assert "run `mlops features apply` first" in json.loads(capsys.readouterr().out)["error"]
+    assert cli.main(["features", "apply", "--repo", str(repo), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["feature_views"] == ["balance"]
+    assert cli.main(["features", "materialize", "--repo", str(repo), "--json"]) == 0
+    # Feast's progress lines go to stderr: stdout is the one JSON object.
+    [view] = json.loads(capsys.readouterr().out)["views"]
+    assert (view["name"], view["rows_written"]) == ("balance", 2)
+    assert cli.main(["features", "status", "--repo", str(repo), "--view", "nope"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines()[-1] == "error: unknown feature view 'nope' (known: balance)"
+    assert (tmp_path / "home" / "feast" / "online.db").is_file()
