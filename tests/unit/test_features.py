@@ -16,70 +16,21 @@ import pytest
 
 from mlops import features
 from mlops.errors import ConfigError, DataError, FeatureStoreUnavailable
+from tests.feature_repo import STORE_YAML, T0, TTL_DAYS, balances, make_repo
 
 REPO = Path(__file__).resolve().parents[2]
-T0 = pd.Timestamp("2025-01-01", tz="UTC")
-TTL_DAYS = 10
-
-STORE_YAML = """\
-project: pit_test
-provider: local
-registry: ${MLOPS_HOME}/feast/registry.db
-online_store:
-  type: sqlite
-  path: ${MLOPS_HOME}/feast/online.db
-offline_store:
-  type: file
-entity_key_serialization_version: 3
-"""
-
-DEFINITIONS = f"""\
-from datetime import timedelta
-
-from feast import Entity, FeatureService, FeatureView, Field, FileSource
-from feast.types import Float64
-from feast.value_type import ValueType
-
-customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
-source = FileSource(name="balance_source", path="data/balance.parquet", timestamp_field="event_timestamp")
-balance = FeatureView(
-    name="balance", entities=[customer], ttl=timedelta(days={TTL_DAYS}),
-    schema=[Field(name="balance", dtype=Float64)], source=source,
-)
-scorer = FeatureService(name="scorer", features=[balance])
-"""
-
-
-def _repo(root: Path, rows: pd.DataFrame, yaml_text: str = STORE_YAML) -> Path:
-    repo = root / "repo"
-    (repo / "data").mkdir(parents=True)
-    (repo / "feature_store.yaml").write_text(yaml_text)
-    (repo / "definitions.py").write_text(DEFINITIONS)
-    rows.to_parquet(repo / "data" / "balance.parquet", index=False)
-    return repo
-
-
-def _balances() -> pd.DataFrame:
-    """Two customers: a balance on day 0, and on day 5 a very different one (the 'future')."""
-    return pd.DataFrame(
-        {
-            "customer_id": [1, 1, 2, 2],
-            "event_timestamp": [T0, T0 + timedelta(days=5), T0, T0 + timedelta(days=5)],
-            "balance": [10.0, 990.0, 20.0, 980.0],
-        }
-    )
 
 
 @pytest.fixture
 def store_and_repo(tmp_path):
-    repo = _repo(tmp_path, _balances())
+    repo = make_repo(tmp_path, balances())
     store = features.open_store(repo, tmp_path / "home")
     features.apply_repo(store, repo)
     return store, repo
 
 
 def test_apply_registers_the_definitions_under_the_home(tmp_path):
-    repo = _repo(tmp_path, _balances())
+    repo = make_repo(tmp_path, balances())
     store = features.open_store(repo, tmp_path / "home")
     applied = features.apply_repo(store, repo)
     assert applied == {"entities": ["customer"], "feature_views": ["balance"],
@@ -132,7 +83,7 @@ def test_point_in_time_join_matches_an_independent_as_of_join(tmp_path):
     )
     markers = -1.0 - np.arange(len(labels))
     leaks = labels.assign(event_timestamp=labels["event_timestamp"] + timedelta(seconds=1), balance=markers)
-    repo = _repo(tmp_path, pd.concat([rows, leaks], ignore_index=True))
+    repo = make_repo(tmp_path, pd.concat([rows, leaks], ignore_index=True))
     store = features.open_store(repo, tmp_path / "home")
     features.apply_repo(store, repo)
 
@@ -205,7 +156,7 @@ def test_an_unreachable_store_is_reported_as_unavailable(tmp_path):
     # The registry's directory is a regular file: every read or write of the registry fails.
     blocker = tmp_path / "blocker"
     blocker.write_text("not a directory")
-    repo = _repo(tmp_path, _balances(), STORE_YAML.replace("${MLOPS_HOME}/feast/registry.db", f"{blocker}/registry.db"))
+    repo = make_repo(tmp_path, balances(), STORE_YAML.replace("${MLOPS_HOME}/feast/registry.db", f"{blocker}/registry.db"))
     with pytest.raises(FeatureStoreUnavailable, match="feature store unreachable") as caught:
         store = features.open_store(repo, tmp_path / "home")
         features.apply_repo(store, repo)
@@ -215,7 +166,7 @@ def test_an_unreachable_store_is_reported_as_unavailable(tmp_path):
 def test_a_repository_without_its_config_or_views_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="feature_store.yaml is missing"):
         features.open_store(tmp_path, tmp_path / "home")
-    repo = _repo(tmp_path, _balances())
+    repo = make_repo(tmp_path, balances())
     store = features.open_store(repo, tmp_path / "home")
     with pytest.raises(ConfigError, match="run `mlops features apply` first"):
         features.materialize(store)
@@ -240,7 +191,7 @@ def test_the_cli_applies_materializes_and_reports_in_json(tmp_path, monkeypatch,
     from mlops import cli
 
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "home"))
-    repo = _repo(tmp_path, _balances())
+    repo = make_repo(tmp_path, balances())
     assert cli.main(["features", "status", "--repo", str(repo), "--json"]) == 2  # nothing applied yet
     assert "run `mlops features apply` first" in json.loads(capsys.readouterr().out)["error"]
     assert cli.main(["features", "apply", "--repo", str(repo), "--json"]) == 0
