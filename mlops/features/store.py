@@ -54,7 +54,11 @@ def _reaching(what: str) -> Iterator[None]:
             yield
     except FileNotFoundError as error:
         # A missing Parquet source is bad data, not an outage: retrying will not create it.
-        raise DataError(f"{what}: file not found: {error.filename or _one_line(error)} (run `make data`?)") from error
+        # Dask wraps the original error and keeps the path in its cause or its last line.
+        cause = error.__cause__ if isinstance(error.__cause__, FileNotFoundError) else error
+        missing = str(cause.filename or str(cause).strip().splitlines()[-1])
+        hint = " (run `make data`?)" if missing.endswith(".parquet") else ""
+        raise DataError(f"{what}: file not found: {missing}{hint}") from error
     except (OSError, sqlite3.Error) as error:
         raise FeatureStoreUnavailable(f"{what}: feature store unreachable: {_one_line(error)}") from error
     except Exception as error:

@@ -163,6 +163,14 @@ def test_an_unreachable_store_is_reported_as_unavailable(tmp_path):
     assert caught.value.exit_code == 1 and caught.value.transient and "\n" not in str(caught.value)
 
 
+def test_a_missing_source_file_is_a_data_error_naming_it(store_and_repo):
+    store, repo = store_and_repo
+    (repo / "data" / "balance.parquet").unlink()
+    with pytest.raises(DataError, match=r"materialize balance: file not found: .*/data/balance.parquet \(run `make data`\?\)$") as caught:
+        features.materialize(store)
+    assert caught.value.exit_code == 2 and not caught.value.transient
+
+
 def test_a_repository_without_its_config_or_views_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="feature_store.yaml is missing"):
         features.open_store(tmp_path, tmp_path / "home")
