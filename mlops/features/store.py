@@ -247,6 +247,11 @@ def historical_frame(
     missing = [key for key in join_keys if key not in entity_frame.columns]
     if missing:
         raise DataError(f"entity frame lacks the join key '{missing[0]}' of feature service '{feature_service}'")
+    served = [field.name for p in service.feature_view_projections for field in p.features]
+    clashes = [name for name in served if name in entity_frame.columns]
+    if clashes:
+        # Two columns of one name would leave the training frame to pick one silently.
+        raise DataError(f"entity frame already has column '{clashes[0]}', a feature of service '{feature_service}'")
     # Feast returns rows in its own order and (0.67, file offline store) drops entity rows stamped
     # before any source data: a row number puts every row back where the caller had it, with
     # missing features where none was known at its time, so that no label silently disappears.

@@ -150,6 +150,9 @@ def test_an_entity_frame_without_its_timestamp_column_is_a_data_error(store_and_
     assert caught.value.exit_code == 2
     with pytest.raises(DataError, match="lacks the join key 'customer_id'"):
         features.historical_frame(store, pd.DataFrame({"event_timestamp": [T0]}), "scorer")
+    clash = pd.DataFrame({"customer_id": [1], "event_timestamp": [T0], "balance": [5.0]})
+    with pytest.raises(DataError, match="already has column 'balance', a feature of service 'scorer'"):
+        features.historical_frame(store, clash, "scorer")
 
 
 def test_an_unreachable_store_is_reported_as_unavailable(tmp_path):
