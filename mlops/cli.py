@@ -159,7 +159,36 @@ def _run_flow(flow: Any, as_json: bool, **params: Any) -> tuple[Any, Any]:
     # result, so everything said during the run goes to stderr (above the spinner when there is one).
     with progress(flow.name, as_json) as say, _task_runs_told(say), contextlib.redirect_stdout(sys.stderr):
         state = flow(**params, return_state=True)
-    return state, _flow_outcome(state)
+    outcome = _flow_outcome(state)
+    if _terminated_during(outcome):
+        # A SIGTERM that lands while Prefect is starting a task run can surface as Prefect's own
+        # error ("Task run is not set") with the signal only in its context: it is still SIGTERM.
+        _mark_crashed(state)
+        raise Terminated()
+    return state, outcome
+
+
+def _terminated_during(outcome: Any) -> bool:
+    """Whether the exception that ended a run was raised while handling Prefect's TerminationSignal."""
+    seen: set[int] = set()
+    err = outcome
+    while isinstance(err, BaseException) and id(err) not in seen:
+        if type(err).__name__ == "TerminationSignal":
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _mark_crashed(state: Any) -> None:
+    """Record the run as Crashed (what a SIGTERM makes of it) if Prefect recorded something else."""
+    if state.is_crashed():
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    with contextlib.suppress(Exception), get_client(sync_client=True) as client:
+        client.set_flow_run_state(state.state_details.flow_run_id, Crashed(message="terminated (SIGTERM)"), force=True)
 
 
 class _TaskRunsTold(logging.Handler):

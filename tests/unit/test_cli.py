@@ -172,3 +172,19 @@ def test_log_lines_written_while_the_spinner_turns_are_printed_by_its_console(ki
         logger.removeHandler(handler)
     err = capsys.readouterr().err
     assert err.count("a log line") == 1 and "working: step 2" in err
+
+
+def test_an_error_raised_while_prefect_handles_sigterm_is_still_sigterm():
+    from prefect.exceptions import TerminationSignal
+
+    from mlops.cli import _terminated_during
+
+    try:
+        try:
+            raise TerminationSignal(signal=15)
+        except TerminationSignal:
+            raise ValueError("Task run is not set")  # noqa: B904 (implicit context, as Prefect 3.9 raised it in CI)
+    except ValueError as err:
+        assert _terminated_during(err)
+    assert not _terminated_during(ValueError("a plain failure"))
+    assert not _terminated_during(None)
