@@ -20,7 +20,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from mlops.config import PipelineConfig, _read_yaml, parse_config
+from mlops.config import PipelineConfig, _read_yaml, _validated, parse_config
 from mlops.errors import ConfigError
 
 __all__ = [
@@ -206,16 +206,8 @@ def override_values(overrides: BaseModel | dict[str, Any] | None) -> dict[str, A
     if overrides is None:
         return {}
     if isinstance(overrides, dict):
-        try:
-            overrides = ConfigOverrides.model_validate(overrides)
-        except Exception as err:  # pydantic's ValidationError, reported like a config's
-            from pydantic import ValidationError
-
-            from mlops.config import _first_error
-
-            if isinstance(err, ValidationError):
-                raise ConfigError(f"overrides: {_first_error(err)}") from None
-            raise
+        # Validated as a config file is: a bad key is one line naming it.
+        overrides = _validated(ConfigOverrides, overrides, "overrides")
     return _without_empty(overrides.model_dump(mode="json", exclude_none=True))
 
 
