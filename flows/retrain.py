@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -17,18 +18,18 @@ from mlops.registry import Registry, open_registry
 from mlops.results import STATUS_REFUSED, STATUS_SKIPPED, DeployResult, RetrainResult, TrainResult
 from tasks.catalogue import load_model_config, model_slot
 from tasks.deploy import current_champion, emit_model_event, record_audit
-from tasks.retraining import assemble_training_data, check_cooldown, publish_retrain_summary
+from tasks.retraining import assemble_training_data, check_retrain_needed, publish_retrain_summary
 
 
 def _refuse_unregistered(
     registry: Registry, name: str, err: QualityGateFailed, trigger: dict[str, Any] | None,
-    training_data: retraining.TrainingData, run_id: str | None,
+    training_data: retraining.TrainingData, run_id: str | None, started: datetime,
 ) -> RetrainResult:
     """Record a retrained model that missed a gate (never registered) as a refusal, and say so."""
     champion = current_champion(registry, name)
     champion_version = champion.version if champion else None
     gates = getattr(err, "gate_results", None) or ()
-    record = retraining.gate_refusal(name, str(err), gates, champion_version, trigger, run_id)
+    record = retraining.gate_refusal(name, str(err), gates, champion_version, trigger, run_id, started)
     record_audit(registry, record)
     emit_model_event(record)
     result = RetrainResult(status=STATUS_REFUSED, model_name=name, reason=str(err), champion_version=champion_version,
@@ -55,9 +56,11 @@ def retrain(
     challenger learns from the rest. Labelled traffic is read for the last
     `retrain.labelled_window_days` (at most `retrain.max_labelled_rows` rows, the newest); rows that
     break the data contract (a value beyond the contract's bound, a null or unknown label) are left
-    out and counted in the result (`dropped_rows`, `drop_reasons`) instead of failing validation. Within `retrain.cooldown_minutes` (or `cooldown_minutes`) of
-    the last finished retrain, or while another retrain of the model runs, the run is `skipped` and
-    trains nothing.
+    out and counted in the result (`dropped_rows`, `drop_reasons`) instead of failing validation.
+    The run is `skipped` and trains nothing while another retrain of the model runs, within
+    `retrain.cooldown_minutes` (or `cooldown_minutes`) of the last finished retrain, and when its
+    event occurred before a retrain of the model that has since started and decided (that retrain
+    already answered it).
 
     Args:
         config: The pipeline config; `retrain` sets the cooldown and the use of labelled traffic.
@@ -89,11 +92,12 @@ def _retrain_holding_slot(
     logger = get_run_logger()
     name = config.model.name
     registry = open_registry()
+    started = datetime.now(UTC)
     minutes = config.retrain.cooldown_minutes if cooldown_minutes is None else cooldown_minutes
-    cooldown = check_cooldown(registry, name, minutes)
-    if cooldown.active:
-        logger.info(f"retrain of {name} skipped: {cooldown.reason()}")
-        result = RetrainResult(status=STATUS_SKIPPED, model_name=name, reason=cooldown.reason(),
+    skip = check_retrain_needed(registry, name, minutes, trigger)
+    if skip is not None:
+        logger.info(f"retrain of {name} skipped: {skip}")
+        result = RetrainResult(status=STATUS_SKIPPED, model_name=name, reason=skip,
                                champion_version=None, trigger=trigger, flow_run_id=run_id)
         publish_retrain_summary(result)
         return result
@@ -106,10 +110,10 @@ def _retrain_holding_slot(
     except QualityGateFailed as err:
         # Not good enough is an answer, not a crash: recorded like a refusal, the run completes.
         logger.warning(f"retrained {name} refused: {err}")
-        return _refuse_unregistered(registry, name, err, trigger, training_data, run_id)
+        return _refuse_unregistered(registry, name, err, trigger, training_data, run_id, started)
     # deploy cuts its promotion holdout from the same data and split: the newest labelled traffic.
     deployed: DeployResult = deploy(
-        config=config, challenger_version=trained.model_version, trigger=retraining.trigger_evidence(trigger)
+        config=config, challenger_version=trained.model_version, trigger=retraining.trigger_evidence(trigger, started)
     )
     logger.info(f"retrained {name} v{trained.model_version}: deploy {deployed.status} ({deployed.reason})")
     result = RetrainResult(

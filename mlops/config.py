@@ -64,11 +64,30 @@ class _Strict(BaseModel):
 class DatasetConfig(_Strict):
     """Where the training data lives and which columns play which role."""
 
-    uri: str = Field(min_length=1, description="Local path or s3://bucket/key, .csv or .parquet")
+    uri: str = Field(
+        min_length=1,
+        description="Local path or s3://bucket/key, .csv or .parquet; with feature_service, the entity frame "
+        "(entity keys, timestamp, label)",
+    )
     target: str = Field(min_length=1, description="Column to predict")
     timestamp: str | None = Field(
         default=None, description="Optional event-time column; enables the time-based split"
     )
+    feature_service: str | None = Field(
+        default=None, min_length=1,
+        description="Feast feature service joined point-in-time to the entity frame at dataset.uri; "
+        "serving then also accepts entity keys (needs timestamp)",
+    )
+    feature_repo: str = Field(
+        default="features", min_length=1, description="The Feast repository (feature_store.yaml) of feature_service"
+    )
+
+    @model_validator(mode="after")
+    def _feature_service_needs_timestamp(self) -> DatasetConfig:
+        # The point-in-time join needs each label's time; without it every row would see the future.
+        if self.feature_service and not self.timestamp:
+            raise ValueError("dataset.feature_service needs dataset.timestamp (each label's time for the join)")
+        return self
 
 
 class SearchConfig(_Strict):

@@ -204,25 +204,63 @@ def snapshot_uri(home: Path, model_name: str) -> str:
 
 
 # -- storm protection --------------------------------------------------------------------------------
-# Prefect's deployment concurrency limit (1, CANCEL_NEW) stops a burst of events from starting
-# parallel retrains. The cooldown covers the time after one has finished: the audit trail, which
-# every retrain's deploy writes to, says when that was, so the cooldown survives server restarts and
-# does not depend on which worker ran what.
+# Three guards, each for a different moment of a storm. While a retrain of a model runs, its slot
+# (a global concurrency limit per model, tasks/catalogue.py) skips the model's other runs at once.
+# A run that starts only after that retrain has finished (a queued run, a slow worker) is skipped
+# when its event is older than the finished retrain's start: that retrain already saw the drift the
+# event reported, whatever the cooldown. And the cooldown covers new events after a retrain. The
+# audit trail, which every retrain's deploy writes to, says when retrains started and finished, so
+# the guards survive server restarts and do not depend on which worker ran what.
 RETRAIN_SOURCE = "retrain"
 _FINISHING_ACTIONS = (ACTION_PROMOTED, ACTION_REFUSED)
 
 
-def trigger_evidence(trigger: Mapping[str, Any] | None) -> dict[str, Any]:
-    """What the audit trail keeps about why a retrain ran: the event (or 'manual') marked as a retrain."""
-    return {**(dict(trigger) if trigger else {"event": "manual"}), "source": RETRAIN_SOURCE}
+def trigger_evidence(trigger: Mapping[str, Any] | None, started: datetime | None = None) -> dict[str, Any]:
+    """What the audit trail keeps about why a retrain ran: the event (or 'manual') marked as a
+    retrain, and when the retrain started (which later runs of the same storm compare against)."""
+    evidence = {**(dict(trigger) if trigger else {"event": "manual"}), "source": RETRAIN_SOURCE}
+    if started is not None:
+        evidence["retrain_started"] = started.isoformat()
+    return evidence
+
+
+def _retrain_decisions(records: Iterable[AuditRecord]) -> list[AuditRecord]:
+    """The model's retrain decisions (promoted or refused by a retrain), newest last."""
+    return [r for r in sort_records(records)
+            if r.action in _FINISHING_ACTIONS and (r.evidence.get("trigger") or {}).get("source") == RETRAIN_SOURCE]
 
 
 def last_retrain_finished(records: Iterable[AuditRecord]) -> datetime | None:
     """When the latest retrain's deploy reached its decision (promoted or refused), if ever."""
-    for record in reversed(sort_records(records)):
-        trigger = record.evidence.get("trigger") or {}
-        if record.action in _FINISHING_ACTIONS and trigger.get("source") == RETRAIN_SOURCE:
-            return datetime.fromisoformat(record.recorded_at)
+    decisions = _retrain_decisions(records)
+    return datetime.fromisoformat(decisions[-1].recorded_at) if decisions else None
+
+
+def _instant(value: Any) -> datetime | None:
+    """A timestamp from the audit trail or an event (ISO text, maybe with a space), in UTC; None if absent or unreadable."""
+    try:
+        stamp = datetime.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def answered_by(records: Iterable[AuditRecord], trigger: Mapping[str, Any] | None) -> str | None:
+    """Why the event in `trigger` needs no retrain of its own, or None when it does.
+
+    It needs none when a retrain of the model started after the event occurred and has decided:
+    that retrain learned from the data the event was about. A run without an event time (a manual
+    run) is never answered this way.
+    """
+    occurred = _instant((trigger or {}).get("occurred"))
+    if occurred is None:
+        return None
+    for record in reversed(_retrain_decisions(records)):
+        started = _instant(record.evidence["trigger"].get("retrain_started"))
+        if started is not None and started >= occurred:
+            version = f" (v{record.to_version})" if record.to_version else ""
+            return (f"already answered: the event of {occurred.isoformat(timespec='seconds')} came before the "
+                    f"retrain that started at {started.isoformat(timespec='seconds')} and was {record.action}{version}")
     return None
 
 
@@ -256,9 +294,17 @@ def cooldown_state(records: Iterable[AuditRecord], minutes: float, now: datetime
     return Cooldown(minutes, last, until if (now or datetime.now(UTC)) < until else None)
 
 
+def skip_reason(records: Iterable[AuditRecord], minutes: float, trigger: Mapping[str, Any] | None,
+                now: datetime | None = None) -> str | None:
+    """Why a retrain that holds its model's slot must still train nothing, or None when it may train."""
+    records = list(records)
+    cooldown = cooldown_state(records, minutes, now)
+    return cooldown.reason() if cooldown.active else answered_by(records, trigger)
+
+
 def gate_refusal(
     model_name: str, reason: str, gate_results: Iterable[Any], champion_version: str | None,
-    trigger: Mapping[str, Any] | None, flow_run_id: str | None,
+    trigger: Mapping[str, Any] | None, flow_run_id: str | None, started: datetime | None = None,
 ) -> AuditRecord:
     """The audit record of a retrained model that missed a quality gate and so was never registered.
 
@@ -272,6 +318,6 @@ def gate_refusal(
     return audit.new_record(
         ACTION_REFUSED, model_name, from_version=champion_version, to_version=None,
         decision={"promote": False, "reason": reason, "checks": checks}, reason=reason,
-        evidence=audit.build_evidence(trigger=trigger_evidence(trigger)), flow_run_id=flow_run_id,
+        evidence=audit.build_evidence(trigger=trigger_evidence(trigger, started)), flow_run_id=flow_run_id,
         actor=audit.default_actor("retrain flow"),
     )

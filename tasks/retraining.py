@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -15,10 +16,11 @@ from mlops.results import RetrainResult, artifact_key
 from tasks import io_task_options
 
 
-@task(name="check-cooldown", **io_task_options())
-def check_cooldown(registry: Registry, name: str, minutes: float) -> retraining.Cooldown:
-    """The cooldown left after the model's last finished retrain, read from its audit trail."""
-    return retraining.cooldown_state(registry.read_audit(name), minutes)
+@task(name="check-retrain-needed", **io_task_options())
+def check_retrain_needed(registry: Registry, name: str, minutes: float, trigger: dict[str, Any] | None) -> str | None:
+    """Why this retrain must train nothing (the cooldown, or its event already answered by a later
+    retrain), read from the model's audit trail; None when it may train."""
+    return retraining.skip_reason(registry.read_audit(name), minutes, trigger)
 
 
 @task(name="assemble-training-data", cache_policy=NO_CACHE)

@@ -11,10 +11,12 @@ from mlops import audit
 from mlops.config import parse_config
 from mlops.local.simulate import simulate_churn
 from mlops.retraining import (
+    answered_by,
     combine_with_labelled,
     cooldown_state,
     last_retrain_finished,
     plan_training_data,
+    skip_reason,
     trigger_evidence,
 )
 
@@ -120,6 +122,36 @@ def test_trigger_evidence_keeps_the_event_and_marks_the_source():
     event = {"event": "mlops.drift.detected", "payload": {"drift_share": 0.6}}
     assert trigger_evidence(event) == {**event, "source": "retrain"}
     assert trigger_evidence(None) == {"event": "manual", "source": "retrain"}
+
+
+def _drift(minutes_after: float) -> dict:
+    # As prefect.yaml's trigger renders it: `event.occurred | string` (a space, not a T).
+    return {"event": "mlops.drift.detected", "occurred": str(T0 + timedelta(minutes=minutes_after))}
+
+
+def test_an_event_older_than_a_decided_retrain_is_answered_whatever_the_cooldown():
+    # A storm: events at minutes 1 and 2; a retrain started at 3 and was promoted at 9. A run of
+    # the storm that a slow worker starts only at 10 has nothing left to learn.
+    first = _record(audit.ACTION_PROMOTED, 9, trigger_evidence(_drift(1), started=T0 + timedelta(minutes=3)))
+    reason = answered_by([first], _drift(2))
+    assert reason and "already answered" in reason and "promoted (v2)" in reason
+    assert skip_reason([first], 0, _drift(2), now=T0 + timedelta(minutes=10)) == reason
+    # An event after that retrain started is news to it: it may train (cooldown 0).
+    assert answered_by([first], _drift(4)) is None
+    assert skip_reason([first], 0, _drift(4), now=T0 + timedelta(minutes=10)) is None
+    # Within a cooldown, the cooldown is the reason given.
+    assert "cooldown" in skip_reason([first], 60, _drift(4), now=T0 + timedelta(minutes=10))
+
+
+def test_manual_runs_and_undated_records_are_never_answered():
+    old = _record(audit.ACTION_REFUSED, 9, trigger_evidence(_drift(1)))  # written before runs kept their start
+    assert answered_by([old], _drift(0)) is None
+    started = _record(audit.ACTION_REFUSED, 9, trigger_evidence(_drift(1), started=T0 + timedelta(minutes=3)))
+    assert answered_by([started], None) is None
+    assert answered_by([started], {"event": "manual"}) is None
+    assert answered_by([started], {"occurred": "not a time"}) is None
+    # A manual deploy (not a retrain) answers no event.
+    assert answered_by([_record(audit.ACTION_PROMOTED, 9, None)], _drift(0)) is None
 
 
 # -- the retrain's split and its refusals --------------------------------------------------------------
