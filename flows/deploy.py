@@ -14,9 +14,11 @@ from mlops.catalogue import ConfigOverrides
 from mlops.config import PipelineConfig
 from mlops.errors import ChampionMoved
 from mlops.evaluation import validate_gates
+from mlops.promotion.approval import request_markdown
 from mlops.promotion.outcome import Comparison, DeployCase, compared_metrics, holdout_info
 from mlops.registry import Registry, open_registry
 from mlops.results import STATUS_PROMOTED, STATUS_REFUSED, STATUS_ROLLED_BACK, DeployResult
+from tasks.approval import wait_for_approval
 from tasks.catalogue import ensure_model_lock, load_model_config
 from tasks.data import load_dataset
 from tasks.deploy import (
@@ -145,6 +147,18 @@ def deploy(
     if not decision.promote:
         return refuse(decision.reason)
 
+    # -- a person's approval, when the model's policy asks for one -------------------------------
+    # Asked before staging, so that no lock or alias is held while nobody answers; the champion is
+    # checked again when it moves (ChampionMoved), so a deploy that won meanwhile is not undone.
+    approval = None
+    if config.approval.required:
+        approval = wait_for_approval(name, request_markdown(
+            name, candidate.version, champion_version, decision.reason, comparison.metrics,
+            config.approval.timeout_minutes), config.approval.timeout_minutes)
+        comparison = comparison.with_approval(approval.to_dict())
+        if not approval.approved:
+            return refuse(approval.refusal())
+
     # -- staging and smoke test -----------------------------------------------------------------
     # One deploy of this model at a time from here on, across processes and workers: staging, smoke
     # test and alias moves of two deploys would share the one `staging` alias, and the later would
@@ -164,6 +178,8 @@ def deploy(
             # staging is a waiting room: nothing stays there after the decision, whatever it was.
             clear_staging(registry, name)
     reason = decision.reason
+    if approval is not None:
+        reason = f"{reason}; approved by {approval.reviewer}" + (f": {approval.reason}" if approval.reason else "")
     logger.info("promoted v%s: %s", candidate.version, reason)
     paths = [
         _record(registry, audit.ACTION_PROMOTED, name, from_version=previous, to_version=candidate.version,

@@ -326,6 +326,20 @@ class RolloutConfig(_Strict):
         return enabled
 
 
+class ApprovalConfig(_Strict):
+    """A person approves or rejects a promotion the offline gate allowed, in the Prefect UI or by `mlops approve`."""
+
+    required: bool = Field(default=False, description="Pause deploy for a person's approval before the champion moves")
+    timeout_minutes: float = Field(
+        default=60.0, gt=0.0, description="No answer by then refuses the promotion (audited)"
+    )
+    at: Literal["before-rollout", "before-full"] = Field(
+        default="before-rollout",
+        description="When to ask: before the challenger gets any traffic, or before it gets all of it; "
+        "without a rollout both mean before the champion moves",
+    )
+
+
 class ExecutionConfig(_Strict):
     """Where fan-out work (search candidates, batch-scoring chunks) runs: in the flow or on Dask."""
 
@@ -442,6 +456,7 @@ class PipelineConfig(_Strict):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     rollback: RollbackConfig = Field(default_factory=RollbackConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
