@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mlops.errors import ConfigError, DataError, FeatureStoreUnavailable
+from mlops.features.freshness import Freshness, assess
 from mlops.features.status import ViewStatus
 
 if TYPE_CHECKING:
@@ -172,6 +173,31 @@ def status(store: FeatureStore, views: Sequence[str] | None = None) -> list[View
         ViewStatus(name, _ttl_seconds(registered[name]), registered[name].most_recent_end_time)
         for name in _select(registered, views)
     ]
+
+
+def view_freshness(
+    store: FeatureStore, views: Sequence[str] | None = None, now: datetime | None = None
+) -> list[Freshness]:
+    """Each view's age since its last materialization against its bound (tag mlops.max_staleness_minutes)."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    registered = _views(store)
+    return [
+        assess(name, registered[name].most_recent_end_time, dict(registered[name].tags or {}), now)
+        for name in _select(registered, views)
+    ]
+
+
+def service_views(store: FeatureStore, feature_service: str) -> list[str]:
+    """The feature views a feature service reads from; an unknown service is ConfigError naming the known ones."""
+    from feast.errors import FeatureServiceNotFoundException
+
+    with _reaching("feature service"):
+        try:
+            service = store.get_feature_service(feature_service)
+        except FeatureServiceNotFoundException as error:
+            known = ", ".join(sorted(s.name for s in store.list_feature_services())) or "none"
+            raise ConfigError(f"unknown feature service '{feature_service}' (known: {known})") from error
+    return sorted({projection.name for projection in service.feature_view_projections})
 
 
 def _rows_between(store: FeatureStore, view: Any, start: datetime, end: datetime) -> int:
