@@ -189,15 +189,11 @@ def view_freshness(
 
 def service_views(store: FeatureStore, feature_service: str) -> list[str]:
     """The feature views a feature service reads from; an unknown service is ConfigError naming the known ones."""
-    from feast.errors import FeatureServiceNotFoundException
-
     with _reaching("feature service"):
-        try:
-            service = store.get_feature_service(feature_service)
-        except FeatureServiceNotFoundException as error:
-            known = ", ".join(sorted(s.name for s in store.list_feature_services())) or "none"
-            raise ConfigError(f"unknown feature service '{feature_service}' (known: {known})") from error
-    return sorted({projection.name for projection in service.feature_view_projections})
+        services = {service.name: service for service in store.list_feature_services()}
+    if feature_service not in services:
+        raise ConfigError(f"unknown feature service '{feature_service}' (known: {', '.join(sorted(services)) or 'none'})")
+    return sorted({projection.name for projection in services[feature_service].feature_view_projections})
 
 
 def _rows_between(store: FeatureStore, view: Any, start: datetime, end: datetime) -> int:

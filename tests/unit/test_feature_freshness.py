@@ -9,7 +9,13 @@ import pytest
 
 from mlops import events, features
 from mlops.errors import ConfigError
-from mlops.features.freshness import STALENESS_TAG, FreshnessReport, assess, render_markdown, staleness_bound
+from mlops.features.freshness import (
+    STALENESS_TAG,
+    FreshnessReport,
+    assess,
+    render_markdown,
+    staleness_bound,
+)
 from tests.feature_repo import balances, make_repo
 
 REPO = Path(__file__).resolve().parents[2]
