@@ -1,9 +1,11 @@
-"""A team's feature store for real: SQL registry on the machine's PostgreSQL, Redis online store.
+"""A team's feature store for real: SQL registry on the machine's PostgreSQL, Redis online store,
+sources on S3 (a moto server on a loopback port, as tests/integration/test_production_stack.py).
 
-Set by environment variables only (MLOPS_FEAST_REGISTRY, MLOPS_FEAST_ONLINE_STORE); the repository's
-feature_store.yaml still says SQLite, which proves the variables decide. PostgreSQL is 127.0.0.1:5432
-(or MLOPS_TEST_POSTGRES_URL), Redis 127.0.0.1:6379 (or MLOPS_TEST_REDIS_URL): each test gets its own
-database and its own Feast project (Redis keys end with the project name), both removed afterwards.
+Set by environment variables only (MLOPS_FEAST_REGISTRY, MLOPS_FEAST_ONLINE_STORE,
+MLOPS_FEAST_SOURCE_URI with MLOPS_S3_ENDPOINT_URL); the repository's feature_store.yaml still says
+SQLite, which proves the variables decide. PostgreSQL is 127.0.0.1:5432 (or MLOPS_TEST_POSTGRES_URL),
+Redis 127.0.0.1:6379 (or MLOPS_TEST_REDIS_URL): each test gets its own database and its own Feast
+project (Redis keys end with the project name), both removed afterwards.
 """
 
 from __future__ import annotations
@@ -124,3 +126,48 @@ def test_an_unreachable_redis_is_one_line_not_a_traceback(team_repo, tmp_path, m
     monkeypatch.setenv("MLOPS_FEAST_ONLINE_STORE", f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(FeatureStoreUnavailable, match="materialize balance: feature store unreachable"):
         features.materialize(features.open_store(repo, tmp_path / "home"))
+
+
+@pytest.fixture
+def s3_sources(tmp_path, monkeypatch) -> Iterator[str]:
+    """A moto S3 server with a bucket; the AWS variables a team member would export (dummy ones)."""
+    import boto3
+
+    from mlops.local import stack
+    from tests.s3 import AWS_ENV, moto_service
+
+    service = moto_service(stack.free_port())
+    proc = stack.start(service, tmp_path / "moto", timeout=60)
+    try:
+        for key, value in AWS_ENV.items():
+            monkeypatch.setenv(key, value)
+        boto3.client("s3", endpoint_url=service.url).create_bucket(Bucket="features")
+        monkeypatch.setenv("MLOPS_S3_ENDPOINT_URL", service.url)
+        yield service.url
+    finally:
+        if proc is not None:
+            stack.stop_pid(proc.pid)
+
+
+def test_sources_on_s3_feed_materialization_and_training_frames(team_repo, s3_sources, tmp_path, monkeypatch):
+    import boto3
+    import pandas as pd
+
+    from tests.feature_repo import T0
+
+    repo, _, _ = team_repo
+    local = repo / "data" / "balance.parquet"
+    boto3.client("s3", endpoint_url=s3_sources).upload_file(str(local), "features", "team/balance.parquet")
+    local.unlink()  # only S3 has the rows now: a read of the local path would fail
+    monkeypatch.setenv("MLOPS_FEAST_SOURCE_URI", "s3://features/team")
+
+    store = features.open_store(repo, tmp_path / "home")
+    features.apply_repo(store, repo)
+    assert store.get_feature_view("balance").batch_source.path == "s3://features/team/balance.parquet"
+    [status] = features.materialize(store)
+    assert status.rows_written == 2
+    assert _online_balances(store, [1, 2]) == {1: 990.0, 2: 980.0}
+    # Training reads the same S3 source, point in time: day 1 sees the day-0 balance, not day 5's.
+    entity = pd.DataFrame({"customer_id": [1, 2], "event_timestamp": [T0 + pd.Timedelta(days=1)] * 2, "label": [0, 1]})
+    frame = features.historical_frame(store, entity, "scorer")
+    assert frame["balance"].tolist() == [10.0, 20.0]
