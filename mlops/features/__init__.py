@@ -1,8 +1,9 @@
-"""The feature store (Feast): apply the repository, materialize, status, point-in-time training frames.
+"""The feature store (Feast): apply the repository, materialize, status, freshness, point-in-time training frames.
 
-`store` is the Feast adapter and the only module that imports feast; `status` is plain data.
+`store` is the Feast adapter and the only module that imports feast; `status` and `freshness` are plain data.
 """
 
+from mlops.features.freshness import STALENESS_TAG, Freshness, FreshnessReport
 from mlops.features.status import ViewStatus, render_markdown
 from mlops.features.store import (
     ENTITY_TIMESTAMP,
@@ -12,11 +13,16 @@ from mlops.features.store import (
     load_definitions,
     materialize,
     open_store,
+    service_views,
     status,
+    view_freshness,
 )
 
 __all__ = [
     "ENTITY_TIMESTAMP",
+    "STALENESS_TAG",
+    "Freshness",
+    "FreshnessReport",
     "ViewStatus",
     "apply_repo",
     "historical_frame",
@@ -25,5 +31,7 @@ __all__ = [
     "materialize",
     "open_store",
     "render_markdown",
+    "service_views",
     "status",
+    "view_freshness",
 ]

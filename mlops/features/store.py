@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mlops.errors import ConfigError, DataError, FeatureStoreUnavailable
+from mlops.features import backends
+from mlops.features.freshness import Freshness, assess
 from mlops.features.status import ViewStatus
+from mlops.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,7 +74,8 @@ def load_config(repo: str | Path, home: str | Path) -> Any:
     """The repository's RepoConfig, with ${MLOPS_HOME} set to the stack's home (Settings.home).
 
     Other ${VARIABLES} come from the environment, as the `feast` CLI would substitute them, so a
-    team points the registry and online store elsewhere without editing the file.
+    team points the registry and online store elsewhere without editing the file; simpler still,
+    MLOPS_FEAST_REGISTRY and MLOPS_FEAST_ONLINE_STORE replace those two entries (backends.py).
     """
     from feast.repo_config import RepoConfig
 
@@ -80,9 +84,13 @@ def load_config(repo: str | Path, home: str | Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"no Feast repository at {repo}: feature_store.yaml is missing")
     values = {**os.environ, "MLOPS_HOME": str(Path(home).resolve())}
+    settings = Settings()
     try:
         raw = yaml.safe_load(string.Template(path.read_text()).safe_substitute(values))
+        raw = backends.with_team_stores(raw, settings.feast_registry, settings.feast_online_store)
         config = RepoConfig(**raw)
+    except ConfigError:  # an MLOPS_FEAST_* variable, named in its own message: not the file's fault
+        raise
     except Exception as error:  # yaml and pydantic errors: both mean the file is wrong
         raise ConfigError(f"{path}: invalid feature store config: {_one_line(error)}") from error
     config.repo_path = repo
@@ -121,11 +129,30 @@ def load_definitions(repo: str | Path) -> list[Any]:
     return found
 
 
+def _relocate_sources(objects: list[Any]) -> None:
+    """Point relative file sources at MLOPS_FEAST_SOURCE_URI (S3) before they are registered.
+
+    The registry keeps each source's path, so every reader (materialization, training, another
+    team member) reads where apply put it; MLOPS_S3_ENDPOINT_URL goes with it for MinIO and the like.
+    """
+    from feast import FeatureView, FileSource
+
+    settings = Settings()
+    sources = [o for o in objects if isinstance(o, FileSource)]
+    sources += [o.batch_source for o in objects if isinstance(o, FeatureView) and isinstance(o.batch_source, FileSource)]
+    for source in sources:
+        moved = backends.source_location(source.file_options.uri, settings.feast_source_uri)
+        if moved is not None:
+            source.file_options.uri = moved
+            source.file_options.s3_endpoint_override = settings.s3_endpoint_url or ""
+
+
 def apply_repo(store: FeatureStore, repo: str | Path) -> dict[str, list[str]]:
     """Register the repository's definitions and drop registered ones it no longer defines."""
     from feast import Entity, FeatureService, FeatureView
 
     objects = load_definitions(repo)
+    _relocate_sources(objects)
     if not any(isinstance(o, FeatureView) for o in objects):
         raise ConfigError(f"{Path(repo).resolve()}: no feature views defined")
     defined = {(type(o).__name__, o.name) for o in objects}
@@ -172,6 +199,27 @@ def status(store: FeatureStore, views: Sequence[str] | None = None) -> list[View
         ViewStatus(name, _ttl_seconds(registered[name]), registered[name].most_recent_end_time)
         for name in _select(registered, views)
     ]
+
+
+def view_freshness(
+    store: FeatureStore, views: Sequence[str] | None = None, now: datetime | None = None
+) -> list[Freshness]:
+    """Each view's age since its last materialization against its bound (tag mlops.max_staleness_minutes)."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    registered = _views(store)
+    return [
+        assess(name, registered[name].most_recent_end_time, dict(registered[name].tags or {}), now)
+        for name in _select(registered, views)
+    ]
+
+
+def service_views(store: FeatureStore, feature_service: str) -> list[str]:
+    """The feature views a feature service reads from; an unknown service is ConfigError naming the known ones."""
+    with _reaching("feature service"):
+        services = {service.name: service for service in store.list_feature_services()}
+    if feature_service not in services:
+        raise ConfigError(f"unknown feature service '{feature_service}' (known: {', '.join(sorted(services)) or 'none'})")
+    return sorted({projection.name for projection in services[feature_service].feature_view_projections})
 
 
 def _rows_between(store: FeatureStore, view: Any, start: datetime, end: datetime) -> int:
