@@ -6,17 +6,21 @@
 from mlops.features.status import ViewStatus, render_markdown
 from mlops.features.store import (
     ENTITY_TIMESTAMP,
+    ServiceLineage,
     apply_repo,
     historical_frame,
     load_config,
     load_definitions,
     materialize,
     open_store,
+    service_lineage,
     status,
+    view_version,
 )
 
 __all__ = [
     "ENTITY_TIMESTAMP",
+    "ServiceLineage",
     "ViewStatus",
     "apply_repo",
     "historical_frame",
@@ -25,5 +29,7 @@ __all__ = [
     "materialize",
     "open_store",
     "render_markdown",
+    "service_lineage",
     "status",
+    "view_version",
 ]
