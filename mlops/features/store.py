@@ -290,11 +290,15 @@ def view_version(view: Any) -> str:
     """A version identifier of a feature view: a short sha256 of its spec proto.
 
     Feast numbers no versions; the spec (schema, source, TTL, entities, tags) is what decides the
-    values a join returns, and its meta (creation and materialization times) is left out, so the
-    same definitions give the same version in any registry.
+    values a join returns; the meta (creation, update and materialization times, its sources'
+    too) is left out, so the same definitions give the same version in any registry.
     """
-    spec = view.to_proto().spec.SerializeToString(deterministic=True)
-    return hashlib.sha256(spec).hexdigest()[:VIEW_VERSION_CHARS]
+    spec = view.to_proto().spec
+    for source in ("batch_source", "stream_source"):
+        # A data source carries its own creation and update times inside the view's spec.
+        if spec.HasField(source):
+            getattr(spec, source).ClearField("meta")
+    return hashlib.sha256(spec.SerializeToString(deterministic=True)).hexdigest()[:VIEW_VERSION_CHARS]
 
 
 def service_lineage(store: FeatureStore, feature_service: str) -> ServiceLineage:
