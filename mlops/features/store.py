@@ -225,7 +225,7 @@ def _feature_service(store: FeatureStore, name: str) -> Any:
     try:
         return store.get_feature_service(name)
     except FeatureServiceNotFoundException as error:
-        known = ", ".join(sorted(s.name for s in store.list_feature_services())) or "none"
+        known = ", ".join(sorted(s.name for s in store.list_feature_services())) or "none: run `mlops features apply`?"
         raise ConfigError(f"unknown feature service '{name}' (known: {known})") from error
 
 
