@@ -7,6 +7,8 @@ MLOPS_HOME, a Prefect test server and a temporary MLflow store.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +19,7 @@ from flows.monitor import monitor
 from flows.train import train
 from mlops import datasets, features
 from mlops.config import PipelineConfig, parse_config
-from mlops.data import fingerprint_frame, write_frame
+from mlops.data import fingerprint_frame, read_frame, write_frame
 from mlops.promotion import promotion_holdout
 from mlops.registry import Registry
 from tests.feature_repo import MARKER, labelled_balances, make_repo
@@ -45,6 +47,8 @@ def store_fed(mlflow_store, tmp_path, monkeypatch) -> tuple[PipelineConfig, pd.D
         "gates": {"min_metrics": {"roc_auc": 0.7}},
         "rollback": {"enabled": False},
         "promotion": LENIENT_PROMOTION,
+        "serving": {"prediction_log_uri": str(tmp_path / "predictions")},
+        "retrain": {"cooldown_minutes": 0},
     })
     return config, entity
 
@@ -98,3 +102,39 @@ def test_deploy_and_monitor_of_a_store_fed_model_see_the_joined_frame(store_fed,
     shifted = write_frame(moved, str(tmp_path / "shifted.parquet"))
     result = monitor(config=config, current_uri=shifted)
     assert result.dataset_drift and result.drifted_columns == ("balance",), result
+
+
+def _log_labelled_traffic(config: PipelineConfig, balances: np.ndarray, labels: list[int]) -> None:
+    """Answered requests with the looked-up `balance` and their labels, as the serving app logs them."""
+    from mlops.serving import prediction_log as log
+    from mlops.serving.scoring import Scores
+
+    log_uri = log.model_log_uri(config.serving.prediction_log_uri, config.model.name)
+    records = [{"balance": float(b)} for b in balances]
+    at = time.time()
+    writer = log.prediction_writer(log_uri)
+    scores = Scores(labels, [[0.5, 0.5]] * len(labels), [0, 1])
+    writer.append(log.prediction_columns("req", records, scores, MODEL, "1", "champion", "champion", at),
+                  len(records), log.logged_feature_columns(frozenset({"balance"})))
+    writer.flush()
+    labels_log = log.label_writer(log_uri)
+    labels_log.append(log.label_columns([("req", i, label) for i, label in enumerate(labels)], at + 1), len(labels))
+    labels_log.flush()
+
+
+def test_a_store_fed_retrain_learns_from_the_joined_frame_plus_the_logged_features(store_fed, tmp_path):
+    from flows.retrain import retrain
+
+    config, entity = store_fed
+    rng = np.random.default_rng(4)
+    logged = rng.uniform(0.0, 1000.0, 300).round(2)
+    _log_labelled_traffic(config, logged, (logged > 500.0).astype(int).tolist())
+
+    result = retrain(config=config)
+    assert result.labelled_rows == 300 and result.model_version == "1", result
+    snapshot = read_frame(result.data_uri)
+    joined = datasets.read_training_frame(config.dataset, tmp_path / "home").frame
+    # The base is the joined frame (never a marker, no customer id); the log's rows follow it.
+    assert list(snapshot.columns) == list(joined.columns) and len(snapshot) == len(entity) + 300
+    assert snapshot["balance"].head(len(joined)).tolist() == joined["balance"].tolist()
+    assert sorted(snapshot["balance"].tail(300)) == sorted(logged) and snapshot["balance"].max() < MARKER
