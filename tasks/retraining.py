@@ -25,9 +25,9 @@ def check_retrain_needed(registry: Registry, name: str, minutes: float, trigger:
 
 @task(name="assemble-training-data", cache_policy=NO_CACHE)
 def assemble_training_data(config: PipelineConfig, include_recent_labels: bool, home: Path) -> retraining.TrainingData:
-    """The configured training data (a store-fed model's joined frame), plus labelled predictions of the last `retrain.labelled_window_days`
-    when there are enough (kept as a snapshot under `home`); rows that break the contract are left
-    out and counted."""
+    """The configured training data (a store-fed model's joined frame), plus labelled predictions
+    of the last `retrain.labelled_window_days` when there are enough (kept as a snapshot under
+    `home`); rows that break the contract are left out and counted."""
     base = datasets.read_training_frame(config.dataset, home).frame
     labelled = None
     skipped: list[str] = []
