@@ -11,7 +11,7 @@ from prefect.runtime import flow_run
 from flows.rollback import rollback
 from mlops import audit, promotion
 from mlops.catalogue import ConfigOverrides
-from mlops.config import PipelineConfig
+from mlops.config import PipelineConfig, Settings
 from mlops.errors import ChampionMoved
 from mlops.evaluation import validate_gates
 from mlops.promotion.approval import request_markdown
@@ -20,7 +20,7 @@ from mlops.registry import Registry, open_registry
 from mlops.results import STATUS_PROMOTED, STATUS_REFUSED, STATUS_ROLLED_BACK, DeployResult
 from tasks.approval import wait_for_approval
 from tasks.catalogue import ensure_model_lock, load_model_config
-from tasks.data import load_dataset
+from tasks.data import load_dataset, load_training_data
 from tasks.deploy import (
     clear_staging,
     current_champion,
@@ -119,7 +119,12 @@ def deploy(
     # -- fair comparison on the same rows ---------------------------------------------------------
     contract = load_version_contract(registry, candidate)
     data_uri = config.promotion.holdout_uri or config.dataset.uri
-    frame, _ = load_dataset(data_uri)
+    if config.promotion.holdout_uri:
+        frame, _ = load_dataset(data_uri)
+    else:
+        # The training data as train read it (for a store-fed model, the joined frame): the split
+        # then cuts the same holdout rows the challenger was evaluated on.
+        frame = load_training_data(config.dataset, Settings().home).frame
     holdout, fingerprint = cut_promotion_holdout(frame, contract, config)
     truth = holdout[contract.target].to_numpy()
     new_predictions, new_metrics = score_version(registry, candidate, holdout)

@@ -7,15 +7,18 @@ from mlops.features.freshness import STALENESS_TAG, Freshness, FreshnessReport
 from mlops.features.status import ViewStatus, render_markdown
 from mlops.features.store import (
     ENTITY_TIMESTAMP,
+    ServiceLineage,
     apply_repo,
     historical_frame,
     load_config,
     load_definitions,
     materialize,
     open_store,
+    service_lineage,
     service_views,
     status,
     view_freshness,
+    view_version,
 )
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "STALENESS_TAG",
     "Freshness",
     "FreshnessReport",
+    "ServiceLineage",
     "ViewStatus",
     "apply_repo",
     "historical_frame",
@@ -31,7 +35,9 @@ __all__ = [
     "materialize",
     "open_store",
     "render_markdown",
+    "service_lineage",
     "service_views",
     "status",
     "view_freshness",
+    "view_version",
 ]

@@ -8,6 +8,7 @@ with one readable line each.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import sqlite3
@@ -15,6 +16,7 @@ import string
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -264,6 +266,17 @@ def materialize(
     return statuses
 
 
+def _feature_service(store: FeatureStore, name: str) -> Any:
+    """The registered feature service `name`; ConfigError naming the known ones when it is not."""
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        return store.get_feature_service(name)
+    except FeatureServiceNotFoundException as error:
+        known = ", ".join(sorted(s.name for s in store.list_feature_services())) or "none: run `mlops features apply`?"
+        raise ConfigError(f"unknown feature service '{name}' (known: {known})") from error
+
+
 def historical_frame(
     store: FeatureStore,
     entity_frame: pd.DataFrame,
@@ -276,18 +289,13 @@ def historical_frame(
     view's TTL; a value stamped after it never appears (no leakage into training).
     """
     import pandas as pd
-    from feast.errors import FeatureServiceNotFoundException
 
     if timestamp not in entity_frame.columns:
         raise DataError(
             f"entity frame has no timestamp column '{timestamp}' (columns: {', '.join(map(str, entity_frame.columns))})"
         )
     with _reaching("historical features"):
-        try:
-            service = store.get_feature_service(feature_service)
-        except FeatureServiceNotFoundException as error:
-            known = ", ".join(sorted(s.name for s in store.list_feature_services())) or "none"
-            raise ConfigError(f"unknown feature service '{feature_service}' (known: {known})") from error
+        service = _feature_service(store, feature_service)
         join_keys = sorted(
             {store.get_entity(name).join_key for p in service.feature_view_projections
              for name in store.get_feature_view(p.name).entities}
@@ -311,3 +319,56 @@ def historical_frame(
         joined = store.get_historical_features(entity_df=query, features=service).to_df()
     features = joined.drop(columns=[*join_keys, ENTITY_TIMESTAMP])
     return frame.merge(features, on=order, how="left").drop(columns=order)
+
+
+@dataclass(frozen=True)
+class ServiceLineage:
+    """What a feature service is made of, for lineage: its views (name -> spec version) and join keys."""
+
+    name: str
+    views: dict[str, str]
+    join_keys: tuple[str, ...]
+
+
+# Long enough to tell two specs of one view apart in a tag, short enough to read.
+VIEW_VERSION_CHARS = 12
+
+
+def view_version(view: Any) -> str:
+    """A version identifier of a feature view: a short sha256 of its spec proto.
+
+    Feast numbers no versions; the spec (schema, source, TTL, entities, tags) is what decides the
+    values a join returns; the meta (creation, update and materialization times, its sources'
+    too) is left out, so the same definitions give the same version in any registry.
+    """
+    spec = view.to_proto().spec
+    for source in ("batch_source", "stream_source"):
+        # A data source carries its own creation and update times inside the view's spec.
+        if spec.HasField(source):
+            getattr(spec, source).ClearField("meta")
+    return hashlib.sha256(spec.SerializeToString(deterministic=True)).hexdigest()[:VIEW_VERSION_CHARS]
+
+
+def service_lineage(store: FeatureStore, feature_service: str) -> ServiceLineage:
+    """The service's views with their versions and its join keys, each checked against the registry.
+
+    A missing service or a view the registry does not hold is a `ConfigError` naming it, before any
+    data is joined; an unreachable registry is `FeatureStoreUnavailable`.
+    """
+    from feast.errors import FeatureViewNotFoundException
+
+    with _reaching("feature service"):
+        service = _feature_service(store, feature_service)
+        views: dict[str, str] = {}
+        keys: set[str] = set()
+        for projection in service.feature_view_projections:
+            try:
+                view = store.get_feature_view(projection.name)
+            except FeatureViewNotFoundException as error:
+                raise ConfigError(
+                    f"feature service '{feature_service}' uses feature view '{projection.name}', "
+                    "which the registry does not hold (run `mlops features apply`?)"
+                ) from error
+            views[view.name] = view_version(view)
+            keys.update(store.get_entity(name).join_key for name in view.entities)
+    return ServiceLineage(feature_service, dict(sorted(views.items())), tuple(sorted(keys)))
