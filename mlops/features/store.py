@@ -43,6 +43,34 @@ FIRST_START = datetime(1970, 1, 1, tzinfo=UTC)
 _UNREACHABLE_NAMES = ("ConnectionError", "OperationalError", "TimeoutError")
 
 
+_PROMETHEUS_DIR_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
+
+
+def _import_feast() -> None:
+    """Import feast without letting it switch this process and its children to Prometheus files.
+
+    Importing Feast 0.67 (feast.metrics) points PROMETHEUS_MULTIPROC_DIR at a temporary folder that
+    it deletes when the importing process exits. Left in the environment, every process started
+    afterwards inherits it: `mlops stack up` applies the repository and then starts the worker, so
+    every flow run's prometheus_client wrote to a deleted folder (FileNotFoundError), and the
+    serving app's /metrics would have moved into files. So prometheus_client is imported first
+    (it picks in-process or file-backed values once, at import) and the variables are put back.
+    """
+    if "feast.metrics" in sys.modules:
+        return
+    before = {name: os.environ.get(name) for name in _PROMETHEUS_DIR_VARIABLES}
+    import prometheus_client  # noqa: F401
+
+    try:
+        import feast.metrics  # noqa: F401
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
@@ -79,6 +107,7 @@ def load_config(repo: str | Path, home: str | Path) -> Any:
     team points the registry and online store elsewhere without editing the file; simpler still,
     MLOPS_FEAST_REGISTRY and MLOPS_FEAST_ONLINE_STORE replace those two entries (backends.py).
     """
+    _import_feast()
     from feast.repo_config import RepoConfig
 
     repo = Path(repo).resolve()
@@ -101,6 +130,7 @@ def load_config(repo: str | Path, home: str | Path) -> Any:
 
 def open_store(repo: str | Path, home: str | Path) -> FeatureStore:
     """A FeatureStore over the repository at `repo`, its local state under `home`/feast."""
+    _import_feast()
     from feast import FeatureStore
 
     config = load_config(repo, home)
@@ -111,6 +141,7 @@ def open_store(repo: str | Path, home: str | Path) -> FeatureStore:
 
 def load_definitions(repo: str | Path) -> list[Any]:
     """The Feast objects defined in the repository's Python files (what `feast apply` would collect)."""
+    _import_feast()
     from feast import Entity, FeatureService, FeatureView
     from feast.data_source import DataSource
 

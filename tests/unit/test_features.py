@@ -7,6 +7,9 @@ store, file registry under a temporary MLOPS_HOME), so nothing here touches the 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -215,3 +218,20 @@ def test_the_cli_applies_materializes_and_reports_in_json(tmp_path, monkeypatch,
     captured = capsys.readouterr()
     assert captured.err.strip().splitlines()[-1] == "error: unknown feature view 'nope' (known: balance)"
     assert (tmp_path / "home" / "feast" / "online.db").is_file()
+
+
+def test_using_the_store_leaves_no_prometheus_folder_for_child_processes(tmp_path):
+    # Feast's import points PROMETHEUS_MULTIPROC_DIR at a folder it deletes at exit; inherited by
+    # the worker `mlops stack up` starts, it made every flow run fail writing metrics there.
+    code = (
+        "import os, sys\n"
+        "from mlops.features import store\n"
+        f"store.open_store({str(REPO / 'features')!r}, {str(tmp_path)!r})\n"
+        "import prometheus_client.values as values\n"
+        "assert 'feast.metrics' in sys.modules\n"
+        "print(sorted(k for k in os.environ if k.startswith('PROMETHEUS')), values.ValueClass.__name__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]", "MutexValue"]
