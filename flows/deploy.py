@@ -157,9 +157,10 @@ def deploy(
     # checked again when it moves (ChampionMoved), so a deploy that won meanwhile is not undone.
     approval = None
     if config.approval.required:
-        approval = wait_for_approval(name, request_markdown(
-            name, candidate.version, champion_version, decision.reason, comparison.metrics,
-            config.approval.timeout_minutes), config.approval.timeout_minutes)
+        evidence = request_markdown(name, candidate.version, champion_version, decision.reason, comparison.metrics,
+                                    config.approval.timeout_minutes)
+        approval = wait_for_approval(name, candidate.version, champion_version, decision.reason, evidence,
+                                     config.approval.timeout_minutes)
         comparison = comparison.with_approval(approval.to_dict())
         if not approval.approved:
             return refuse(approval.refusal())

@@ -28,6 +28,9 @@ EVENT_BY_ACTION: dict[str, str] = {
 
 RESOURCE_PREFIX = "mlops.model."
 
+# A deploy paused for a person's approval (approval.required): notifications tell someone to answer.
+APPROVAL_REQUESTED = "mlops.approval.requested"
+
 # A feature view past its staleness bound (or never materialized): emitted by the materialize flow
 # when a run fails and by the monitor of a model fed by the view's feature service.
 FEATURES_STALE = "mlops.features.stale"
@@ -68,3 +71,11 @@ def stale_event(freshness: Freshness, source: str, model_name: str | None = None
     if model_name is not None:
         payload["model_name"] = model_name
     return FEATURES_STALE, feature_view_resource(freshness.view), payload
+
+
+def approval_requested(model_name: str, candidate: str, champion: str | None, reason: str,
+                       timeout_minutes: float) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """(event name, resource, payload) asking a person to approve or reject a promotion."""
+    payload = {"model_name": model_name, "candidate_version": candidate, "champion_version": champion,
+               "reason": reason, "timeout_minutes": timeout_minutes}
+    return APPROVAL_REQUESTED, model_resource(model_name), payload

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     default_model: str | None = Field(default=None, alias="MLOPS_DEFAULT_MODEL")
     # Automations that are not deployment triggers (crashing runs whose heartbeats stopped).
     automations_file: Path = Field(default=Path("deployments/automations.yaml"), alias="MLOPS_AUTOMATIONS_FILE")
+    # Who is told (drift, degradation, promotion, refusal, rollback, approval asked, a failed run):
+    # the automations of this file send through the Prefect notification block `mlops-notify`.
+    notifications_file: Path = Field(default=Path("deployments/notifications.yaml"), alias="MLOPS_NOTIFICATIONS_FILE")
+    # A generic webhook `make up` saves as that block; never in a YAML file of the repository. Unset
+    # (and no block of that name made by hand, e.g. Slack in the UI): the notifications are not applied.
+    notify_webhook_url: SecretStr | None = Field(default=None, alias="MLOPS_NOTIFY_WEBHOOK_URL")
     s3_endpoint_url: str | None = Field(default=None, alias="MLOPS_S3_ENDPOINT_URL")
     # The production stack (README "Production stack"): unset, `stack up` keeps SQLite and local files.
     prefect_database_url: str | None = Field(default=None, alias="MLOPS_PREFECT_DATABASE_URL")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
+from prefect.events import emit_event
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
@@ -17,6 +18,7 @@ from prefect.runtime import flow_run
 from prefect.states import Running
 from pydantic import Field
 
+from mlops import events
 from mlops.errors import NothingToApprove
 from mlops.promotion.approval import ApprovalVerdict
 from mlops.results import artifact_key
@@ -33,11 +35,16 @@ class ApprovalInput(RunInput):
     reason: str = Field(default="", description="Why; required in practice for a rejection")
 
 
-def wait_for_approval(model: str, evidence_markdown: str, timeout_minutes: float) -> ApprovalVerdict:
+def wait_for_approval(
+    model: str, candidate: str, champion: str | None, gate_reason: str, evidence_markdown: str, timeout_minutes: float,
+) -> ApprovalVerdict:
     """Pause the flow run until a person answers or `timeout_minutes` pass (a refusal)."""
     logger = get_run_logger()
     create_markdown_artifact(key=artifact_key("approval", model), markdown=evidence_markdown,
                              description=f"{model}: waiting for approval")
+    # Someone has to know: deployments/notifications.yaml turns this into a message.
+    name, resource, payload = events.approval_requested(model, candidate, champion, gate_reason, timeout_minutes)
+    emit_event(event=name, resource=resource, payload=payload)
     logger.warning(f"waiting up to {timeout_minutes:g} min for approval: `mlops approve --model {model}` "
                    f"or `mlops reject --model {model} --reason TEXT`, or Resume in the Prefect UI")
     form = ApprovalInput.with_initial_data(description=evidence_markdown, approve=False)

@@ -150,13 +150,38 @@ class PrefectRest:
             self._request("DELETE", f"/automations/{old['id']}")
         return self._post("/automations/", automation, idempotent=False)["id"]
 
+    def block_ids(self, name: str, type_slug: str | None = None) -> list[str]:
+        """Ids of the named (non-anonymous) block documents, of one block type if `type_slug` is given."""
+        query: dict[str, Any] = {"block_documents": {"name": {"any_": [name]}, "is_anonymous": {"eq_": False}}}
+        if type_slug:
+            query["block_types"] = {"slug": {"any_": [type_slug]}}
+        return [doc["id"] for doc in self._post("/block_documents/filter", query)]
+
+    def save_block(self, type_slug: str, name: str, data: dict[str, Any]) -> str:
+        """Create or replace the data of the block document `name` of block type `type_slug`; its id."""
+        existing = self.block_ids(name, type_slug)
+        if existing:
+            self._request("PATCH", f"/block_documents/{existing[0]}", {"data": data, "merge_existing_data": False})
+            return existing[0]
+        block_type = self._get(f"/block_types/slug/{type_slug}")
+        schemas = self._post("/block_schemas/filter", {"block_schemas": {"block_type_id": {"any_": [block_type["id"]]}}})
+        if not schemas:
+            raise RuntimeError(f"the Prefect server has no schema for block type {type_slug}")
+        body = {"name": name, "block_type_id": block_type["id"], "block_schema_id": schemas[0]["id"], "data": data}
+        return self._post("/block_documents/", body, idempotent=False)["id"]
+
+    def delete_automations(self, names: list[str]) -> None:
+        for old in self._post("/automations/filter", {"automations": {"name": {"any_": names}}}):
+            self._request("DELETE", f"/automations/{old['id']}")
+
     def automations(self) -> list[dict[str, Any]]:
         return self._post("/automations/filter", {})
 
-    def emit(self, name: str, resource: dict[str, str], payload: dict[str, Any]) -> str:
+    def emit(self, name: str, resource: dict[str, str], payload: dict[str, Any],
+             related: list[dict[str, str]] | None = None) -> str:
         """Send one event as any producer would; returns its id."""
         event_id = str(uuid.uuid4())
         event = {"id": event_id, "occurred": datetime.now(UTC).isoformat(), "event": name,
-                 "resource": resource, "payload": payload}
+                 "resource": resource, "payload": payload, "related": related or []}
         self._post("/events", [event], idempotent=False)
         return event_id

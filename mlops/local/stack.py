@@ -245,7 +245,11 @@ def deploy_flows(settings: Settings, project: Path) -> list[str]:
     _run([_bin("prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)], env, project,
          f"prefect deploy --all ({prefect_file})")
     apply_automations(settings, project)
-    return sync_deployments(settings, project)
+    from mlops.local.notifications import apply_notifications
+
+    webhook = settings.notify_webhook_url.get_secret_value() if settings.notify_webhook_url else None
+    told = apply_notifications(settings.local_prefect_url, _in_project(project, settings.notifications_file), webhook)
+    return [*sync_deployments(settings, project), told]
 
 
 def apply_features(settings: Settings, project: Path) -> str:

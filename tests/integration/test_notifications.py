@@ -1,0 +1,129 @@
+"""deployments/notifications.yaml on a real Prefect server: each event reaches a local webhook once,
+naming the model, the version and the reason; the URL lives in a Prefect block, not in the file."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import yaml
+
+from mlops import audit, events
+from mlops.local.notifications import BLOCK_NAME, apply_notifications
+from mlops.local.prefect_rest import PrefectRest, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+FILE = REPO / "deployments" / "notifications.yaml"
+
+
+class _Receiver(ThreadingHTTPServer):
+    """A webhook on loopback that keeps every JSON body it is sent."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                length = int(self.headers.get("content-length", 0))
+                receiver.bodies.append(json.loads(self.rfile.read(length) or b"{}"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+    def about(self, model: str) -> list[str]:
+        return [b["body"] for b in self.bodies if f"model={model} " in b.get("body", "")]
+
+
+def _record(action: str, model: str, to_version: str, reason: str) -> audit.AuditRecord:
+    return audit.new_record(action, model, from_version="3", to_version=to_version, decision={}, reason=reason,
+                            evidence=audit.build_evidence(), flow_run_id=None, actor="test")
+
+
+def test_without_a_url_or_a_block_nothing_is_applied(prefect_server):
+    rest = PrefectRest(prefect_server)
+    try:
+        assert rest.block_ids(BLOCK_NAME) == []  # first in this file: no test has saved the block yet
+        line = apply_notifications(prefect_server, FILE, None)
+        assert line.startswith("notifications: off: set MLOPS_NOTIFY_WEBHOOK_URL")
+        assert not [a for a in rest.automations() if a["name"].startswith("mlops-notify-")]
+    finally:
+        rest.close()
+
+
+def test_every_kind_of_event_notifies_once_with_model_version_and_reason(prefect_server):
+    names = [a["name"] for a in yaml.safe_load(FILE.read_text())["automations"]]
+    receiver = _Receiver()
+    rest = PrefectRest(prefect_server)
+    try:
+        told = apply_notifications(prefect_server, FILE, receiver.url)
+        assert told == f"notifications: {len(names)} automations send through block {BLOCK_NAME}"
+        # The URL went into the block, and the automations name the block by id only.
+        applied = [a for a in rest.automations() if a["name"] in names]
+        assert len(applied) == len(names)
+        assert all(receiver.url not in json.dumps(a) and a["actions"][0]["block_document_id"] for a in applied)
+        # Applying again keeps one copy of each and the same block.
+        apply_notifications(prefect_server, FILE, receiver.url)
+        assert len([a for a in rest.automations() if a["name"] in names]) == len(names)
+        assert len(rest.block_ids(BLOCK_NAME)) == 1
+
+        # The automations service loads new automations on its own clock: wait until one answers.
+        def warm() -> list[str]:
+            rest.emit(events.DRIFT_DETECTED, events.model_resource("warm-up"),
+                      {"champion_version": "1", "drift_share": 0.5, "drifted_columns": ["age"]})
+            time.sleep(2)
+            return receiver.about("warm-up")
+        wait_for("the notification automations to be live", warm, 120, every=0)
+
+        run = f"run-{uuid.uuid4().hex[:6]}"
+        rest.emit(events.DRIFT_DETECTED, events.model_resource("m-drift"),
+                  {"champion_version": "3", "drift_share": 0.6, "drifted_columns": ["age", "plan"]})
+        rest.emit(events.PERFORMANCE_DEGRADED, events.model_resource("m-degraded"),
+                  {"champion_version": "3", "reason": "accuracy 0.71 below the bound 0.75"})
+        for action, model in ((audit.ACTION_PROMOTED, "m-promoted"), (audit.ACTION_REFUSED, "m-refused"),
+                              (audit.ACTION_ROLLED_BACK, "m-rolled-back")):
+            rest.emit(*events.event_for(_record(action, model, "4", f"{action} because of the evidence")))
+        rest.emit(*events.approval_requested("m-approval", "5", "4", "challenger roc_auc 0.81 >= 0.80", 60))
+        # A flow run of a deployment failing, as Prefect's own state event says it.
+        rest.emit("prefect.flow-run.Failed", {"prefect.resource.id": f"prefect.flow-run.{uuid.uuid4()}",
+                                              "prefect.resource.name": run},
+                  {"validated_state": {"type": "FAILED", "name": "Failed", "message": "boom in fit-model"}},
+                  related=[{"prefect.resource.id": f"prefect.deployment.{uuid.uuid4()}",
+                            "prefect.resource.role": "deployment"}])
+        expected = {
+            "m-drift": ["version=3", "drift share 0.6 in age, plan"],
+            "m-degraded": ["version=3", "accuracy 0.71 below the bound 0.75"],
+            "m-promoted": ["version=4", "event=promoted", "promoted because of the evidence"],
+            "m-refused": ["version=4", "event=refused", "refused because of the evidence"],
+            "m-rolled-back": ["version=4", "event=rolled-back", "rolled-back because of the evidence"],
+            "m-approval": ["version=5", "approval-requested", "roc_auc 0.81", "mlops approve --model m-approval"],
+        }
+        wait_for("a notification for every event", lambda: all(receiver.about(m) for m in expected)
+                 and any(run in b["body"] for b in receiver.bodies), 120)
+        # A sentinel sent after them all: once it is in, a duplicate of any earlier one would be too.
+        rest.emit(events.DRIFT_DETECTED, events.model_resource("sentinel"),
+                  {"champion_version": "1", "drift_share": 0.5, "drifted_columns": ["age"]})
+        wait_for("the sentinel's notification", lambda: receiver.about("sentinel"), 120)
+        time.sleep(2)
+        for model, parts in expected.items():
+            (body,) = receiver.about(model)
+            assert all(part in body for part in parts), body
+        (failed,) = [b["body"] for b in receiver.bodies if run in b["body"]]
+        assert "prefect.flow-run.Failed" in failed and "boom in fit-model" in failed
+    finally:
+        rest.delete_automations(names)  # the server is shared with later tests
+        rest.close()
+        receiver.shutdown()
