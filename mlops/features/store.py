@@ -405,12 +405,15 @@ def online_features(
 ) -> OnlineFeatures:
     """The service's online features of `entity_rows` (join keys only) in one `get_online_features` call.
 
-    Each row gets a status. Feast 0.67 marks a feature NOT_FOUND when the online store has no row
-    for the entity; it marks OUTSIDE_MAX_AGE only on its pre-computed-vector path
-    (feast/infra/online_stores/online_store.py), not on the plain reads the SQLite and Redis stores
-    do, so staleness is decided here by the rule that path uses: older than the view's TTL at
-    `now` (default: the current time), from the per-row event timestamps Feast returns. A value
-    Feast itself marks OUTSIDE_MAX_AGE is stale too.
+    Each row gets a status, from what Feast 0.67 returns per feature and row (a status and an event
+    timestamp; read in its installed source):
+    * not found: the SQLite store marks it NOT_FOUND, but the Redis store marks a missing key
+      PRESENT with an empty value and an unset (zero) timestamp (`RedisOnlineStore.
+      _get_features_for_entity`), so an unset timestamp means not found as well;
+    * stale: Feast marks OUTSIDE_MAX_AGE only on its pre-computed-vector path
+      (feast/infra/online_stores/online_store.py), not on the plain reads these stores do, so it is
+      decided here by the rule that path uses: older than the view's TTL at `now` (default: the
+      current time). A value Feast itself marks OUTSIDE_MAX_AGE is stale too.
     """
     from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
@@ -428,13 +431,13 @@ def online_features(
         ttl = schema.ttl_seconds[view]
         column = values[feature]
         for row, (status, stamp) in enumerate(zip(vector.statuses, vector.event_timestamps, strict=True)):
-            if status == FieldStatus.NOT_FOUND:
+            if status == FieldStatus.NOT_FOUND or not (stamp.seconds or stamp.nanos):
                 problems[row].append(FeatureProblem("not_found", feature, view))
                 column[row] = None
             elif status == FieldStatus.OUTSIDE_MAX_AGE or (
-                ttl is not None and stamp.seconds and now_seconds - (stamp.seconds + stamp.nanos / 1e9) > ttl
+                ttl is not None and now_seconds - (stamp.seconds + stamp.nanos / 1e9) > ttl
             ):
-                when = datetime.fromtimestamp(stamp.seconds, UTC) if stamp.seconds else None
+                when = datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9, UTC)
                 problems[row].append(FeatureProblem("stale", feature, view, when, ttl))
         columns[feature] = column
     return OnlineFeatures(schema, [dict(row) for row in entity_rows], columns, [tuple(p) for p in problems])

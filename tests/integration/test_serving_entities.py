@@ -193,7 +193,7 @@ def test_an_unreachable_online_store_is_a_503_per_request(tmp_path):
     repo = make_store_repo(tmp_path, 20, project=project, online_store=redis_store(address), now=now)
     store = applied_store(repo, tmp_path / "home", now)
     try:
-        tracking_uri = _register_small(tmp_path, store, now)
+        tracking_uri = _register(tmp_path, store, now)
         # The registry stays; the online store moves to a port nobody listens on.
         dead = f"127.0.0.1:{stack.free_port()}"
         text = (repo / "feature_store.yaml").read_text().replace(address, dead)
@@ -220,23 +220,30 @@ def test_serving_by_entity_from_redis(tmp_path):
     store = applied_store(repo, tmp_path / "home", now)
     try:
         assert _project_keys(redis, project) > 0  # materialization wrote to Redis, not to SQLite
-        tracking_uri = _register_small(tmp_path, store, now)
+        tracking_uri = _register(tmp_path, store, now)
         with serving(tmp_path, repo, tracking_uri) as server, httpx.Client(base_url=server.url, timeout=30) as client:
-            entities = [{"customer_id": 1}, {"customer_id": UNKNOWN}, {"customer_id": STALE}, {"customer_id": 2}]
+            entities = [{"customer_id": 1}, {"customer_id": UNKNOWN}, {"customer_id": STALE}, {"customer_id": 2},
+                        {"customer_id": PROFILE_ONLY}]
             body = client.post("/predict", json={"entities": entities}).json()
-            assert body["statuses"] == ["ok", "unknown_entity", "stale", "ok"], body
+            assert body["statuses"] == ["ok", "unknown_entity", "stale", "ok", "missing_feature"], body
             offline = features.historical_frame(
                 store, pd.DataFrame({"customer_id": [1, 2], "event_timestamp": pd.Timestamp(now)}), SERVICE)
             pipeline = Registry(tracking_uri).load_model(MODEL, "1")
             assert [body["predictions"][0], body["predictions"][3]] == pipeline.predict(offline[list(FEATURES)]).tolist()
             assert server.stop() == 0, server.tail()
+        # Redis and the offline store agree too, for every customer.
+        ids = list(range(1, 21))
+        online = features.online_features(store, features.describe_service(store, SERVICE),
+                                          [{"customer_id": i} for i in ids], now=now)
+        offline = features.historical_frame(
+            store, pd.DataFrame({"customer_id": ids, "event_timestamp": pd.Timestamp(now)}), SERVICE)
+        for column in FEATURES:
+            assert online.columns[column] == offline[column].tolist(), column
+        log = read_prediction_log(server.log_uri)
+        assert sorted(log["row"]) == [0, 3]
     finally:
         _drop_project(redis, project)
     assert _project_keys(redis, project) == 0
-
-
-def _register_small(tmp_path: Path, store: object, now: datetime) -> str:
-    return _register(tmp_path, store, now)
 
 
 def _redis_or_skip(address: str):
