@@ -422,6 +422,7 @@ def online_features(
         service = schema.service if schema.service is not None else store.get_feature_service(schema.name)
         response = store.get_online_features(features=service, entity_rows=list(entity_rows))
         values = response.to_dict()
+    not_found, outside_max_age = FieldStatus.NOT_FOUND, FieldStatus.OUTSIDE_MAX_AGE  # enum lookups cost, hoisted
     n = len(entity_rows)
     columns: dict[str, list[Any]] = {}
     problems: list[list[FeatureProblem]] = [[] for _ in range(n)]
@@ -431,10 +432,10 @@ def online_features(
         ttl = schema.ttl_seconds[view]
         column = values[feature]
         for row, (status, stamp) in enumerate(zip(vector.statuses, vector.event_timestamps, strict=True)):
-            if status == FieldStatus.NOT_FOUND or not (stamp.seconds or stamp.nanos):
+            if status == not_found or not (stamp.seconds or stamp.nanos):
                 problems[row].append(FeatureProblem("not_found", feature, view))
                 column[row] = None
-            elif status == FieldStatus.OUTSIDE_MAX_AGE or (
+            elif status == outside_max_age or (
                 ttl is not None and now_seconds - (stamp.seconds + stamp.nanos / 1e9) > ttl
             ):
                 when = datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9, UTC)

@@ -172,17 +172,32 @@ class EntityScores:
         )
 
 
+async def lookup_and_score(model: LoadedModel, source: EntitySource, records: list[dict[str, Any]]) -> EntityScores:
+    """A micro-batch's predict call: the online lookup in a worker thread (the loop reads requests
+    meanwhile; Feast's SQLite and Redis reads are I/O), then checking and scoring on the loop."""
+    online = await asyncio.to_thread(source.lookup, entity_keys(source, records))
+    return score_looked_up(model, source, records, online)
+
+
 def score_entities(model: LoadedModel, source: EntitySource, records: list[dict[str, Any]]) -> EntityScores:
-    """Look up a whole micro-batch in one call, check each merged row against the contract, score the good ones.
+    """`lookup_and_score` without the thread: the lookup on the caller's thread."""
+    return score_looked_up(model, source, records, source.lookup(entity_keys(source, records)))
+
+
+def entity_keys(source: EntitySource, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    assert source.schema is not None
+    keys = tuple(source.schema.join_keys)
+    return [{key: record[key] for key in keys} for record in records]
+
+
+def score_looked_up(model: LoadedModel, source: EntitySource, records: list[dict[str, Any]], online: Any) -> EntityScores:
+    """Check each merged row of a looked-up micro-batch against the contract and score the good ones.
 
     `records` are `check_entities` output (join keys plus coerced request-time fields); request-time
     fields win over looked-up values, and a problem with a feature the record gives is no problem.
-    Raises what the lookup raised (FeatureStoreUnavailable when the online store does not answer).
     """
     schema = source.schema
     assert schema is not None
-    keys = tuple(schema.join_keys)
-    online = source.lookup([{key: record[key] for key in keys} for record in records])
     served = [name for name in model.validator.names if name in schema.views]
     statuses: list[RecordStatus] = []
     used: list[dict[str, Any] | None] = []
