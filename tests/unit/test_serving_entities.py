@@ -5,6 +5,7 @@ tests/integration/test_serving_entities.py)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -140,3 +141,65 @@ def test_the_openapi_document_offers_entities_for_a_store_fed_model():
         option["properties"].get("entities", {}).get("items") for option in schemas["PredictRequest_m"]["oneOf"]]
     assert "statuses" in schemas["PredictResponse_m"]["properties"]
     assert "Entity_flat" not in schemas and len(schemas["PredictRequest_flat"]["oneOf"]) == 3
+
+
+# -- the app in-process, with a real Feast repository ---------------------------------------------
+
+
+@dataclass
+class _Ref:
+    version: str
+
+
+class _Registry:
+    """champion v1 and challenger v2 of one store-fed model, fitted on the service's features."""
+
+    def __init__(self, models: dict[str, tuple[Any, Any]]) -> None:
+        self.models = models
+
+    def version_by_alias(self, name: str, alias: str) -> _Ref | None:
+        return _Ref({"champion": "1", "challenger": "2"}[alias])
+
+    def load_model(self, name: str, version: str) -> Any:
+        return self.models[version][0]
+
+    def load_contract(self, ref: _Ref) -> Any:
+        return self.models[ref.version][1]
+
+
+def test_shadow_mode_scores_the_looked_up_features_with_the_canary_and_logs_both(tmp_path):
+    from datetime import UTC, datetime
+
+    from starlette.testclient import TestClient
+
+    from mlops.config import Settings, parse_config
+    from mlops.serving.app import create_app
+    from mlops.serving.prediction_log import model_log_uri, read_prediction_log
+    from tests import store_fed
+    from tests.unit.test_serving_app import wait_for
+
+    now = datetime.now(UTC)
+    repo = store_fed.make_store_repo(tmp_path, 60, now=now)
+    store = store_fed.applied_store(repo, tmp_path / "home", now)
+    data = store_fed.training_frame(store, 60, now)[[*store_fed.FEATURES, "churned"]]
+    contract = infer_contract(data, "churned", None, "classification")
+    models = {v: (fit_pipeline(data, contract, ModelConfig(name="sf", params={"max_iter": 5 * int(v)})), contract)
+              for v in ("1", "2")}
+    log_uri = str(tmp_path / "log")
+    config = parse_config(store_fed.store_fed_config("sf", repo, log_uri, mode="shadow", refresh_seconds=0.05))
+    app = create_app(config, "unused://", registry_factory=lambda: _Registry(models),
+                     settings=Settings(MLOPS_HOME=str(tmp_path / "home")))
+    entities = [{"customer_id": store_fed.UNKNOWN}, {"customer_id": 1}, {"customer_id": 2, "calls": 7}]
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        body = client.post("/predict", json={"entities": entities}).json()
+        assert body["statuses"] == ["unknown_entity", "ok", "ok"] and body["route"] == "champion"
+        wait_for(lambda: "shadow" in client.get("/metrics").text)  # the canary's scoring is in the background
+    log = read_prediction_log(model_log_uri(log_uri, "sf"))
+    for route, version in (("champion", "1"), ("shadow", "2")):
+        part = log[log["route"] == route].sort_values("row")
+        assert part["row"].tolist() == [1, 2] and set(part["model_version"]) == {version}
+        assert part["calls"].tolist()[1] == 7.0  # the request-time field, in both
+    shadow = log[log["route"] == "shadow"].sort_values("row")
+    assert shadow["prediction"].tolist() == models["2"][0].predict(
+        shadow[list(store_fed.FEATURES)].astype({"plan": object})).tolist()
