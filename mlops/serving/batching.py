@@ -18,25 +18,22 @@ until they are answered left the event loop idle a third of the time (10 models,
 
 By default the predict call runs on the event loop itself: it is Python-bound, so a worker
 thread would only contend for the GIL with the loop (measured: ~30% less throughput), and
-requests that arrive meanwhile queue in the socket buffers and join the next batch. A predict
-function may also be a coroutine function: a store-fed model's batch awaits its online lookup
-(network or disk I/O, in a worker thread) while the loop goes on reading requests.
+requests that arrive meanwhile queue in the socket buffers and join the next batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlops.serving.scoring import Scores
 
-Predict = Callable[[list[dict[str, Any]]], Scores | Awaitable[Scores]]
+Predict = Callable[[list[dict[str, Any]]], Scores]
 
 # Reading a request off a socket and running its handler up to `submit` takes two loop
 # iterations; one more with nothing new means the loop has drained what had arrived.
@@ -138,11 +135,10 @@ class MicroBatcher:
 
     async def _call(self, records: list[dict[str, Any]]) -> Scores:
         if self._executor is None:
-            result = self._run_predict(records)
-            return await result if inspect.isawaitable(result) else result
+            return self._run_predict(records)
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._run_predict, records)
 
-    def _run_predict(self, records: list[dict[str, Any]]) -> Scores | Awaitable[Scores]:
+    def _run_predict(self, records: list[dict[str, Any]]) -> Scores:
         self.calls += 1
         if self._on_batch is not None:
             self._on_batch(len(records))

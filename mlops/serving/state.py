@@ -29,9 +29,9 @@ from mlops.serving.entities import (
     EntityScores,
     EntitySource,
     check_entities,
-    lookup_and_score,
     not_store_fed,
     record_errors,
+    score_entities,
 )
 from mlops.serving.metrics import ROUTE_CANARY, ROUTE_SHADOW, ServingMetrics
 from mlops.serving.models import SLOT_CHAMPION, ModelSlots, RegistryLike
@@ -214,7 +214,7 @@ class ModelService:
             source = self.entities
             assert source is not None
             found = MicroBatcher(
-                lambda records: lookup_and_score(model, source, records),
+                lambda records: score_entities(model, source, records),
                 self.serving.batch_max_rows, self.serving.batch_wait_ms / 1000.0,
                 on_batch=self.metrics.batch_histogram(model.version).observe,
             )

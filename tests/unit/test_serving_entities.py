@@ -18,7 +18,7 @@ from mlops.features import OnlineFeatures, ServiceSchema
 from mlops.features.store import FeatureProblem
 from mlops.serving import openapi
 from mlops.serving.batching import MicroBatcher
-from mlops.serving.entities import check_entities, lookup_and_score, record_errors, score_entities
+from mlops.serving.entities import check_entities, record_errors, score_entities
 from mlops.serving.payload import PayloadError, parse_request
 from mlops.serving.scoring import LoadedModel
 from mlops.training import fit_pipeline
@@ -118,7 +118,7 @@ def test_each_record_is_answered_with_its_status_and_the_rest_are_scored():
 
 def test_a_micro_batch_of_many_requests_makes_one_online_lookup():
     source = FakeSource()
-    batcher = MicroBatcher(lambda records: lookup_and_score(model(), source, records), max_rows=64, max_wait=0.05)
+    batcher = MicroBatcher(lambda records: score_entities(model(), source, records), max_rows=64, max_wait=0.05)
 
     async def main() -> list[Any]:
         requests = [check_entities([{"customer_id": c, "channel": "web"}], SCHEMA, model()) for c in (1, 2, 404, 8)]
