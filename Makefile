@@ -57,7 +57,8 @@ lint: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-# Rewrite the bundled datasets (data/churn.parquet, data/spend.parquet, the feature store's sources in
+# Rewrite the bundled datasets (data/churn.parquet, data/spend.parquet, the churn entity frame
+# data/churn_labels.parquet, the feature store's sources in
 # data/features/) from their seeded simulators;
 # the same locked libraries give the same bytes (tests/unit/test_simulate.py checks the content).
 data: install

@@ -3,6 +3,11 @@
 Sources are written by `make data` (mlops/local/bundled.py); paths are relative to this folder,
 which Feast resolves against the repository path. TTLs say how old a value may be at the time
 it is joined to a label: a profile stays valid for a year, monthly activity for about a month.
+
+Each view's tag `mlops.max_staleness_minutes` is how long after its last materialization the online
+store may go without another one (docs/features.md "Freshness"): materialize/hourly runs every hour,
+so two hours tolerate one missed run; past that the monitor and the materialize flow emit
+`mlops.features.stale`.
 """
 
 from datetime import timedelta
@@ -10,6 +15,9 @@ from datetime import timedelta
 from feast import Entity, FeatureService, FeatureView, Field, FileSource
 from feast.types import Float64, Int64, String
 from feast.value_type import ValueType
+
+# The materialize/hourly schedule plus one missed run (the tag mlops.features.freshness reads).
+HOURLY_WITH_ONE_MISS = {"mlops.max_staleness_minutes": "120"}
 
 customer = Entity(
     name="customer",
@@ -43,6 +51,7 @@ customer_profile = FeatureView(
     ],
     source=customer_profile_source,
     online=True,
+    tags=HOURLY_WITH_ONE_MISS,
 )
 
 customer_activity = FeatureView(
@@ -59,6 +68,7 @@ customer_activity = FeatureView(
     ],
     source=customer_activity_source,
     online=True,
+    tags=HOURLY_WITH_ONE_MISS,
 )
 
 # The churn classifier's features: everything the flat churn file holds, looked up by customer.

@@ -11,14 +11,16 @@ from prefect.runtime import flow_run
 from flows.rollback import rollback
 from mlops import audit, promotion
 from mlops.catalogue import ConfigOverrides
-from mlops.config import PipelineConfig
+from mlops.config import PipelineConfig, Settings
 from mlops.errors import ChampionMoved
 from mlops.evaluation import validate_gates
+from mlops.promotion.approval import request_markdown
 from mlops.promotion.outcome import Comparison, DeployCase, compared_metrics, holdout_info
 from mlops.registry import Registry, open_registry
 from mlops.results import STATUS_PROMOTED, STATUS_REFUSED, STATUS_ROLLED_BACK, DeployResult
+from tasks.approval import wait_for_approval
 from tasks.catalogue import ensure_model_lock, load_model_config
-from tasks.data import load_dataset
+from tasks.data import load_dataset, load_training_data
 from tasks.deploy import (
     clear_staging,
     current_champion,
@@ -117,7 +119,12 @@ def deploy(
     # -- fair comparison on the same rows ---------------------------------------------------------
     contract = load_version_contract(registry, candidate)
     data_uri = config.promotion.holdout_uri or config.dataset.uri
-    frame, _ = load_dataset(data_uri)
+    if config.promotion.holdout_uri:
+        frame, _ = load_dataset(data_uri)
+    else:
+        # The training data as train read it (for a store-fed model, the joined frame): the split
+        # then cuts the same holdout rows the challenger was evaluated on.
+        frame = load_training_data(config.dataset, Settings().home).frame
     holdout, fingerprint = cut_promotion_holdout(frame, contract, config)
     truth = holdout[contract.target].to_numpy()
     new_predictions, new_metrics = score_version(registry, candidate, holdout)
@@ -145,6 +152,18 @@ def deploy(
     if not decision.promote:
         return refuse(decision.reason)
 
+    # -- a person's approval, when the model's policy asks for one -------------------------------
+    # Asked before staging, so that no lock or alias is held while nobody answers; the champion is
+    # checked again when it moves (ChampionMoved), so a deploy that won meanwhile is not undone.
+    approval = None
+    if config.approval.required:
+        approval = wait_for_approval(name, request_markdown(
+            name, candidate.version, champion_version, decision.reason, comparison.metrics,
+            config.approval.timeout_minutes), config.approval.timeout_minutes)
+        comparison = comparison.with_approval(approval.to_dict())
+        if not approval.approved:
+            return refuse(approval.refusal())
+
     # -- staging and smoke test -----------------------------------------------------------------
     # One deploy of this model at a time from here on, across processes and workers: staging, smoke
     # test and alias moves of two deploys would share the one `staging` alias, and the later would
@@ -164,6 +183,8 @@ def deploy(
             # staging is a waiting room: nothing stays there after the decision, whatever it was.
             clear_staging(registry, name)
     reason = decision.reason
+    if approval is not None:
+        reason = f"{reason}; approved by {approval.reviewer}" + (f": {approval.reason}" if approval.reason else "")
     logger.info("promoted v%s: %s", candidate.version, reason)
     paths = [
         _record(registry, audit.ACTION_PROMOTED, name, from_version=previous, to_version=candidate.version,

@@ -9,9 +9,12 @@ from prefect import flow, get_run_logger
 from mlops.catalogue import ConfigOverrides
 from mlops.config import PipelineConfig
 from mlops.drift import INSUFFICIENT_DATA, too_few_rows
+from mlops.features import FreshnessReport
 from mlops.monitoring import MonitorResult
 from mlops.registry import open_registry
+from mlops.settings import Settings
 from tasks.catalogue import load_model_config
+from tasks.features import check_feature_freshness, emit_stale_events, publish_feature_freshness
 from tasks.monitoring import (
     check_window,
     count_dead_letters,
@@ -38,6 +41,11 @@ def monitor(
     No breach, no event. Too few rows in the window gives no verdict and no event. Prediction-log
     part files that cannot be parsed are skipped, logged and listed in the result.
 
+    A model fed by a feature service (`dataset.feature_service`) also has its service's views
+    checked against their staleness bounds: each stale one emits `mlops.features.stale`, and the
+    check is in the result and the `feature-freshness` artifact. A store that cannot be read makes
+    the freshness unknown (logged, in the result), not the drift check fail.
+
     Args:
         config: The pipeline config; `monitoring` sets methods, thresholds and the window.
         current_uri: Data to check instead of the prediction log (local path or s3://).
@@ -46,6 +54,7 @@ def monitor(
     logger = get_run_logger()
     registry = open_registry()
     champion, model, contract, reference, profile = load_champion(registry, config.model.name)
+    freshness = _check_feature_freshness(config)
     hours = window_hours or config.monitoring.window_hours
     current, window = read_window(config, contract, current_uri, hours)
     if window.unreadable_parts:
@@ -59,7 +68,8 @@ def monitor(
         logger.info(f"{window.describe()}: {no_verdict}")
         return MonitorResult(status=INSUFFICIENT_DATA, model_name=config.model.name,
                              champion_version=champion.version, window=window.describe(), rows=len(current),
-                             unreadable_parts=window.unreadable_parts, dead_letter_rows=dead)
+                             unreadable_parts=window.unreadable_parts, dead_letter_rows=dead,
+                             feature_freshness=freshness)
 
     html = html_report_path()
     report = check_window(reference, current, contract, model, config, champion, html, profile)
@@ -70,8 +80,27 @@ def monitor(
     logger.info(f"{report.summary()}; dead-lettered log rows: {dead}")
     return MonitorResult.from_report(
         report, config.model.name, champion.version, window.describe(), run_id, event, window.unreadable_parts,
-        dead_letter_rows=dead,
+        dead_letter_rows=dead, feature_freshness=freshness,
     )
+
+
+def _check_feature_freshness(config: PipelineConfig) -> dict | None:
+    """The freshness of a store-fed model's feature views (None for a model on a flat file)."""
+    service = config.dataset.feature_service
+    if not service:
+        return None
+    checked = check_feature_freshness(
+        config.dataset.feature_repo, Settings().home, feature_service=service, return_state=True
+    )
+    if checked.is_failed():
+        # Stale features do not make drift unknowable: the drift check goes on, the gap is reported.
+        report = FreshnessReport(feature_service=service, error=str(checked.result(raise_on_failure=False)))
+    else:
+        report = FreshnessReport(tuple(checked.result()), feature_service=service)
+        emit_stale_events(list(report.views), "monitor", config.model.name)
+    publish_feature_freshness(report)
+    (get_run_logger().warning if report.error or report.stale else get_run_logger().info)(report.summary())
+    return report.to_dict()
 
 
 @flow(name="monitor", log_prints=True)

@@ -7,14 +7,14 @@ from prefect.runtime import flow_run
 
 from mlops import lineage, promotion, search
 from mlops.catalogue import ConfigOverrides
-from mlops.config import PipelineConfig
+from mlops.config import PipelineConfig, Settings
 from mlops.errors import DataValidationFailed
 from mlops.evaluation import enforce_gates, validate_gates
 from mlops.registry import open_registry
 from mlops.results import GateSummary, TrainResult
 from mlops.training import check_target, load_estimator_class
 from tasks.catalogue import load_model_config
-from tasks.data import load_dataset
+from tasks.data import load_training_data
 from tasks.evaluation import check_quality_gates, evaluate_model
 from tasks.search import search_hyperparameters
 from tasks.tracking import (
@@ -40,6 +40,8 @@ def train(
 
     Ends Failed, with nothing registered, when the data breaks its contract or rules
     (DataValidationFailed) or the model misses a quality gate (QualityGateFailed).
+    With `dataset.feature_service`, `dataset.uri` is an entity frame joined point in time to the
+    service's features; the service and its views' versions are kept with the run and the version.
 
     Args:
         config: The pipeline config (configs/churn.yaml): data, model, split, validation, gates.
@@ -57,7 +59,8 @@ def train(
         search.validate_search(config.model.search, config.model)
     registry = open_registry()
 
-    frame, fingerprint = load_dataset(config.dataset.uri)
+    training = load_training_data(config.dataset, Settings().home)
+    frame, fingerprint = training.frame, training.fingerprint
     reference, contract_source = stored_contract(registry, config.model.name)
     own_contract = None
     if reference is None:
@@ -71,6 +74,7 @@ def train(
         contract_source=contract_source,
         flow_run_id=flow_run.get_id(),
         config_source=config_source,
+        features=training.lineage,
     )
     run_id = open_tracking_run(registry, config, run_tags)
     succeeded = False

@@ -132,8 +132,10 @@ def build_evidence(
     smoke: Mapping[str, Any] | None = None,
     watch: Mapping[str, Any] | None = None,
     trigger: Mapping[str, Any] | None = None,
+    approval: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The evidence part of a record: metrics of both models, the holdout, validation, tests, trigger.
+    """The evidence part of a record: metrics of both models, the holdout, validation, tests, trigger,
+    and a person's approval when one was asked for.
 
     `validation` and the lineage come from the challenger's version tags (written at training time).
     """
@@ -149,6 +151,7 @@ def build_evidence(
         "smoke": dict(smoke) if smoke else None,
         "watch": dict(watch) if watch else None,
         "trigger": dict(trigger) if trigger else None,
+        **({"approval": dict(approval)} if approval else {}),
     }
 
 

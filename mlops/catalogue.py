@@ -124,15 +124,18 @@ def load_catalogue(directory: str | Path) -> Catalogue:
         entries[name] = CatalogueEntry(name=name, path=path, config=config, raw=raw, sha256=_sha256(path))
         missing = _missing_local_data(config)
         if missing:
+            # A store-fed model's dataset.uri is its entity frame (its features come from the store).
+            what = "entity frame" if config.dataset.feature_service else "dataset"
             problems.append(CatalogueProblem(
-                path, f"config {path}: dataset {missing} not found; model '{name}' cannot be trained until it exists",
+                path, f"config {path}: {what} {missing} not found; model '{name}' cannot be trained until it exists",
                 refused=False,
             ))
     return Catalogue(directory=directory, entries=entries, problems=tuple(problems))
 
 
 def _missing_local_data(config: PipelineConfig) -> str | None:
-    """The dataset path if it is local (relative to the working directory, as runs read it) and absent."""
+    """The dataset path (a store-fed model's entity frame) if it is local (relative to the working
+    directory, as runs read it) and absent."""
     uri = config.dataset.uri
     if "://" in uri:
         return None  # s3:// and the like are checked when a run reads them

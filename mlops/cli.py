@@ -441,6 +441,59 @@ def cmd_rollback(
     return EXIT_OK
 
 
+def _answer(config: str | None, model: str | None, approve: bool, reviewer: str | None, reason: str,
+            run: str | None, as_json: bool) -> int:
+    """Resume the model's deploy that waits for approval, with the answer (approve or reject)."""
+    run_config = _load_for_run(config, model)
+    from mlops.audit import default_actor
+    from tasks.approval import answer_approval
+
+    name = run_config.model.name
+    who = reviewer or default_actor("mlops CLI")
+    try:
+        run_id = answer_approval(name, approve, who, reason, run)
+    except Exception as err:  # nothing waiting (exit 2), or the Prefect server unreachable (exit 1)
+        return _fail(err, as_json)
+    verdict = "approved" if approve else "rejected"
+    if as_json:
+        print(json.dumps({"status": verdict, "model_name": name, "flow_run_id": run_id, "reviewer": who, "reason": reason}))
+    else:
+        print(f"{verdict} the deploy of {name} waiting in flow run {run_id} (as {who}); it goes on from here")
+    return EXIT_OK
+
+
+ReviewerOption = Annotated[str | None, typer.Option("--reviewer", metavar="NAME", show_default=False,
+                                                    help="who decides (default: user@host)")]
+RunOption = Annotated[str | None, typer.Option("--run", metavar="ID", show_default=False,
+                                               help="the paused deploy's flow run id (when several wait)")]
+
+
+def _answer_command(verb: str, approve: bool, help: str, example: str) -> None:
+    """Register `approve` or `reject`: the same options, a different answer."""
+
+    def command(
+        config: ConfigOption = None,
+        model: ModelOption = None,
+        reason: Annotated[str, typer.Option("--reason", metavar="TEXT",
+                                            help="why (kept in the audit log; required to reject)")] = "",
+        reviewer: ReviewerOption = None,
+        run: RunOption = None,
+        as_json: JsonFlag = False,
+    ) -> int:
+        if not approve and not reason.strip():
+            return _fail(ConfigError("reject needs --reason: the audit trail keeps why a promotion was refused"), as_json)
+        return _answer(config, model, approve, reviewer, reason, run, as_json)
+
+    command.__name__ = f"cmd_{verb}"
+    _command(verb, help, example)(command)
+
+
+_answer_command("approve", True, "approve the promotion a deploy of the model is waiting on (approval.required)",
+                "mlops approve --model churn-classifier --reason 'reviewed the card'")
+_answer_command("reject", False, "reject the promotion a deploy of the model is waiting on; the champion stays",
+                "mlops reject --model churn-classifier --reason 'slice gap too wide'")
+
+
 @_command("history", "the model's audit log: promotions, refusals, rollbacks", f"mlops history --config {EXAMPLE_CONFIG} --json")
 def cmd_history(config: ConfigOption = None, model: ModelOption = None, as_json: JsonListFlag = False) -> int:
     run_config = _load_for_run(config, model)

@@ -267,6 +267,79 @@ class RollbackConfig(_Strict):
         return _refuse_moved_keys(data, "rollback")
 
 
+SHADOW = "shadow"
+
+
+class RolloutConfig(_Strict):
+    """Progressive delivery after the offline gate: the challenger earns traffic step by step on live evidence."""
+
+    enabled: bool = Field(default=False, description="False: promotion moves all traffic at once (the watch may roll back)")
+    steps: list[Literal["shadow"] | float] = Field(
+        default_factory=lambda: [SHADOW, 0.05, 0.25, 0.5],
+        min_length=1,
+        description="'shadow' (challenger answers beside the champion, unseen) or the challenger's traffic share "
+        "(rising, at most 1); passing the last share below 1 promotes (a final 1 is that promotion)",
+    )
+    min_requests: int = Field(default=200, ge=1, description="Challenger requests a step needs before it may pass")
+    min_labelled_rows: int = Field(
+        default=100, ge=0, description="Labelled challenger rows a traffic step needs before it may pass (0: none)"
+    )
+    max_minutes_per_step: float = Field(
+        default=60.0, gt=0.0, description="A step without enough evidence by then aborts the rollout"
+    )
+    max_error_rate: float = Field(default=0.02, ge=0.0, le=1.0, description="Challenger's share of failed requests")
+    max_p99_ratio: float = Field(
+        default=1.5, gt=0.0, description="Challenger's p99 latency may be at most this times the champion's"
+    )
+    min_agreement: float = Field(
+        default=0.9, ge=0.0, le=1.0, description="Shadow: share of rows where both versions predict the same class"
+    )
+    max_score_distance: float = Field(
+        default=0.1, ge=0.0, description="Shadow: largest allowed Kolmogorov-Smirnov distance between the versions' scores"
+    )
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0, description="Sequential test's error rate, however often it looks")
+    sequential_tau: float = Field(
+        default=0.05, gt=0.0, description="Sequential test's mixture scale: the difference it finds fastest"
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _rising_shares(cls, steps: list[Any]) -> list[Any]:
+        shares = [s for s in steps if s != SHADOW]
+        if SHADOW in steps and steps.index(SHADOW) != 0:
+            raise ValueError("'shadow' can only be the first step")
+        if steps.count(SHADOW) > 1:
+            raise ValueError("'shadow' appears more than once")
+        if any(not 0.0 < s <= 1.0 for s in shares):
+            raise ValueError("traffic shares must be above 0 and at most 1")
+        if shares != sorted(set(shares)):
+            raise ValueError("traffic shares must rise from step to step")
+        return steps
+
+    @field_validator("enabled")
+    @classmethod
+    def _not_driven_yet(cls, enabled: bool) -> bool:
+        # The step judge and the sequential test exist; the flow that moves traffic does not yet.
+        # Refusing beats accepting a setting that would silently do nothing.
+        if enabled:
+            raise ValueError("progressive rollout is not available yet: no flow drives the steps (issue 17)")
+        return enabled
+
+
+class ApprovalConfig(_Strict):
+    """A person approves or rejects a promotion the offline gate allowed, in the Prefect UI or by `mlops approve`."""
+
+    required: bool = Field(default=False, description="Pause deploy for a person's approval before the champion moves")
+    timeout_minutes: float = Field(
+        default=60.0, gt=0.0, description="No answer by then refuses the promotion (audited)"
+    )
+    at: Literal["before-rollout", "before-full"] = Field(
+        default="before-rollout",
+        description="When to ask: before the challenger gets any traffic, or before it gets all of it; "
+        "without a rollout both mean before the champion moves",
+    )
+
+
 class ExecutionConfig(_Strict):
     """Where fan-out work (search candidates, batch-scoring chunks) runs: in the flow or on Dask."""
 
@@ -382,6 +455,8 @@ class PipelineConfig(_Strict):
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     rollback: RollbackConfig = Field(default_factory=RollbackConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)

@@ -71,6 +71,12 @@ class PromotionRefused(MlopsError):
     exit_code = 5
 
 
+class NothingToApprove(MlopsError):
+    """`mlops approve` / `reject` found no deploy of the model waiting for an answer (or several)."""
+
+    exit_code = 2
+
+
 class ChampionMoved(PromotionRefused):
     """Another deploy moved `champion` after this one compared against it: its verdict is stale."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlops.audit import ACTION_PROMOTED, ACTION_REFUSED, ACTION_ROLLED_BACK, AuditRecord
+from mlops.features.freshness import Freshness
 
 # A monitoring breach: the retrain automation in prefect.yaml listens to both.
 DRIFT_DETECTED = "mlops.drift.detected"
@@ -26,6 +27,11 @@ EVENT_BY_ACTION: dict[str, str] = {
 }
 
 RESOURCE_PREFIX = "mlops.model."
+
+# A feature view past its staleness bound (or never materialized): emitted by the materialize flow
+# when a run fails and by the monitor of a model fed by the view's feature service.
+FEATURES_STALE = "mlops.features.stale"
+FEATURE_VIEW_PREFIX = "mlops.feature_view."
 
 
 def model_resource(model_name: str) -> dict[str, str]:
@@ -49,3 +55,16 @@ def event_for(record: AuditRecord) -> tuple[str, dict[str, str], dict[str, Any]]
         "recorded_at": record.recorded_at,
     }
     return EVENT_BY_ACTION[record.action], model_resource(record.model_name), payload
+
+
+def feature_view_resource(view: str) -> dict[str, str]:
+    """The resource a freshness event is about: one feature view of the store."""
+    return {"prefect.resource.id": f"{FEATURE_VIEW_PREFIX}{view}", "prefect.resource.name": view}
+
+
+def stale_event(freshness: Freshness, source: str, model_name: str | None = None) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """(event name, resource, payload) announcing a stale view; `source` is the flow that found it."""
+    payload: dict[str, Any] = {**freshness.to_dict(), "source": source}
+    if model_name is not None:
+        payload["model_name"] = model_name
+    return FEATURES_STALE, feature_view_resource(freshness.view), payload

@@ -56,6 +56,7 @@ def lineage_tags(
     flow_run_id: str | None,
     validation_summary: dict | None = None,
     config_source: dict[str, str] | None = None,
+    features: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Tags that let anyone trace a model version back to its data, code, config and run."""
     tags = {
@@ -69,6 +70,9 @@ def lineage_tags(
     tags.update({f"lib.{name}": version for name, version in library_versions().items()})
     # Where the config came from (catalogue runs): file, its content hash, which keys were overridden.
     tags.update({f"config_{key}": value for key, value in (config_source or {}).items()})
+    # A store-fed frame: the feature service, its views' versions, the entity frame's fingerprint
+    # (data_fingerprint is then the joined frame's).
+    tags.update(features or {})
     if validation_summary is not None:
         import json
 

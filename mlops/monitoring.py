@@ -271,12 +271,15 @@ class MonitorResult:
     unreadable_parts: tuple[str, ...] = ()
     # Rows of the window the serving app sent to dead-letter files instead of the log.
     dead_letter_rows: int = 0
+    # A store-fed model (dataset.feature_service): its views' freshness (FreshnessReport.to_dict()).
+    feature_freshness: dict[str, Any] | None = None
 
     @classmethod
     def from_report(
         cls, report: drift.DriftReport, model_name: str, version: str, window: str, run_id: str, event: str | None,
         unreadable_parts: tuple[str, ...] = (),
         dead_letter_rows: int = 0,
+        feature_freshness: dict[str, Any] | None = None,
     ) -> MonitorResult:
         perf = report.performance
         return cls(
@@ -297,6 +300,7 @@ class MonitorResult:
             run_id=run_id,
             event=event,
             dead_letter_rows=dead_letter_rows,
+            feature_freshness=feature_freshness,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -187,7 +187,12 @@ def retrain_config(config: PipelineConfig, data: TrainingData) -> PipelineConfig
     champion never saw it, the challenger learns from the older rest, and both are judged on the
     data that drifted. The train flow's split and deploy's promotion holdout cut the same rows.
     Without a timestamp, or with too little labelled traffic, the configured split stays.
+    A store-fed model's snapshot is already joined, so its config reads it as a flat file.
     """
+    if data.uri != config.dataset.uri and config.dataset.feature_service:
+        # The snapshot already holds the joined features (and the log's looked-up ones): joining
+        # it to the service again would find every feature twice.
+        config = config.model_copy(update={"dataset": config.dataset.model_copy(update={"feature_service": None})})
     config = config.with_data_uri(data.uri)
     if data.labelled_rows < config.retrain.min_labelled_rows or not config.dataset.timestamp:
         return config

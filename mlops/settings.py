@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     prefect_file: Path = Field(default=Path("prefect.yaml"), alias="MLOPS_PREFECT_FILE")
     # The model catalogue: every config file here is one model with its own closed loop.
     catalogue_dir: Path = Field(default=Path("configs"), alias="MLOPS_CATALOGUE")
+    # The Feast repository `stack up` applies before deploying the flows (docs/features.md).
+    feature_repo: Path = Field(default=Path("features"), alias="MLOPS_FEATURE_REPO")
+    # A team's feature store (mlops/features/backends.py): unset, the repository's file decides
+    # (local registry file, SQLite online store, sources beside the repository).
+    feast_registry: str | None = Field(default=None, alias="MLOPS_FEAST_REGISTRY")
+    feast_online_store: str | None = Field(default=None, alias="MLOPS_FEAST_ONLINE_STORE")
+    feast_source_uri: str | None = Field(default=None, alias="MLOPS_FEAST_SOURCE_URI")
     # The model `POST /predict` (without a model name) answers for; unset: the catalogue's first
     # model by file name.
     default_model: str | None = Field(default=None, alias="MLOPS_DEFAULT_MODEL")

@@ -9,7 +9,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from mlops import data, retraining
+from mlops import data, datasets, retraining
 from mlops.config import PipelineConfig
 from mlops.registry import Registry
 from mlops.results import RetrainResult, artifact_key
@@ -25,10 +25,10 @@ def check_retrain_needed(registry: Registry, name: str, minutes: float, trigger:
 
 @task(name="assemble-training-data", cache_policy=NO_CACHE)
 def assemble_training_data(config: PipelineConfig, include_recent_labels: bool, home: Path) -> retraining.TrainingData:
-    """The configured dataset, plus labelled predictions of the last `retrain.labelled_window_days`
-    when there are enough (kept as a snapshot under `home`); rows that break the contract are left
-    out and counted."""
-    base = data.read_frame(config.dataset.uri)
+    """The configured training data (a store-fed model's joined frame), plus labelled predictions
+    of the last `retrain.labelled_window_days` when there are enough (kept as a snapshot under
+    `home`); rows that break the contract are left out and counted."""
+    base = datasets.read_training_frame(config.dataset, home).frame
     labelled = None
     skipped: list[str] = []
     if include_recent_labels:

@@ -1,9 +1,10 @@
-"""The feature store (Feast): apply the repository, materialize, status, point-in-time training frames,
+"""The feature store (Feast): apply the repository, materialize, status, freshness, point-in-time training frames,
 batched online lookups.
 
-`store` is the Feast adapter and the only module that imports feast; `status` is plain data.
+`store` is the Feast adapter and the only module that imports feast; `status` and `freshness` are plain data.
 """
 
+from mlops.features.freshness import STALENESS_TAG, Freshness, FreshnessReport
 from mlops.features.status import ViewStatus, render_markdown
 from mlops.features.store import (
     ENTITY_TIMESTAMP,
@@ -13,6 +14,7 @@ from mlops.features.store import (
     ROW_UNKNOWN_ENTITY,
     OnlineFeatures,
     RowStatus,
+    ServiceLineage,
     ServiceSchema,
     apply_repo,
     describe_service,
@@ -22,7 +24,11 @@ from mlops.features.store import (
     materialize,
     online_features,
     open_store,
+    service_lineage,
+    service_views,
     status,
+    view_freshness,
+    view_version,
 )
 
 __all__ = [
@@ -31,8 +37,12 @@ __all__ = [
     "ROW_OK",
     "ROW_STALE",
     "ROW_UNKNOWN_ENTITY",
+    "STALENESS_TAG",
+    "Freshness",
+    "FreshnessReport",
     "OnlineFeatures",
     "RowStatus",
+    "ServiceLineage",
     "ServiceSchema",
     "ViewStatus",
     "apply_repo",
@@ -44,5 +54,9 @@ __all__ = [
     "online_features",
     "open_store",
     "render_markdown",
+    "service_lineage",
+    "service_views",
     "status",
+    "view_freshness",
+    "view_version",
 ]

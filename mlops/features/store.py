@@ -8,6 +8,7 @@ with one readable line each.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import sqlite3
@@ -23,7 +24,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mlops.errors import ConfigError, DataError, FeatureStoreUnavailable
+from mlops.features import backends
+from mlops.features.freshness import Freshness, assess
 from mlops.features.status import ViewStatus
+from mlops.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,7 +76,8 @@ def load_config(repo: str | Path, home: str | Path) -> Any:
     """The repository's RepoConfig, with ${MLOPS_HOME} set to the stack's home (Settings.home).
 
     Other ${VARIABLES} come from the environment, as the `feast` CLI would substitute them, so a
-    team points the registry and online store elsewhere without editing the file.
+    team points the registry and online store elsewhere without editing the file; simpler still,
+    MLOPS_FEAST_REGISTRY and MLOPS_FEAST_ONLINE_STORE replace those two entries (backends.py).
     """
     from feast.repo_config import RepoConfig
 
@@ -81,9 +86,13 @@ def load_config(repo: str | Path, home: str | Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"no Feast repository at {repo}: feature_store.yaml is missing")
     values = {**os.environ, "MLOPS_HOME": str(Path(home).resolve())}
+    settings = Settings()
     try:
         raw = yaml.safe_load(string.Template(path.read_text()).safe_substitute(values))
+        raw = backends.with_team_stores(raw, settings.feast_registry, settings.feast_online_store)
         config = RepoConfig(**raw)
+    except ConfigError:  # an MLOPS_FEAST_* variable, named in its own message: not the file's fault
+        raise
     except Exception as error:  # yaml and pydantic errors: both mean the file is wrong
         raise ConfigError(f"{path}: invalid feature store config: {_one_line(error)}") from error
     config.repo_path = repo
@@ -122,11 +131,30 @@ def load_definitions(repo: str | Path) -> list[Any]:
     return found
 
 
+def _relocate_sources(objects: list[Any]) -> None:
+    """Point relative file sources at MLOPS_FEAST_SOURCE_URI (S3) before they are registered.
+
+    The registry keeps each source's path, so every reader (materialization, training, another
+    team member) reads where apply put it; MLOPS_S3_ENDPOINT_URL goes with it for MinIO and the like.
+    """
+    from feast import FeatureView, FileSource
+
+    settings = Settings()
+    sources = [o for o in objects if isinstance(o, FileSource)]
+    sources += [o.batch_source for o in objects if isinstance(o, FeatureView) and isinstance(o.batch_source, FileSource)]
+    for source in sources:
+        moved = backends.source_location(source.file_options.uri, settings.feast_source_uri)
+        if moved is not None:
+            source.file_options.uri = moved
+            source.file_options.s3_endpoint_override = settings.s3_endpoint_url or ""
+
+
 def apply_repo(store: FeatureStore, repo: str | Path) -> dict[str, list[str]]:
     """Register the repository's definitions and drop registered ones it no longer defines."""
     from feast import Entity, FeatureService, FeatureView
 
     objects = load_definitions(repo)
+    _relocate_sources(objects)
     if not any(isinstance(o, FeatureView) for o in objects):
         raise ConfigError(f"{Path(repo).resolve()}: no feature views defined")
     defined = {(type(o).__name__, o.name) for o in objects}
@@ -175,6 +203,27 @@ def status(store: FeatureStore, views: Sequence[str] | None = None) -> list[View
     ]
 
 
+def view_freshness(
+    store: FeatureStore, views: Sequence[str] | None = None, now: datetime | None = None
+) -> list[Freshness]:
+    """Each view's age since its last materialization against its bound (tag mlops.max_staleness_minutes)."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    registered = _views(store)
+    return [
+        assess(name, registered[name].most_recent_end_time, dict(registered[name].tags or {}), now)
+        for name in _select(registered, views)
+    ]
+
+
+def service_views(store: FeatureStore, feature_service: str) -> list[str]:
+    """The feature views a feature service reads from; an unknown service is ConfigError naming the known ones."""
+    with _reaching("feature service"):
+        services = {service.name: service for service in store.list_feature_services()}
+    if feature_service not in services:
+        raise ConfigError(f"unknown feature service '{feature_service}' (known: {', '.join(sorted(services)) or 'none'})")
+    return sorted({projection.name for projection in services[feature_service].feature_view_projections})
+
+
 def _rows_between(store: FeatureStore, view: Any, start: datetime, end: datetime) -> int:
     """How many rows a materialization of (start, end] writes: each entity's latest row in it.
 
@@ -217,6 +266,17 @@ def materialize(
     return statuses
 
 
+def _feature_service(store: FeatureStore, name: str) -> Any:
+    """The registered feature service `name`; ConfigError naming the known ones when it is not."""
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        return store.get_feature_service(name)
+    except FeatureServiceNotFoundException as error:
+        known = ", ".join(sorted(s.name for s in store.list_feature_services())) or "none: run `mlops features apply`?"
+        raise ConfigError(f"unknown feature service '{name}' (known: {known})") from error
+
+
 def historical_frame(
     store: FeatureStore,
     entity_frame: pd.DataFrame,
@@ -229,18 +289,13 @@ def historical_frame(
     view's TTL; a value stamped after it never appears (no leakage into training).
     """
     import pandas as pd
-    from feast.errors import FeatureServiceNotFoundException
 
     if timestamp not in entity_frame.columns:
         raise DataError(
             f"entity frame has no timestamp column '{timestamp}' (columns: {', '.join(map(str, entity_frame.columns))})"
         )
     with _reaching("historical features"):
-        try:
-            service = store.get_feature_service(feature_service)
-        except FeatureServiceNotFoundException as error:
-            known = ", ".join(sorted(s.name for s in store.list_feature_services())) or "none"
-            raise ConfigError(f"unknown feature service '{feature_service}' (known: {known})") from error
+        service = _feature_service(store, feature_service)
         join_keys = sorted(
             {store.get_entity(name).join_key for p in service.feature_view_projections
              for name in store.get_feature_view(p.name).entities}
@@ -264,6 +319,59 @@ def historical_frame(
         joined = store.get_historical_features(entity_df=query, features=service).to_df()
     features = joined.drop(columns=[*join_keys, ENTITY_TIMESTAMP])
     return frame.merge(features, on=order, how="left").drop(columns=order)
+
+
+@dataclass(frozen=True)
+class ServiceLineage:
+    """What a feature service is made of, for lineage: its views (name -> spec version) and join keys."""
+
+    name: str
+    views: dict[str, str]
+    join_keys: tuple[str, ...]
+
+
+# Long enough to tell two specs of one view apart in a tag, short enough to read.
+VIEW_VERSION_CHARS = 12
+
+
+def view_version(view: Any) -> str:
+    """A version identifier of a feature view: a short sha256 of its spec proto.
+
+    Feast numbers no versions; the spec (schema, source, TTL, entities, tags) is what decides the
+    values a join returns; the meta (creation, update and materialization times, its sources'
+    too) is left out, so the same definitions give the same version in any registry.
+    """
+    spec = view.to_proto().spec
+    for source in ("batch_source", "stream_source"):
+        # A data source carries its own creation and update times inside the view's spec.
+        if spec.HasField(source):
+            getattr(spec, source).ClearField("meta")
+    return hashlib.sha256(spec.SerializeToString(deterministic=True)).hexdigest()[:VIEW_VERSION_CHARS]
+
+
+def service_lineage(store: FeatureStore, feature_service: str) -> ServiceLineage:
+    """The service's views with their versions and its join keys, each checked against the registry.
+
+    A missing service or a view the registry does not hold is a `ConfigError` naming it, before any
+    data is joined; an unreachable registry is `FeatureStoreUnavailable`.
+    """
+    from feast.errors import FeatureViewNotFoundException
+
+    with _reaching("feature service"):
+        service = _feature_service(store, feature_service)
+        views: dict[str, str] = {}
+        keys: set[str] = set()
+        for projection in service.feature_view_projections:
+            try:
+                view = store.get_feature_view(projection.name)
+            except FeatureViewNotFoundException as error:
+                raise ConfigError(
+                    f"feature service '{feature_service}' uses feature view '{projection.name}', "
+                    "which the registry does not hold (run `mlops features apply`?)"
+                ) from error
+            views[view.name] = view_version(view)
+            keys.update(store.get_entity(name).join_key for name in view.entities)
+    return ServiceLineage(feature_service, dict(sorted(views.items())), tuple(sorted(keys)))
 
 
 # -- online lookups (serving by entity key) ---------------------------------------------------------
@@ -375,14 +483,8 @@ def _duration(seconds: int | None) -> str:
 
 def describe_service(store: FeatureStore, feature_service: str) -> ServiceSchema:
     """The join keys, features (with their views) and TTLs of a feature service, read from the registry."""
-    from feast.errors import FeatureServiceNotFoundException
-
     with _reaching("online features"):
-        try:
-            service = store.get_feature_service(feature_service)
-        except FeatureServiceNotFoundException as error:
-            known = ", ".join(sorted(s.name for s in store.list_feature_services())) or "none"
-            raise ConfigError(f"unknown feature service '{feature_service}' (known: {known})") from error
+        service = _feature_service(store, feature_service)
         join_keys: dict[str, tuple[type, ...]] = {}
         views: dict[str, str] = {}
         ttls: dict[str, int | None] = {}

@@ -1,7 +1,8 @@
 """The bundled datasets in data/ and the command that rewrites them from their simulators.
 
-`make data` (python -m mlops.local.bundled) regenerates data/churn.parquet, data/spend.parquet and
-the feature store's sources in data/features/ (features/, docs/features.md);
+`make data` (python -m mlops.local.bundled) regenerates data/churn.parquet, data/spend.parquet,
+the feature store's sources in data/features/ (features/, docs/features.md) and the churn model's
+entity frame data/churn_labels.parquet (labels only: its features come from the store);
 the same library versions give the same bytes, and a unit test checks the files equal the
 simulators' output. Kept apart from `simulate` so that `python -m` runs it without the package
 having imported it first.
@@ -13,7 +14,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlops.local.simulate import DATASETS, simulate_customer_features
+from mlops.local.simulate import DATASETS, simulate_churn_labels, simulate_customer_features
 
 # The bundled files: big enough for a time split and a drift reference, small enough for git.
 BUNDLED_ROWS = 20_000
@@ -22,6 +23,10 @@ BUNDLED_SEED = 0
 FEATURE_CUSTOMERS = 1_000
 FEATURE_MONTHS = 6
 FEATURES_DIR = "features"
+# The churn model's entity frame (customer_id, event_time, churned), joined to the store to train:
+# a few labels per customer at different months, so the join has history to get right.
+CHURN_LABELS = "churn_labels.parquet"
+LABELS_PER_CUSTOMER = 5
 
 
 def write_bundled(directory: str | Path = "data") -> list[Path]:
@@ -42,6 +47,9 @@ def write_bundled(directory: str | Path = "data") -> list[Path]:
         path = features / f"{name}.parquet"
         write_frame(frame, str(path))
         written.append(path)
+    path = directory / CHURN_LABELS
+    write_frame(simulate_churn_labels(tables, LABELS_PER_CUSTOMER, seed=BUNDLED_SEED), str(path))
+    written.append(path)
     return written
 
 

@@ -9,6 +9,10 @@ which models exist and when each one's drift check runs, so after `prefect deplo
 - one schedule per model on the monitor deployment, from its `monitoring.schedule`, carrying the
   model's name as its parameter (slug `model-<name>`), so each model keeps its own cadence and can
   be paused in the UI on its own.
+
+A project deployment that is not per model (materialize/hourly: it takes the Feast repository)
+has no `model` field and is not the monitor: its form and its schedule stay as prefect.yaml
+wrote them, and the report does not count it.
 """
 
 from __future__ import annotations

@@ -115,6 +115,17 @@ def simulate_churn(
     spec = _start(rows, drift)
     rng = np.random.default_rng(seed)
     frame = _customers(rng, rows, spec, start)
+    logit = churn_logit(frame, spec)
+    frame[TARGET] = (rng.uniform(0.0, 1.0, rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+    return _with_missing_totals(rng, frame)
+
+
+def churn_logit(frame: pd.DataFrame, spec: DriftSpec = DRIFT_LEVELS["none"]) -> np.ndarray:
+    """The log-odds that each customer of `frame` leaves: the one churn model every label comes from.
+
+    `simulate_churn` applies it to its customers and `simulate_churn_labels` to each customer's
+    store features as of the label's time, so both kinds of label mean the same thing.
+    """
     support_calls, monthly, tenure = frame["support_calls"], frame["monthly_charges"], frame["tenure_months"]
     contract, payment, plan = frame["contract"], frame["payment_method"], frame["plan"]
 
@@ -123,7 +134,7 @@ def simulate_churn(
     turn = 1.0 - 2.0 * spec.concept
     support_weight = 0.45 * turn
     price_weight = 0.025 + 0.02 * spec.concept
-    logit = (
+    return (
         -1.2
         + support_weight * support_calls
         + price_weight * (monthly - 65.0)
@@ -134,8 +145,6 @@ def simulate_churn(
         + np.where(plan == "premium", -0.3, 0.0)
         + 0.004 * (frame["age"] - 45)
     ).to_numpy()
-    frame[TARGET] = (rng.uniform(0.0, 1.0, rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
-    return _with_missing_totals(rng, frame)
 
 
 SPEND_TARGET = "monthly_spend"
@@ -262,3 +271,40 @@ def simulate_customer_features(
         )
     activity = pd.concat(snapshots, ignore_index=True)
     return {"customer_profile": profile, "customer_activity": activity}
+
+
+def simulate_churn_labels(
+    tables: dict[str, pd.DataFrame], labels_per_customer: int, seed: int = 0
+) -> pd.DataFrame:
+    """An entity frame for the feature store: `customer_id`, the label's time and `churned`.
+
+    Each label is drawn from `churn_logit` applied to the customer's features AS OF its time: the
+    profile and the latest activity snapshot stamped at or before it, never a later one. So the
+    store's point-in-time join explains the labels, and a join that leaked later snapshots would
+    explain them worse. Label times fall between a snapshot and the next one (well within the
+    activity view's 35-day TTL); times are naive UTC, like the flat files' `event_time`.
+    """
+    if labels_per_customer < 1:
+        raise ValueError("labels_per_customer must be at least 1")
+    profile, activity = tables["customer_profile"], tables["customer_activity"]
+    rng = np.random.default_rng([seed, 16])
+    # Which monthly snapshot each label follows, and how long after it (1 hour to 28 days) it is stamped.
+    snapshots = activity.sort_values([ENTITY_KEY, FEATURE_TIMESTAMP], kind="stable").reset_index(drop=True)
+    per_customer = snapshots.groupby(ENTITY_KEY).size().to_numpy()
+    starts = np.concatenate([[0], np.cumsum(per_customer)[:-1]])
+    customers = len(per_customer)
+    picks = starts.repeat(labels_per_customer) + rng.integers(0, per_customer.repeat(labels_per_customer))
+    rows = snapshots.iloc[picks].reset_index(drop=True)
+    delay = pd.to_timedelta(rng.integers(3600, 28 * 86400, customers * labels_per_customer), unit="s")
+    as_of = rows.merge(profile.drop(columns=FEATURE_TIMESTAMP), on=ENTITY_KEY, how="left")
+    logit = churn_logit(as_of)
+    churned = (rng.uniform(0.0, 1.0, len(as_of)) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+    labels = pd.DataFrame(
+        {
+            ENTITY_KEY: rows[ENTITY_KEY].to_numpy(),
+            TIMESTAMP: (rows[FEATURE_TIMESTAMP] + delay).dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(),
+            TARGET: churned,
+        }
+    )
+    # In time order: the time split's holdout is then the newest labels.
+    return labels.sort_values(TIMESTAMP, kind="stable").reset_index(drop=True)

@@ -4,10 +4,11 @@
 what users run. Each service runs in its own process group (so stopping it stops its children
 too), logs to <home>/logs/<name>.log and records its pid in <home>/run/<name>.pid.
 
-The servers always start. The closed loop needs the project around them: with a prefect.yaml
+The servers always start. The closed loop needs the project around them: with a feature
+repository (MLOPS_FEATURE_REPO) its definitions are applied; with a prefect.yaml
 (MLOPS_PREFECT_FILE) the deployments are registered and a worker polls the process pool; with a
 model catalogue directory (MLOPS_CATALOGUE) the serving app serves every model's champion. Outside
-a project checkout those two are reported as skipped.
+a project checkout those are reported as skipped.
 """
 
 from __future__ import annotations
@@ -247,6 +248,30 @@ def deploy_flows(settings: Settings, project: Path) -> list[str]:
     return sync_deployments(settings, project)
 
 
+def apply_features(settings: Settings, project: Path) -> str:
+    """Register the feature repository's definitions (MLOPS_FEATURE_REPO); one line saying what happened.
+
+    A repository that fails to apply is reported, never raised: the store-fed models cannot train
+    or serve until it applies, but the other models' loop must still come up.
+    """
+    repo = _in_project(project, settings.feature_repo)
+    if not (repo / "feature_store.yaml").is_file():
+        return f"features: skipped: no {repo / 'feature_store.yaml'}"
+    from mlops import features
+
+    try:
+        applied = features.apply_repo(features.open_store(repo, settings.home), repo)
+    except Exception as error:  # whatever a broken repository raises (Feast, its definitions): see above
+        text = str(error).strip().splitlines()
+        reason = text[0] if text else type(error).__name__
+        return (f"features: apply FAILED ({repo}): {reason}; the rest of the stack is up: "
+                "fix it and run `mlops features apply` (or `make up`) again")
+    views, services = applied["feature_views"], applied["feature_services"]
+    deleted = f"; removed {', '.join(applied['deleted'])}" if applied["deleted"] else ""
+    return (f"features: applied {repo}: {len(views)} feature views ({', '.join(views)}), "
+            f"{len(services)} feature services ({', '.join(services) or 'none'}){deleted}")
+
+
 def sync_deployments(settings: Settings, project: Path) -> list[str]:
     """Apply the catalogue to the deployed flows; one line per fact or refused file."""
     from mlops.catalogue import load_catalogue
@@ -445,13 +470,18 @@ def up(
 ) -> list[tuple[Service, str]]:
     """Start every service that is not already answering and deploy the flows; report each one's state.
 
-    What deploying set from the catalogue (and which config files it refused) is added to `notes`.
+    The feature repository is applied first (its one line opens `notes`), so that the deployed
+    flows find its views; what deploying set from the catalogue (and which config files it
+    refused) follows in `notes`.
     """
     project = (project or Path.cwd()).resolve()
     report = []
     for service in local_services(settings):
         proc = start(service, settings.home)
         report.append((service, "started" if proc else "already running"))
+    applied = apply_features(settings, project)
+    if notes is not None:
+        notes.append(applied)
     for service, skipped in loop_services(settings, project):
         if skipped:
             report.append((service, skipped))

@@ -8,7 +8,7 @@ CLI's JSON and the Prefect artifact cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mlops import audit, lineage
@@ -79,13 +79,17 @@ class Comparison:
     paired: PairedEvidence | None = None
     version_tags: Mapping[str, str] = field(default_factory=dict)
     trigger: Mapping[str, Any] | None = None
+    approval: Mapping[str, Any] | None = None  # a person's verdict, when the policy asked for one
+
+    def with_approval(self, approval: Mapping[str, Any]) -> Comparison:
+        return replace(self, approval=approval)
 
     def evidence(self, smoke: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The evidence of an audit record about this comparison (after the smoke test, if one ran)."""
         return audit.build_evidence(
             primary_metric=self.decision.primary_metric, metrics=self.metrics, holdout=self.holdout,
             version_tags=self.version_tags, paired=self.paired.to_dict() if self.paired else None,
-            trigger=self.trigger, smoke=smoke,
+            trigger=self.trigger, smoke=smoke, approval=self.approval,
         )
 
     def result(

@@ -7,14 +7,19 @@ store. The first test trains for itself, to run the whole train-then-deploy path
 
 from __future__ import annotations
 
+import contextvars
 import http.server
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from flows.deploy import deploy
@@ -23,9 +28,11 @@ from flows.train import train
 from mlops.config import PipelineConfig, parse_config
 from mlops.data import write_frame
 from mlops.errors import ConfigError, ModelNotFound
+from mlops.local.prefect_rest import wait_for
 from mlops.local.simulate import simulate_churn, simulate_spend
 from mlops.local.stack import free_port
 from mlops.registry import Registry
+from tasks.approval import waiting_deploys
 from tests.timing import LENIENT_PROMOTION
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -452,3 +459,92 @@ def test_regressor_bootstrap_refuses_a_tie_and_mcnemar_is_refused_before_anythin
                           "classification has; use bootstrap for regression")
     assert spend_aliases(uri)["champion"] == "1"
     assert [r.action for r in Registry(uri).read_audit(SPEND_MODEL)] == ["promoted", "refused"]
+
+
+# -- a person's approval (approval.required) ----------------------------------------------------------
+
+MLOPS = str(Path(sys.executable).parent / "mlops")
+
+
+def _deploy_in_background(config: PipelineConfig, **params) -> tuple[threading.Thread, dict]:
+    """deploy in a thread (it pauses there), its final state in the dict once the thread ends."""
+    out: dict = {}
+    # The test's Prefect settings live in a context variable, which a new thread does not inherit.
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=lambda: context.run(lambda: out.update(state=deploy(config=config, return_state=True, **params))))
+    thread.start()
+    return thread, out
+
+
+def _waiting(thread: threading.Thread, out: dict) -> list[str]:
+    """The paused deploys of MODEL; a deploy that ended without pausing fails the wait at once."""
+    assert thread.is_alive() or not out, f"deploy ended without waiting: {out['state']}"
+    return waiting_deploys(MODEL)
+
+
+def _answer(verb: str, config_file: Path, prefect_api: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    return subprocess.run([MLOPS, verb, "--config", str(config_file), *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _write_config(config: PipelineConfig, tmp_path: Path) -> Path:
+    path = tmp_path / "deploy.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    return path
+
+
+def test_a_promotion_waits_for_approval_and_the_reviewer_is_audited(store, tmp_path, prefect_api):
+    uri, data_uri = store
+    run_deploy(make_config(data_uri), challenger_version="1")
+    config = make_config(data_uri, approval={"required": True, "timeout_minutes": 5})
+    config_file = _write_config(config, tmp_path)
+    # Nothing waits yet: a clear line and exit 2.
+    early = _answer("approve", config_file, prefect_api)
+    assert early.returncode == 2 and f"no deploy of {MODEL} is waiting for approval" in early.stderr
+
+    thread, out = _deploy_in_background(config, challenger_version="2")
+    (run_id,) = wait_for("the deploy to wait for approval", lambda: _waiting(thread, out), 120, every=0.5)
+    assert aliases(uri)["champion"] == "1"  # nothing moves while it waits
+    approved = _answer("approve", config_file, prefect_api, "--reviewer", "ann", "--reason", "read the evidence")
+    assert approved.returncode == 0, approved.stderr
+    assert run_id in approved.stdout
+    thread.join(120)
+    result = out["state"].result()
+    assert result.status == "promoted" and aliases(uri)["champion"] == "2"
+    record = Registry(uri).read_audit(MODEL)[-1]
+    assert record.action == "promoted" and "approved by ann: read the evidence" in record.reason
+    assert record.evidence["approval"]["reviewer"] == "ann" and record.evidence["approval"]["approved"] is True
+
+
+def test_a_rejected_promotion_leaves_the_champion_and_says_who_and_why(store, tmp_path, prefect_api):
+    uri, data_uri = store
+    run_deploy(make_config(data_uri), challenger_version="1")
+    config = make_config(data_uri, approval={"required": True, "timeout_minutes": 5})
+    config_file = _write_config(config, tmp_path)
+    thread, out = _deploy_in_background(config, challenger_version="2")
+    wait_for("the deploy to wait for approval", lambda: _waiting(thread, out), 120, every=0.5)
+    no_reason = _answer("reject", config_file, prefect_api)
+    assert no_reason.returncode == 2 and "reject needs --reason" in no_reason.stderr
+    rejected = _answer("reject", config_file, prefect_api, "--reviewer", "bob", "--reason", "slice gap")
+    assert rejected.returncode == 0, rejected.stderr
+    thread.join(120)
+    assert out["state"].is_completed()
+    result = out["state"].result()
+    assert result.status == "refused" and result.reason == "rejected by bob: slice gap"
+    assert aliases(uri)["champion"] == "1" and "staging" not in aliases(uri)
+    record = Registry(uri).read_audit(MODEL)[-1]
+    assert (record.action, record.to_version, record.reason) == ("refused", "2", "rejected by bob: slice gap")
+    assert record.evidence["approval"]["approved"] is False
+
+
+def test_no_answer_within_the_timeout_refuses_and_the_run_completes(store):
+    uri, data_uri = store
+    config = make_config(data_uri, approval={"required": True, "timeout_minutes": 0.05})  # 3 s
+    result, run_id = run_deploy(config, challenger_version="1")
+    assert result.status == "refused" and result.reason.startswith("approval timed out: no approval within 0.05 min")
+    assert "champion" not in aliases(uri)
+    record = Registry(uri).read_audit(MODEL)[-1]
+    assert record.action == "refused" and record.evidence["approval"]["timed_out"] is True
+    assert waiting_deploys(MODEL) == []

@@ -63,6 +63,14 @@ def test_the_catalogue_sets_choices_schedules_and_triggers_and_follows_its_files
         (deployment,) = [d for d in rest.deployments(tags=["mlops", flow])]
         model = deployment["parameter_openapi_schema"]["properties"]["model"]
         assert model["enum"] == ["model-a", "model-b"], flow
+    # The feature store's deployment is not per model: the sync leaves its form and schedule alone.
+    materialize = rest.deployment("materialize", "hourly")
+    assert set(materialize["parameter_openapi_schema"]["properties"]) == {"repo", "views"}
+    assert materialize["parameters"] == {"repo": "features"}
+    assert [s["schedule"]["cron"] for s in materialize["schedules"]] == ["0 * * * *"]
+    assert materialize["global_concurrency_limit"]["limit"] == 1
+    assert materialize["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+    assert not any("materialize" in line for line in notes)
     monitor = rest.deployment("monitor", "scheduled")
     schedules = {s["parameters"]["model"]: s for s in monitor["schedules"]}
     assert set(schedules) == {"model-a", "model-b"}

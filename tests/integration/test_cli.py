@@ -1,4 +1,4 @@
-"""The `mlops` command as users run it: every documented exit code.
+"""The `mlops` command as users run it: every documented exit code (a store-fed model's bad input too).
 
 One case per exit code runs the real command as a subprocess (the entry point, the temporary
 Prefect server, signals); the other cases of the same code run `mlops.cli.main` in this process
@@ -21,9 +21,11 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from mlops import features
 from mlops.data import write_frame
 from mlops.local.simulate import simulate_churn
 from mlops.local.stack import free_port
+from tests.feature_repo import STORE_YAML, labelled_balances, make_repo
 
 REPO = Path(__file__).resolve().parents[2]
 MLOPS = str(Path(sys.executable).parent / "mlops")
@@ -313,4 +315,68 @@ def test_sigterm_ends_train_with_one_line_the_json_a_crashed_run_and_no_child_le
     with sqlite3.connect(workdir / "home" / "prefect" / "prefect.db") as db:
         states = [row[0] for row in db.execute("select state_type from flow_run")]
     assert states == ["CRASHED"]
+    assert versions(workdir) == []
+
+
+# -- a store-fed model on bad input ---------------------------------------------------------------
+# Each case runs against a real Feast repository in the working directory, applied under the
+# command's MLOPS_HOME (tests/feature_repo.py): one line naming the problem, the documented exit
+# code, and no version registered. The unreachable store runs the real command (its retries too).
+
+
+@pytest.fixture
+def store_repo(workdir: Path) -> Path:
+    """A repository with the `scorer` service, applied where the command will look (workdir/home)."""
+    rows, entity, _ = labelled_balances(60, seed=31)
+    repo = make_repo(workdir / "store", rows)
+    features.apply_repo(features.open_store(repo, workdir / "home"), repo)
+    write_frame(entity, str(workdir / "labels.parquet"))
+    write_frame(entity.drop(columns="event_time"), str(workdir / "untimed.parquet"))
+    return repo
+
+
+def store_config(repo: Path, uri: str = "labels.parquet", service: str = "scorer") -> dict:
+    config = base_config(uri, validation={"min_rows": 50})
+    config["dataset"].update(feature_service=service, feature_repo=str(repo))
+    return config
+
+
+def _delete_view(repo: Path, workdir: Path) -> None:
+    features.open_store(repo, workdir / "home").delete_feature_view("balance")
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ({"service": "nope"}, "error: unknown feature service 'nope' (known: scorer)"),
+        ({"delete_view": True}, "error: feature service 'scorer' uses feature view 'balance', which the registry "
+                                "does not hold (run `mlops features apply`?)"),
+        ({"uri": "untimed.parquet"}, "error: entity frame has no timestamp column 'event_time' "
+                                     "(columns: customer_id, churned)"),
+    ],
+    ids=["missing-service", "missing-view", "no-timestamp"],
+)
+def test_bad_store_input_exits_2_and_registers_nothing(workdir, store_repo, cli_in_process, case, expected):
+    if case.pop("delete_view", False):
+        _delete_view(store_repo, workdir)
+    cfg = write_config(workdir, store_config(store_repo, **case))
+    proc = cli_in_process(["train", "--config", cfg, "--json"], workdir)
+    assert proc.returncode == 2, proc.stderr
+    assert first_error_line(proc.stderr) == expected
+    assert json.loads(proc.stdout)["exit_code"] == 2
+    assert versions(workdir) == []
+
+
+def test_an_unreachable_store_exits_1_and_registers_nothing(workdir, store_repo, prefect_server):
+    # The registry's directory is a regular file: Feast can neither read nor create it.
+    blocker = workdir / "blocker"
+    blocker.write_text("not a directory")
+    rows, _, _ = labelled_balances(5)
+    unreachable = make_repo(workdir / "down", rows, STORE_YAML.replace("${MLOPS_HOME}/feast/registry.db",
+                                                                        f"{blocker}/registry.db"))
+    cfg = write_config(workdir, store_config(unreachable))
+    proc = run_cli(["train", "--config", cfg], workdir, prefect_server)
+    assert proc.returncode == 1, proc.stderr
+    line = first_error_line(proc.stderr)
+    assert line.startswith("error: feature service: feature store unreachable: ") and str(blocker) in line, line
     assert versions(workdir) == []

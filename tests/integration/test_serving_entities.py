@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -30,6 +31,7 @@ from mlops.serving.prediction_log import (
     read_labelled_predictions,
     read_prediction_log,
 )
+from tests.integration.test_feature_store_team import _redis_url
 from tests.integration.test_serving import Server, metric, start_server
 from tests.store_fed import (
     FEATURES,
@@ -185,9 +187,13 @@ def test_online_and_offline_features_agree_after_materialization(sqlite_setup, t
         assert log[column].tolist() == wanted, column
 
 
-def test_an_unreachable_online_store_is_a_503_per_request(tmp_path):
-    address = os.environ.get("MLOPS_TEST_REDIS", "127.0.0.1:6379")
-    redis = _redis_or_skip(address)
+def _address() -> str:
+    """host:port of the test Redis, as Feast's connection_string wants it."""
+    return urlsplit(_redis_url()).netloc
+
+
+def test_an_unreachable_online_store_is_a_503_per_request(tmp_path, redis_client):
+    address, redis = _address(), redis_client
     project = f"mlops_test_{uuid.uuid4().hex[:10]}"
     now = datetime.now(UTC)
     repo = make_store_repo(tmp_path, 20, project=project, online_store=redis_store(address), now=now)
@@ -211,9 +217,8 @@ def test_an_unreachable_online_store_is_a_503_per_request(tmp_path):
         _drop_project(redis, project)
 
 
-def test_serving_by_entity_from_redis(tmp_path):
-    address = os.environ.get("MLOPS_TEST_REDIS", "127.0.0.1:6379")
-    redis = _redis_or_skip(address)
+def test_serving_by_entity_from_redis(tmp_path, redis_client):
+    address, redis = _address(), redis_client
     project = f"mlops_test_{uuid.uuid4().hex[:10]}"
     now = datetime.now(UTC)
     repo = make_store_repo(tmp_path, 20, project=project, online_store=redis_store(address), now=now)
@@ -244,20 +249,6 @@ def test_serving_by_entity_from_redis(tmp_path):
     finally:
         _drop_project(redis, project)
     assert _project_keys(redis, project) == 0
-
-
-def _redis_or_skip(address: str):
-    import redis as redis_client
-
-    host, port = address.rsplit(":", 1)
-    client = redis_client.Redis(host=host, port=int(port), socket_connect_timeout=3)
-    try:
-        client.ping()
-    except redis_client.ConnectionError as err:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis at {address}: {err}")
-    return client
 
 
 def _project_keys(client, project: str) -> int:

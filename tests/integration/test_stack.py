@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,10 +32,16 @@ def test_stack_serves_train_runs_and_stops_cleanly(tmp_path):
     def mlops(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([MLOPS, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
+    # The project's feature repository, as `make up` finds it in a checkout: applied before anything deploys.
+    shutil.copytree(Path(__file__).resolve().parents[2] / "features", tmp_path / "features",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+
     pids: list[int | None] = []
     try:
         up = mlops("stack", "up")
         assert up.returncode == 0, up.stderr + up.stdout
+        assert f"features: applied {tmp_path / 'features'}: 2 feature views" in up.stdout
+        assert (tmp_path / ".mlops" / "feast" / "registry.db").is_file()
         assert mlops("stack", "status").returncode == 0
         again = mlops("stack", "up")
         assert again.stdout.count("already running") == 2

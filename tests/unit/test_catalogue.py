@@ -33,7 +33,10 @@ def _write(directory: Path, file: str, raw: dict | str) -> Path:
 
 def _config(name: str, **changes) -> dict:
     raw = deep_merge(CHURN, {"model": {"name": name}, **changes})
-    raw["dataset"]["uri"] = str(ROOT / "data" / "churn.parquet")
+    # The flat file holds its features: configs/churn.yaml's feature service would join them twice.
+    # (A new mapping: deep_merge shares CHURN's nested ones, which other tests read.)
+    raw["dataset"] = {**{k: v for k, v in raw["dataset"].items() if k != "feature_service"},
+                      "uri": str(ROOT / "data" / "churn.parquet")}
     return raw
 
 
@@ -89,7 +92,17 @@ def test_a_model_whose_data_is_missing_stays_listed_with_a_warning(tmp_path):
     catalogue = load_catalogue(tmp_path)
     assert catalogue.names == ["good", "nodata"]
     (problem,) = catalogue.problems
-    assert not problem.refused and "absent.parquet not found" in problem.message
+    assert not problem.refused and "dataset " in problem.message and "absent.parquet not found" in problem.message
+
+
+def test_a_store_fed_model_whose_entity_frame_is_missing_is_warned_about_by_it(tmp_path):
+    # The project's churn model takes its features from the store: its data is the entity frame.
+    raw = deep_merge(CHURN, {"model": {"name": "stored"}})
+    assert raw["dataset"]["feature_service"] == "churn_model"
+    raw["dataset"]["uri"] = str(tmp_path / "labels.parquet")
+    _write(tmp_path, "stored.yaml", raw)
+    (problem,) = load_catalogue(tmp_path).problems
+    assert not problem.refused and f"entity frame {tmp_path / 'labels.parquet'} not found" in problem.message
 
 
 def test_an_unknown_model_names_itself_and_the_known_ones(tmp_path):

@@ -183,6 +183,18 @@ def test_too_little_labelled_traffic_keeps_the_configured_split():
     assert config.split == CONFIG.split
 
 
+def test_a_store_fed_retrain_reads_its_joined_snapshot_as_a_flat_file():
+    from mlops.retraining import TrainingData, retrain_config
+
+    stored = CONFIG.model_copy(update={"dataset": CONFIG.dataset.model_copy(update={"feature_service": "churn_model"})})
+    # With labelled traffic the snapshot holds the joined features: joining it again would clash.
+    snapshot = retrain_config(stored, TrainingData("snapshot.parquet", 1400, 400))
+    assert snapshot.dataset.uri == "snapshot.parquet" and snapshot.dataset.feature_service is None
+    # Without it the retrain reads the entity frame itself, joined to the store as train does.
+    unchanged = retrain_config(stored, TrainingData(stored.dataset.uri, 1000, 0))
+    assert unchanged.dataset == stored.dataset
+
+
 def test_a_gate_failure_becomes_a_refusal_with_no_version():
     from mlops.evaluation import GateResult
     from mlops.retraining import gate_refusal

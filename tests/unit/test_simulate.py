@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mlops.data import fingerprint_frame, read_frame
-from mlops.local.bundled import BUNDLED_ROWS, BUNDLED_SEED, write_bundled
+from mlops.local.bundled import (
+    BUNDLED_ROWS,
+    BUNDLED_SEED,
+    CHURN_LABELS,
+    LABELS_PER_CUSTOMER,
+    write_bundled,
+)
 from mlops.local.simulate import (
     DATASETS,
     SPEND_TARGET,
     TARGET,
     TIMESTAMP,
+    churn_logit,
     dataset_for_target,
     simulate_churn,
+    simulate_churn_labels,
     simulate_customer_features,
     simulate_spend,
 )
@@ -124,7 +133,7 @@ def test_make_data_rewrites_the_bundled_files_unchanged(tmp_path):
     written = write_bundled(tmp_path)
     features = [f"features/{name}.parquet" for name in ("customer_activity", "customer_profile")]
     names = sorted(str(p.relative_to(tmp_path)) for p in written)
-    assert names == sorted([d.file_name for d in DATASETS.values()] + features)
+    assert names == sorted([d.file_name for d in DATASETS.values()] + features + [CHURN_LABELS])
     for path in written:
         bundled = REPO / "data" / path.relative_to(tmp_path)
         assert fingerprint_frame(read_frame(str(path))) == fingerprint_frame(read_frame(str(bundled)))
@@ -144,3 +153,44 @@ def test_customer_features_are_deterministic_keyed_and_change_over_time():
     assert (per_customer > 1).mean() > 0.9
     with pytest.raises(ValueError, match="at least 1"):
         simulate_customer_features(0, 3)
+
+
+def _auc(scores, labels) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores))
+
+
+def test_churn_labels_are_explained_by_the_features_as_of_their_time():
+    tables = simulate_customer_features(400, 6, seed=3)
+    labels = simulate_churn_labels(tables, 5, seed=3)
+    assert list(labels.columns) == ["customer_id", TIMESTAMP, TARGET] and len(labels) == 2000
+    assert labels[TIMESTAMP].is_monotonic_increasing and labels[TIMESTAMP].dt.tz is None
+    profile, activity = tables["customer_profile"], tables["customer_activity"]
+    query = labels.assign(at=labels[TIMESTAMP].dt.tz_localize("UTC")).sort_values("at")
+    snapshots = activity.sort_values("event_timestamp")
+
+    def features(direction: str):
+        # An independent as-of join (pandas, not Feast): the latest snapshot at or before each label
+        # ("backward"), or the first one after it ("forward": the future a leaky join would use).
+        joined = pd.merge_asof(query, snapshots, left_on="at", right_on="event_timestamp", by="customer_id",
+                               direction=direction, allow_exact_matches=direction == "backward")
+        return joined.merge(profile.drop(columns="event_timestamp"), on="customer_id")
+
+    as_of = features("backward")
+    # Every label has a snapshot before it, no more than 28 days old (the activity TTL is 35).
+    assert as_of["event_timestamp"].notna().all()
+    assert ((as_of["at"] - as_of["event_timestamp"]) < pd.Timedelta(days=28)).all()
+    future = features("forward").dropna(subset=["event_timestamp"])
+    # The labels follow the churn model on the as-of features, and clearly less on later ones.
+    right = _auc(churn_logit(as_of), as_of[TARGET])
+    leaked = _auc(churn_logit(future), future[TARGET])
+    assert right > 0.75 and right > leaked + 0.03
+    with pytest.raises(ValueError, match="at least 1"):
+        simulate_churn_labels(tables, 0)
+
+
+def test_the_bundled_churn_labels_are_their_simulators_output():
+    tables = simulate_customer_features(1_000, 6, seed=BUNDLED_SEED)
+    bundled = read_frame(str(REPO / "data" / CHURN_LABELS))
+    assert fingerprint_frame(bundled) == fingerprint_frame(simulate_churn_labels(tables, LABELS_PER_CUSTOMER, seed=BUNDLED_SEED))
