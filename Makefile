@@ -77,6 +77,10 @@ bench-serving: install
 bench-drift: install
 	$(BIN)/python benchmarks/drift.py
 
+.PHONY: bench-features
+bench-features: install
+	$(BIN)/python benchmarks/features.py
+
 .PHONY: bench-dask
 bench-dask: install
 	$(BIN)/python benchmarks/search_dask.py

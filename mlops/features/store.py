@@ -14,9 +14,9 @@ import os
 import sqlite3
 import string
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -403,3 +403,175 @@ def service_lineage(store: FeatureStore, feature_service: str) -> ServiceLineage
             views[view.name] = view_version(view)
             keys.update(store.get_entity(name).join_key for name in view.entities)
     return ServiceLineage(feature_service, dict(sorted(views.items())), tuple(sorted(keys)))
+
+
+# -- online lookups (serving by entity key) ---------------------------------------------------------
+
+# Per-row status of an online lookup: every feature found and fresh; no feature found at all (the
+# store has never seen the entity); a feature older than its view's TTL; or some views know the
+# entity and another does not (e.g. a profile but no activity materialized yet).
+ROW_OK = "ok"
+ROW_UNKNOWN_ENTITY = "unknown_entity"
+ROW_STALE = "stale"
+ROW_MISSING_FEATURE = "missing_feature"
+# Python types a join key's value may take, by Feast value type name (JSON has no other kinds).
+_KEY_TYPES: dict[str, tuple[type, ...]] = {"INT64": (int,), "INT32": (int,), "STRING": (str,)}
+
+
+@dataclass(frozen=True)
+class ServiceSchema:
+    """What a caller of the online store needs to know about a feature service, with no Feast in it."""
+
+    name: str
+    join_keys: dict[str, tuple[type, ...]]  # join key -> the Python types its value may take
+    views: dict[str, str]  # feature -> the view that serves it (feature names are unique in a service)
+    ttl_seconds: dict[str, int | None]  # view -> its TTL (None: values never go stale)
+    # Feast's FeatureService, kept so that a lookup does not read the registry again (~1 ms a call).
+    service: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return tuple(self.views)
+
+
+@dataclass(frozen=True)
+class FeatureProblem:
+    """Why one feature of one row cannot be trusted: `not_found` in the online store, or `stale`."""
+
+    kind: str
+    feature: str
+    view: str
+    event_time: datetime | None = None
+    ttl_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class RowStatus:
+    """The verdict on one entity row: `status` (ROW_*), the view and feature to blame, and why."""
+
+    status: str
+    detail: str = ""
+    view: str | None = None
+    feature: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == ROW_OK
+
+
+@dataclass(frozen=True)
+class OnlineFeatures:
+    """The result of one batched online lookup: features column by column, and each row's problems."""
+
+    schema: ServiceSchema
+    entities: list[dict[str, Any]]
+    columns: dict[str, list[Any]]  # feature -> one value per entity row (None where not found)
+    problems: list[tuple[FeatureProblem, ...]]
+
+    def row_status(self, row: int, supplied: Collection[str] = ()) -> RowStatus:
+        """Row `row`'s status; features in `supplied` (given with the request) are not held against it."""
+        problems = [p for p in self.problems[row] if p.feature not in supplied]
+        if not problems:
+            return RowStatus(ROW_OK)
+        key = ", ".join(f"{k}={self.entities[row].get(k)!r}" for k in self.schema.join_keys)
+        not_found = [p for p in problems if p.kind == "not_found"]
+        if len(not_found) == len(self.schema.views):
+            return RowStatus(
+                ROW_UNKNOWN_ENTITY, f"unknown entity {key}: the online store has no features of "
+                f"service '{self.schema.name}' for it",
+            )
+        stale = next((p for p in problems if p.kind == "stale"), None)
+        if stale is not None:
+            stamped = stale.event_time.isoformat() if stale.event_time else "unknown"
+            return RowStatus(
+                ROW_STALE, f"feature '{stale.feature}' of view '{stale.view}' is stale for {key}: stamped "
+                f"{stamped}, older than the view's TTL of {_duration(stale.ttl_seconds)}",
+                stale.view, stale.feature,
+            )
+        first = not_found[0]
+        return RowStatus(
+            ROW_MISSING_FEATURE, f"feature '{first.feature}' of view '{first.view}' has no online value for {key}",
+            first.view, first.feature,
+        )
+
+    @property
+    def statuses(self) -> list[RowStatus]:
+        return [self.row_status(row) for row in range(len(self.entities))]
+
+    def frame(self) -> pd.DataFrame:
+        """The entity rows with their features, one row each, in the caller's order."""
+        import pandas as pd
+
+        keys = {key: [row[key] for row in self.entities] for key in self.schema.join_keys}
+        return pd.DataFrame({**keys, **self.columns})
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "none"
+    return f"{seconds // 86400} d" if seconds % 86400 == 0 else f"{seconds} s"
+
+
+def describe_service(store: FeatureStore, feature_service: str) -> ServiceSchema:
+    """The join keys, features (with their views) and TTLs of a feature service, read from the registry."""
+    with _reaching("online features"):
+        service = _feature_service(store, feature_service)
+        join_keys: dict[str, tuple[type, ...]] = {}
+        views: dict[str, str] = {}
+        ttls: dict[str, int | None] = {}
+        for projection in service.feature_view_projections:
+            view = store.get_feature_view(projection.name)
+            ttls[projection.name] = _ttl_seconds(view)
+            for name in view.entities:
+                entity = store.get_entity(name)
+                join_keys[entity.join_key] = _KEY_TYPES.get(entity.value_type.name, (int, str))
+            for feature in projection.features:
+                views[feature.name] = projection.name
+    return ServiceSchema(feature_service, join_keys, views, ttls, service)
+
+
+def online_features(
+    store: FeatureStore,
+    schema: ServiceSchema,
+    entity_rows: Sequence[dict[str, Any]],
+    now: datetime | None = None,
+) -> OnlineFeatures:
+    """The service's online features of `entity_rows` (join keys only) in one `get_online_features` call.
+
+    Each row gets a status, from what Feast 0.67 returns per feature and row (a status and an event
+    timestamp; read in its installed source):
+    * not found: the SQLite store marks it NOT_FOUND, but the Redis store marks a missing key
+      PRESENT with an empty value and an unset (zero) timestamp (`RedisOnlineStore.
+      _get_features_for_entity`), so an unset timestamp means not found as well;
+    * stale: Feast marks OUTSIDE_MAX_AGE only on its pre-computed-vector path
+      (feast/infra/online_stores/online_store.py), not on the plain reads these stores do, so it is
+      decided here by the rule that path uses: older than the view's TTL at `now` (default: the
+      current time). A value Feast itself marks OUTSIDE_MAX_AGE is stale too.
+    """
+    from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+    now_seconds = (now or datetime.now(UTC)).timestamp()
+    with _reaching("online features"):
+        service = schema.service if schema.service is not None else store.get_feature_service(schema.name)
+        response = store.get_online_features(features=service, entity_rows=list(entity_rows))
+        values = response.to_dict()
+    not_found, outside_max_age = FieldStatus.NOT_FOUND, FieldStatus.OUTSIDE_MAX_AGE  # enum lookups cost, hoisted
+    n = len(entity_rows)
+    columns: dict[str, list[Any]] = {}
+    problems: list[list[FeatureProblem]] = [[] for _ in range(n)]
+    results = dict(zip(response.proto.metadata.feature_names.val, response.proto.results, strict=True))
+    for feature, view in schema.views.items():
+        vector = results[feature]
+        ttl = schema.ttl_seconds[view]
+        column = values[feature]
+        for row, (status, stamp) in enumerate(zip(vector.statuses, vector.event_timestamps, strict=True)):
+            if status == not_found or not (stamp.seconds or stamp.nanos):
+                problems[row].append(FeatureProblem("not_found", feature, view))
+                column[row] = None
+            elif status == outside_max_age or (
+                ttl is not None and now_seconds - (stamp.seconds + stamp.nanos / 1e9) > ttl
+            ):
+                when = datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9, UTC)
+                problems[row].append(FeatureProblem("stale", feature, view, when, ttl))
+        columns[feature] = column
+    return OnlineFeatures(schema, [dict(row) for row in entity_rows], columns, [tuple(p) for p in problems])

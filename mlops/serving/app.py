@@ -12,6 +12,11 @@ Response of POST /predict::
     {"predictions": [...], "probabilities": [[p_class0, p_class1, ...], ...], "classes": [...],
      "model_version": "3", "model_alias": "champion", "route": "champion", "request_id": "..."}
 
+A store-fed model (dataset.feature_service) also takes ``{"entities": [{"customer_id": 123}, ...]}``
+(mlops.serving.entities); its answer adds ``statuses`` (one per record) and ``errors`` (the records
+not scored, each ``{"record", "status", "detail", "field"?, "view"?}``, with a null prediction);
+503 when its online store does not answer.
+
 ``probabilities`` / ``classes`` only for classifiers; probabilities are per class, in the order
 of ``classes``. Errors are ``{"detail": "..."}`` (+ ``record`` / ``field`` when one is to blame):
 400 malformed JSON, 401 missing or wrong API key, 404 unknown model, 413 body over
@@ -214,7 +219,9 @@ def _install_openapi(app: FastAPI, host: ServingHost) -> None:
                 (name, s.contract, s.serving.max_rows, s.slots.champion.version if s.slots.champion else None)
                 for name, s in host.services.items()
             ]
-            cache["doc"] = openapi.add_models(base, models, host.default.name, host.api_key is not None)
+            services = {name: s.entities.schema for name, s in host.services.items()
+                        if s.entities is not None and s.entities.schema is not None}
+            cache["doc"] = openapi.add_models(base, models, host.default.name, host.api_key is not None, services)
             cache["key"] = key
         return cache["doc"]
 

@@ -15,11 +15,14 @@ training (the encoder ignores them; drift monitoring reports them).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops.contract import MAX_ABS_VALUE, ColumnContract, DataContract
 from mlops.serving.auth import API_KEY_HEADER
-from mlops.serving.payload import RECORD_KEYS
+from mlops.serving.payload import ENTITIES_KEY, RECORD_KEYS
+
+if TYPE_CHECKING:
+    from mlops.features import ServiceSchema
 
 _JSON = "application/json"
 
@@ -58,9 +61,38 @@ def record_schema(contract: DataContract | None) -> dict[str, Any]:
     }
 
 
-def request_schema(record_ref: str, max_rows: int) -> dict[str, Any]:
-    """The body of a predict request: records in one of the accepted shapes."""
+def entity_schema(contract: DataContract | None, service: ServiceSchema) -> dict[str, Any]:
+    """One entity record of a store-fed model: its join keys, and request-time fields (features of the model).
+
+    A feature the service does not serve must come with the request; one it serves may (it wins).
+    """
+    json_types = {(int,): "integer", (str,): "string"}
+    properties: dict[str, Any] = {
+        key: {"type": json_types.get(types, ["integer", "string"]),
+              "description": f"join key of feature service '{service.name}'"}
+        for key, types in service.join_keys.items()
+    }
+    required = list(service.join_keys)
+    for col in contract.feature_columns if contract is not None else ():
+        properties[col.name] = feature_schema(col)
+        if col.name not in service.views:
+            required.append(col.name)
+    return {
+        "type": "object", "properties": properties, "required": required,
+        "additionalProperties": contract is None,
+        "description": f"an entity whose features are looked up in feature service '{service.name}'; "
+        "a feature given here is used instead of the looked-up value",
+    }
+
+
+def request_schema(record_ref: str, max_rows: int, entity_ref: str | None = None) -> dict[str, Any]:
+    """The body of a predict request: records in one of the accepted shapes (or entity keys, for a store-fed model)."""
     records = {"type": "array", "items": {"$ref": record_ref}, "minItems": 1, "maxItems": max_rows}
+    keys = (*RECORD_KEYS, ENTITIES_KEY) if entity_ref is not None else RECORD_KEYS
+    by_entity = [] if entity_ref is None else [{
+        "type": "object", "required": [ENTITIES_KEY], "additionalProperties": False, "properties": {
+            ENTITIES_KEY: {"type": "array", "items": {"$ref": entity_ref}, "minItems": 1, "maxItems": max_rows}},
+    }]
     return {
         "oneOf": [
             {"type": "object", "properties": {"records": records}, "required": ["records"], "additionalProperties": False},
@@ -70,12 +102,13 @@ def request_schema(record_ref: str, max_rows: int) -> dict[str, Any]:
                 "dataframe_split": {"type": "object", "required": ["columns", "data"], "properties": {
                     "columns": {"type": "array", "items": {"type": "string"}},
                     "data": {"type": "array", "items": {"type": "array"}}, "index": {"type": "array"}}}}},
+            *by_entity,
         ],
-        "description": f"exactly one of {', '.join(RECORD_KEYS)}; at most {max_rows} records",
+        "description": f"exactly one of {', '.join(keys)}; at most {max_rows} records",
     }
 
 
-def response_schema(contract: DataContract | None) -> dict[str, Any]:
+def response_schema(contract: DataContract | None, by_entity: bool = False) -> dict[str, Any]:
     props: dict[str, Any] = {
         "predictions": {"type": "array"},
         "model_version": {"type": "string"}, "model_alias": {"type": "string"},
@@ -85,6 +118,12 @@ def response_schema(contract: DataContract | None) -> dict[str, Any]:
         props["probabilities"] = {"type": "array", "items": {"type": "array", "items": {"type": "number"}},
                                   "description": "classifiers only: per class, in the order of classes"}
         props["classes"] = {"type": "array", "description": "classifiers only"}
+    if by_entity:
+        props["statuses"] = {"type": "array", "items": {"type": "string", "enum": [
+            "ok", "unknown_entity", "stale", "missing_feature", "invalid_feature"]},
+            "description": "entity requests only: per record; a record not ok has a null prediction"}
+        props["errors"] = {"type": "array", "items": {"$ref": "#/components/schemas/RecordError"},
+                           "description": "entity requests only: the records not scored, and why"}
     return {"type": "object", "properties": props, "required": ["predictions", "model_version", "request_id"]}
 
 
@@ -97,17 +136,31 @@ _ERROR = {"description": "refused; `detail` says why",
 
 
 def add_models(document: dict[str, Any], models: list[tuple[str, DataContract | None, int, str | None]],
-               default: str, api_key: bool) -> dict[str, Any]:
-    """`document` with the predict routes of `models` (name, contract or None, max_rows, champion version)."""
+               default: str, api_key: bool, services: dict[str, ServiceSchema] | None = None) -> dict[str, Any]:
+    """`document` with the predict routes of `models` (name, contract or None, max_rows, champion version).
+
+    `services` holds the feature service of each store-fed model whose store is open: its request
+    body also offers entity keys.
+    """
+    services = services or {}
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = {"type": "object", "properties": {"detail": {"type": "string"}, "record": {"type": "integer"},
                                                           "field": {"type": "string"}}, "required": ["detail"]}
+    if services:
+        schemas["RecordError"] = {"type": "object", "required": ["record", "status", "detail"], "properties": {
+            "record": {"type": "integer"}, "status": {"type": "string"}, "detail": {"type": "string"},
+            "field": {"type": "string"}, "view": {"type": "string"}}}
     paths = document.setdefault("paths", {})
     for name, contract, max_rows, version in models:
         key = _key(name)
+        service = services.get(name)
         schemas[f"Record_{key}"] = record_schema(contract)
-        schemas[f"PredictRequest_{key}"] = request_schema(f"#/components/schemas/Record_{key}", max_rows)
-        schemas[f"PredictResponse_{key}"] = response_schema(contract)
+        entity_ref = None
+        if service is not None:
+            schemas[f"Entity_{key}"] = entity_schema(contract, service)
+            entity_ref = f"#/components/schemas/Entity_{key}"
+        schemas[f"PredictRequest_{key}"] = request_schema(f"#/components/schemas/Record_{key}", max_rows, entity_ref)
+        schemas[f"PredictResponse_{key}"] = response_schema(contract, service is not None)
         loaded = f"champion v{version}" if version else "not loaded yet"
         operation = {
             "summary": f"Predict with {name}",

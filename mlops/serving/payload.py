@@ -6,6 +6,8 @@ field, and a short reason used as a metric label. Accepted bodies:
 * ``{"records": [{feature: value, ...}, ...]}``
 * ``{"dataframe_records": [...]}`` (MLflow scoring-server format)
 * ``{"dataframe_split": {"columns": [...], "data": [[...], ...]}}`` (MLflow; ``index`` ignored)
+* ``{"entities": [{join key: value, ...}, ...]}`` for a model fed from a feature store
+  (mlops.serving.entities looks the features up)
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import orjson
 from mlops.contract import MAX_ABS_VALUE, DataContract
 
 RECORD_KEYS = ("records", "dataframe_records", "dataframe_split")
+ENTITIES_KEY = "entities"
+REQUEST_KEYS = (*RECORD_KEYS, ENTITIES_KEY)
 _MAX_SHOWN = 40
 # Request ids are the service's own (32 hex digits); a label naming a longer one joins nothing.
 MAX_REQUEST_ID_LENGTH = 128
@@ -91,16 +95,27 @@ def load_json(body: bytes) -> Any:
 
 def parse_records(body: bytes, max_rows: int) -> list[dict[str, Any]]:
     """The records of a /predict body in any accepted shape, at most `max_rows` of them."""
+    return _parse(body, max_rows, RECORD_KEYS)[1]
+
+
+def parse_request(body: bytes, max_rows: int) -> tuple[str, list[dict[str, Any]]]:
+    """(the body's key, its records) of a /predict body: feature records, or entity keys (`ENTITIES_KEY`)."""
+    return _parse(body, max_rows, REQUEST_KEYS)
+
+
+def _parse(body: bytes, max_rows: int, keys: tuple[str, ...]) -> tuple[str, list[dict[str, Any]]]:
     doc = load_json(body)
     if not isinstance(doc, dict):
-        raise PayloadError(422, f"expected a JSON object with one of {_keys()}, got {describe(doc)}", "invalid_body")
-    present = [k for k in RECORD_KEYS if k in doc]
-    unknown = [k for k in doc if k not in RECORD_KEYS]
+        raise PayloadError(422, f"expected a JSON object with one of {_keys(keys)}, got {describe(doc)}", "invalid_body")
+    present = [k for k in keys if k in doc]
+    unknown = [k for k in doc if k not in keys]
     if unknown:
-        raise PayloadError(422, f"unknown top-level key '{shown_name(unknown[0])}'; expected one of {_keys()}", "invalid_body")
+        raise PayloadError(
+            422, f"unknown top-level key '{shown_name(unknown[0])}'; expected one of {_keys(keys)}", "invalid_body"
+        )
     if len(present) != 1:
         what = "none" if not present else " and ".join(f"'{k}'" for k in present)
-        raise PayloadError(422, f"expected exactly one of {_keys()}, got {what}", "invalid_body")
+        raise PayloadError(422, f"expected exactly one of {_keys(keys)}, got {what}", "invalid_body")
     key = present[0]
     if key == "dataframe_split":
         records = _split_records(doc[key])
@@ -119,11 +134,11 @@ def parse_records(body: bytes, max_rows: int) -> list[dict[str, Any]]:
         raise PayloadError(
             422, f"too many records: {len(records)} > serving.max_rows {max_rows}", "too_many_rows"
         )
-    return records
+    return key, records
 
 
-def _keys() -> str:
-    return ", ".join(f"'{k}'" for k in RECORD_KEYS)
+def _keys(keys: tuple[str, ...] = RECORD_KEYS) -> str:
+    return ", ".join(f"'{k}'" for k in keys)
 
 
 def _split_records(split: Any) -> list[dict[str, Any]]:
@@ -188,6 +203,15 @@ class RecordValidator:
                 clean[name] = value
             out.append(clean)
         return out
+
+    def validate_fields(self, index: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """Some of the features (the request-time fields of an entity record), each coerced as `validate` does.
+
+        Every name must be a feature of the contract (the caller checks that first, to name the problem in its terms).
+        """
+        kinds = self._kinds
+        return {name: value if value is None else self._coerce(index, name, kinds[name], value)
+                for name, value in fields.items()}
 
     def _shape_error(self, index: int, record: dict[str, Any]) -> None:
         for name in record:

@@ -102,12 +102,17 @@ def prediction_columns(
     model_alias: str,
     route: str,
     timestamp: float,
+    rows: list[int] | None = None,
 ) -> dict[str, list[Any]]:
-    """One answered request (or its shadow scoring) as log columns, one row per record."""
+    """One answered request (or its shadow scoring) as log columns, one row per record.
+
+    `rows` are the records' positions in the request when not all of them were scored (an entity
+    request answers some records with a status instead): labels join on (request_id, row).
+    """
     n = len(records)
     columns: dict[str, list[Any]] = {
         "request_id": [request_id] * n,
-        "row": list(range(n)),
+        "row": list(range(n)) if rows is None else rows,
         TIMESTAMP: [timestamp] * n,
         "model_name": [model_name] * n,
         "model_version": [model_version] * n,

@@ -21,12 +21,27 @@ from starlette.requests import Request
 
 from mlops.config import PipelineConfig, Settings
 from mlops.contract import DataContract
+from mlops.errors import FeatureStoreUnavailable, MlopsError
 from mlops.registry import ALIAS_CHAMPION
 from mlops.serving import auth, logstore
 from mlops.serving.batching import MicroBatcher
+from mlops.serving.entities import (
+    EntityScores,
+    EntitySource,
+    check_entities,
+    not_store_fed,
+    record_errors,
+    score_entities,
+)
 from mlops.serving.metrics import ROUTE_CANARY, ROUTE_SHADOW, ServingMetrics
 from mlops.serving.models import SLOT_CHAMPION, ModelSlots, RegistryLike
-from mlops.serving.payload import PayloadError, check_content_type, parse_labels, parse_records
+from mlops.serving.payload import (
+    ENTITIES_KEY,
+    PayloadError,
+    check_content_type,
+    parse_labels,
+    parse_request,
+)
 from mlops.serving.prediction_log import (
     label_columns,
     label_writer,
@@ -63,7 +78,7 @@ class Scored:
     model: LoadedModel
     alias: str
     route: str
-    scores: Scores
+    scores: Scores | EntityScores
 
 
 class ModelService:
@@ -106,6 +121,14 @@ class ModelService:
             on_dead_letter=self.metrics.dead_letter("labels").inc,
         )
         self._batchers: weakref.WeakKeyDictionary[LoadedModel, MicroBatcher] = weakref.WeakKeyDictionary()
+        self._entity_batchers: weakref.WeakKeyDictionary[LoadedModel, MicroBatcher] = weakref.WeakKeyDictionary()
+        # A store-fed model (dataset.feature_service) also answers entity keys: its feature store,
+        # opened once when the model is first loaded (or by the first entity request) and kept.
+        dataset = config.dataset
+        self.entities = (
+            EntitySource(dataset.feature_repo, settings.home, dataset.feature_service)
+            if dataset.feature_service else None
+        )
         self._background: set[asyncio.Task[None]] = set()
         # On-demand loading: the task that loads the champion (None: not loaded, or evicted) and
         # the one that keeps it fresh; `in_flight` requests pin the model against eviction.
@@ -141,6 +164,14 @@ class ModelService:
         self.loads += 1
         await self.slots.refresh()
         self._refresher = asyncio.get_running_loop().create_task(self.slots.run_forever(self.serving.refresh_seconds))
+        if self.entities is not None and self.entities.schema is None:
+            try:
+                await self.entities.ready()
+            except Exception as err:  # records still score; entity requests retry and answer 503 meanwhile
+                log.warning("model %s: feature store not opened: %s", self.name, err)
+            else:
+                if self._notify_swap is not None:  # the OpenAPI document can now show the join keys
+                    self._notify_swap(self)
 
     async def deactivate(self) -> None:
         """Drop the loaded versions (evicted or shutting down); the next request loads them again."""
@@ -152,6 +183,7 @@ class ModelService:
         self.activation = self._refresher = None
         self.slots.unload()
         self._batchers = weakref.WeakKeyDictionary()
+        self._entity_batchers = weakref.WeakKeyDictionary()
 
     def _on_swap(self, slot: str, old: LoadedModel | None, new: LoadedModel | None) -> None:
         alias = ALIAS_CHAMPION if slot == SLOT_CHAMPION else self.canary_alias or slot
@@ -173,6 +205,20 @@ class ModelService:
                 on_batch=self.metrics.batch_histogram(model.version).observe,
             )
             self._batchers[model] = found
+        return found
+
+    def entity_batcher(self, model: LoadedModel) -> MicroBatcher:
+        """The micro-batcher of entity requests to `model`: one online lookup and one predict per batch."""
+        found = self._entity_batchers.get(model)
+        if found is None:
+            source = self.entities
+            assert source is not None
+            found = MicroBatcher(
+                lambda records: score_entities(model, source, records),
+                self.serving.batch_max_rows, self.serving.batch_wait_ms / 1000.0,
+                on_batch=self.metrics.batch_histogram(model.version).observe,
+            )
+            self._entity_batchers[model] = found
         return found
 
     # -- request handling --------------------------------------------------------------------
@@ -213,10 +259,13 @@ class ModelService:
         if denied := self.denied(request):
             return denied
         try:
-            records = parse_records(await self.read_body(request), self.serving.max_rows)
+            key, records = parse_request(await self.read_body(request), self.serving.max_rows)
         except PayloadError as err:
             return self.refuse(err)
-        outcome = await self.score(records, request.headers.get(self.serving.sticky_header), started)
+        by_entity = key == ENTITIES_KEY
+        if by_entity and self.entities is None:
+            return self.refuse(not_store_fed(self.name))
+        outcome = await self.score(records, request.headers.get(self.serving.sticky_header), started, by_entity)
         if isinstance(outcome, Reply):
             return outcome
         scores, model = outcome.scores, outcome.model
@@ -224,6 +273,9 @@ class ModelService:
         if scores.probabilities is not None:
             body["probabilities"] = scores.probabilities
             body["classes"] = scores.classes
+        if isinstance(scores, EntityScores):
+            body["statuses"] = [status.status for status in scores.statuses]
+            body["errors"] = record_errors(scores.statuses)
         body.update(model_version=model.version, model_alias=outcome.alias, route=outcome.route, request_id=outcome.request_id)
         return Reply(200, body, {REQUEST_ID_HEADER: outcome.request_id})
 
@@ -242,11 +294,14 @@ class ModelService:
                 self.activation = activation = asyncio.get_running_loop().create_task(self.activate())
             await asyncio.shield(activation)
 
-    async def score(self, records: list[dict[str, Any]], sticky_key: str | None, started: float) -> Scored | Reply:
+    async def score(
+        self, records: list[dict[str, Any]], sticky_key: str | None, started: float, by_entity: bool = False
+    ) -> Scored | Reply:
         """Validate `records` against the answering model's contract, score them in a micro-batch, log them.
 
         What /predict and the Open Inference Protocol's infer share: routing, validation,
         batching, the prediction log and the metrics. A Reply is a refusal or failure to send as is.
+        With `by_entity` the records are entity keys of a store-fed model (mlops.serving.entities).
         """
         self.in_flight += 1  # pins this model against eviction until the answer is out
         try:
@@ -255,11 +310,13 @@ class ModelService:
                 self.memory.touch(self)  # loaded: the hot path, no extra coroutine
             else:
                 await self.use()
-            return await self._score(records, sticky_key, started)
+            return await self._score(records, sticky_key, started, by_entity)
         finally:
             self.in_flight -= 1
 
-    async def _score(self, records: list[dict[str, Any]], sticky_key: str | None, started: float) -> Scored | Reply:
+    async def _score(
+        self, records: list[dict[str, Any]], sticky_key: str | None, started: float, by_entity: bool = False
+    ) -> Scored | Reply:
         # One read of each slot: a hot swap after this line does not affect this request.
         champion, canary = self.slots.champion, self.slots.canary
         if champion is None:
@@ -270,6 +327,8 @@ class ModelService:
             model, alias = canary, self.canary_alias
         else:
             model, alias = champion, ALIAS_CHAMPION
+        if by_entity:
+            return await self._score_entities(records, model, alias, route, canary, started)
         try:
             clean = model.validator.validate(records)
         except PayloadError as err:
@@ -290,6 +349,49 @@ class ModelService:
         self.metrics.observe(model.version, route, time.perf_counter() - started, failed=False)
         return Scored(request_id, model, alias, route, scores)
 
+    async def _score_entities(
+        self, records: list[dict[str, Any]], model: LoadedModel, alias: str, route: str,
+        canary: LoadedModel | None, started: float,
+    ) -> Scored | Reply:
+        """Entity records: checked, then looked up and scored with their micro-batch; logs what was scored."""
+        source = self.entities
+        assert source is not None
+        request_id = uuid.uuid4().hex
+        try:
+            schema = await source.ready()
+            clean = check_entities(records, schema, model)
+            scores: EntityScores = await self.entity_batcher(model).submit(clean)
+        except PayloadError as err:
+            return self.refuse(err)
+        except FeatureStoreUnavailable as err:
+            # The store's outage, not the model's: a refusal, not an error of this model version.
+            self.metrics.reject("feature_store_unavailable")
+            return Reply(503, {"detail": str(err)})
+        except MlopsError as err:  # the feature service or repository is misconfigured
+            self.metrics.reject("feature_store_error")
+            return Reply(500, {"detail": f"feature store: {err}"})
+        except Exception as err:
+            log.exception("prediction by entity failed (model %s v%s, request %s)", model.name, model.version, request_id)
+            self.metrics.observe(model.version, route, time.perf_counter() - started, failed=True)
+            return Reply(
+                500, {"detail": f"prediction failed ({type(err).__name__})", "request_id": request_id},
+                {REQUEST_ID_HEADER: request_id},
+            )
+        rows = [row for row, used in enumerate(scores.features) if used is not None]
+        if rows:
+            used = [scores.features[row] for row in rows]
+            probabilities = scores.probabilities
+            answered = Scores(
+                [scores.predictions[row] for row in rows],
+                [probabilities[row] for row in rows] if probabilities is not None else None,
+                scores.classes,
+            )
+            self.log_prediction(request_id, used, answered, model, alias, route, rows)
+            if self.router.shadows and canary is not None:
+                self.spawn_shadow(canary, used, request_id, rows)
+        self.metrics.observe(model.version, route, time.perf_counter() - started, failed=False)
+        return Scored(request_id, model, alias, route, scores)
+
     async def add_labels(self, request: Request) -> Reply:
         """Ground truth for earlier predictions, checked against the champion's classes."""
         if denied := self.denied(request):
@@ -307,17 +409,24 @@ class ModelService:
         return Reply(200, {"accepted": len(items)})
 
     def log_prediction(
-        self, request_id: str, records: list[dict[str, Any]], scores: Scores, model: LoadedModel, alias: str, route: str
+        self, request_id: str, records: list[dict[str, Any]], scores: Scores, model: LoadedModel, alias: str, route: str,
+        rows: list[int] | None = None,
     ) -> None:
-        columns = prediction_columns(request_id, records, scores, model.name, model.version, alias, route, time.time())
+        columns = prediction_columns(
+            request_id, records, scores, model.name, model.version, alias, route, time.time(), rows,
+        )
         self.predictions.append(columns, len(records), float_columns=logged_feature_columns(model.numeric_features))
 
-    def spawn_shadow(self, model: LoadedModel, records: list[dict[str, Any]], request_id: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._shadow(model, records, request_id))
+    def spawn_shadow(
+        self, model: LoadedModel, records: list[dict[str, Any]], request_id: str, rows: list[int] | None = None
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(self._shadow(model, records, request_id, rows))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _shadow(self, model: LoadedModel, records: list[dict[str, Any]], request_id: str) -> None:
+    async def _shadow(
+        self, model: LoadedModel, records: list[dict[str, Any]], request_id: str, rows: list[int] | None = None
+    ) -> None:
         """Score silently with the canary; its failures are counted, never seen by the caller."""
         started = time.perf_counter()
         try:
@@ -332,7 +441,7 @@ class ModelService:
             self.metrics.observe(model.version, ROUTE_SHADOW, time.perf_counter() - started, failed=True)
             return
         self.metrics.observe(model.version, ROUTE_SHADOW, time.perf_counter() - started, failed=False)
-        self.log_prediction(request_id, clean, scores, model, self.canary_alias or ROUTE_SHADOW, ROUTE_SHADOW)
+        self.log_prediction(request_id, clean, scores, model, self.canary_alias or ROUTE_SHADOW, ROUTE_SHADOW, rows)
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
         """Ready: a champion is loaded and no log writer is FAILING (rows it accepts could be lost).
@@ -357,6 +466,12 @@ class ModelService:
                 "labels": _writer_status(self.labels),
             },
         )
+        if self.entities is not None:
+            status["feature_store"] = {
+                "feature_service": self.entities.feature_service,
+                "open": self.entities.schema is not None,
+                "last_error": self.entities.last_error,
+            }
         return ready, status
 
 
