@@ -339,17 +339,22 @@ def historical_frame(
     if clashes:
         # Two columns of one name would leave the training frame to pick one silently.
         raise DataError(f"entity frame already has column '{clashes[0]}', a feature of service '{feature_service}'")
-    # Feast returns rows in its own order and (0.67, file offline store) drops entity rows stamped
-    # before any source data: a row number puts every row back where the caller had it, with
-    # missing features where none was known at its time, so that no label silently disappears.
-    order = "__mlops_row"
-    frame = entity_frame.reset_index(drop=True).assign(**{order: range(len(entity_frame))})
-    query = frame[[*join_keys, timestamp, order]].rename(columns={timestamp: ENTITY_TIMESTAMP})
-    query[ENTITY_TIMESTAMP] = pd.to_datetime(query[ENTITY_TIMESTAMP], utc=True)
+    # Feast returns rows in its own order, keeps one of two entity rows with the same keys and time,
+    # and (0.67, file offline store) drops rows stamped before any source data. So Feast is asked
+    # once per distinct (keys, time) pair, each with a number, and every row of the caller's frame
+    # gets its pair's features back in its own place, missing where none was known at its time:
+    # no label silently disappears, and two labels of one customer at one instant both get features.
+    pair = "__mlops_pair"
+    frame = entity_frame.reset_index(drop=True)
+    stamps = frame[[*join_keys]].assign(**{ENTITY_TIMESTAMP: pd.to_datetime(frame[timestamp], utc=True)})
+    query = stamps.drop_duplicates().reset_index(drop=True)
+    query[pair] = range(len(query))
     with _reaching("historical features"):
         joined = store.get_historical_features(entity_df=query, features=service).to_df()
     features = joined.drop(columns=[*join_keys, ENTITY_TIMESTAMP])
-    return frame.merge(features, on=order, how="left").drop(columns=order)
+    # A left merge keeps the left rows' order; each row finds exactly one pair (they are distinct).
+    numbered = frame.assign(**{pair: stamps.merge(query, on=[*join_keys, ENTITY_TIMESTAMP], how="left")[pair].to_numpy()})
+    return numbered.merge(features, on=pair, how="left").drop(columns=pair)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,17 @@ def test_a_value_stamped_after_the_label_never_reaches_the_training_frame(store_
     assert frame["balance"].iloc[3:].isna().all()
 
 
+def test_two_labels_of_one_customer_at_one_instant_both_get_features(store_and_repo):
+    # Feast keeps one of two entity rows with the same keys and time: the frame must not.
+    store, _ = store_and_repo
+    when = T0 + timedelta(days=6)
+    entity = pd.DataFrame({"customer_id": [2, 1, 2, 1], "event_timestamp": [when, when, when, T0],
+                           "label": [1, 0, 0, 1]})
+    frame = features.historical_frame(store, entity, "scorer")
+    pd.testing.assert_frame_equal(frame[entity.columns.tolist()], entity)
+    assert frame["balance"].tolist() == [980.0, 990.0, 980.0, 10.0]
+
+
 def test_point_in_time_join_matches_an_independent_as_of_join(tmp_path):
     # Each label gets a marker balance stamped one second after it, as if the outcome were written
     # back into the features: its own marker must never appear on its row (a later label of the
