@@ -482,7 +482,9 @@ class PipelineConfig(_Strict):
             return data
         model, promotion = data.get("model"), data.get("promotion", {})
         task = model.get("task") if isinstance(model, dict) else None
-        if task in DEFAULT_PRIMARY_METRIC and isinstance(promotion, dict) and "primary_metric" not in promotion:
+        # Only a task name can pick a default: anything else is left for the field to refuse, by name.
+        if isinstance(task, str) and task in DEFAULT_PRIMARY_METRIC and isinstance(promotion, dict) \
+                and "primary_metric" not in promotion:
             data = {**data, "promotion": {**promotion, "primary_metric": DEFAULT_PRIMARY_METRIC[task]}}
         return data
 

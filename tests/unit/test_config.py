@@ -246,3 +246,10 @@ def test_a_config_path_that_is_a_fifo_or_a_device_is_refused_without_blocking(tm
     device.symlink_to("/dev/zero")
     with pytest.raises(ConfigError, match="is a character device"):
         load_config(device)
+
+
+@pytest.mark.parametrize("task", [[], {}, 3])
+def test_a_task_that_is_not_a_name_is_refused_naming_the_key(task):
+    # Found by tests/reliability/test_properties.py: the default-metric rule hashed the value first.
+    with pytest.raises(ConfigError, match="model.task"):
+        parse_config({"dataset": {"uri": "x.parquet", "target": "y"}, "model": {"name": "m", "task": task}})
