@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops.features.store import ROW_OK, RowStatus
 from mlops.serving.payload import ENTITIES_KEY, PayloadError, describe, shown_name
 from mlops.serving.scoring import LoadedModel, Scores
 
@@ -141,16 +142,6 @@ def not_store_fed(name: str) -> PayloadError:
 
 
 @dataclass(frozen=True)
-class RecordStatus:
-    """One entity record's outcome: `ok`, or why it was not scored (and which view/feature to blame)."""
-
-    status: str
-    detail: str = ""
-    view: str | None = None
-    feature: str | None = None
-
-
-@dataclass(frozen=True)
 class EntityScores:
     """A micro-batch of entity records: predictions (None where not scored), statuses, the features used.
 
@@ -161,7 +152,7 @@ class EntityScores:
     predictions: list[Any]
     probabilities: list[list[float] | None] | None
     classes: list[Any] | None
-    statuses: list[RecordStatus]
+    statuses: list[RowStatus]
     features: list[dict[str, Any] | None]
 
     def slice(self, start: int, stop: int) -> EntityScores:
@@ -199,13 +190,13 @@ def score_looked_up(model: LoadedModel, source: EntitySource, records: list[dict
     schema = source.schema
     assert schema is not None
     served = [name for name in model.validator.names if name in schema.views]
-    statuses: list[RecordStatus] = []
+    statuses: list[RowStatus] = []
     used: list[dict[str, Any] | None] = []
     for row, record in enumerate(records):
         fields = {name: value for name, value in record.items() if name not in schema.join_keys}
         found = online.row_status(row, fields)
         if not found.ok:
-            statuses.append(RecordStatus(found.status, found.detail, found.view, found.feature))
+            statuses.append(found)
             used.append(None)
             continue
         merged = {name: online.columns[name][row] for name in served}
@@ -217,12 +208,12 @@ def score_looked_up(model: LoadedModel, source: EntitySource, records: list[dict
             reason = err.detail.split(": ", 1)[-1]
             feature = err.field
             view = schema.views.get(feature) if feature is not None else None
-            statuses.append(RecordStatus(
+            statuses.append(RowStatus(
                 ROW_INVALID_FEATURE, f"the online store's value does not fit the model's contract: {reason}", view, feature,
             ))
             used.append(None)
             continue
-        statuses.append(RecordStatus("ok"))
+        statuses.append(RowStatus(ROW_OK))
         used.append(clean)
     good = [clean for clean in used if clean is not None]
     scores = model.score(good) if good else Scores([], [] if model.classes is not None else None, model.classes)
@@ -239,7 +230,7 @@ def score_looked_up(model: LoadedModel, source: EntitySource, records: list[dict
     return EntityScores(predictions, probabilities, model.classes, statuses, used)
 
 
-def record_errors(statuses: list[RecordStatus]) -> list[dict[str, Any]]:
+def record_errors(statuses: list[RowStatus]) -> list[dict[str, Any]]:
     """The records not scored, each as the app's error body (`detail`, `record`, `field`) plus `status` and `view`."""
     errors = []
     for index, status in enumerate(statuses):

@@ -337,17 +337,23 @@ class ModelService:
         try:
             scores = await self.batcher(model).submit(clean)
         except Exception as err:
-            log.exception("prediction failed (model %s v%s, request %s)", model.name, model.version, request_id)
-            self.metrics.observe(model.version, route, time.perf_counter() - started, failed=True)
-            return Reply(
-                500, {"detail": f"prediction failed ({type(err).__name__})", "request_id": request_id},
-                {REQUEST_ID_HEADER: request_id},
-            )
+            return self._prediction_failed(err, "prediction", model, route, started, request_id)
         self.log_prediction(request_id, clean, scores, model, alias, route)
         if self.router.shadows and canary is not None:
             self.spawn_shadow(canary, records, request_id)
         self.metrics.observe(model.version, route, time.perf_counter() - started, failed=False)
         return Scored(request_id, model, alias, route, scores)
+
+    def _prediction_failed(
+        self, err: Exception, what: str, model: LoadedModel, route: str, started: float, request_id: str,
+    ) -> Reply:
+        """A 500 for a scoring failure: logged with its traceback, counted against the model version."""
+        log.error("%s failed (model %s v%s, request %s)", what, model.name, model.version, request_id, exc_info=err)
+        self.metrics.observe(model.version, route, time.perf_counter() - started, failed=True)
+        return Reply(
+            500, {"detail": f"prediction failed ({type(err).__name__})", "request_id": request_id},
+            {REQUEST_ID_HEADER: request_id},
+        )
 
     async def _score_entities(
         self, records: list[dict[str, Any]], model: LoadedModel, alias: str, route: str,
@@ -371,12 +377,7 @@ class ModelService:
             self.metrics.reject("feature_store_error")
             return Reply(500, {"detail": f"feature store: {err}"})
         except Exception as err:
-            log.exception("prediction by entity failed (model %s v%s, request %s)", model.name, model.version, request_id)
-            self.metrics.observe(model.version, route, time.perf_counter() - started, failed=True)
-            return Reply(
-                500, {"detail": f"prediction failed ({type(err).__name__})", "request_id": request_id},
-                {REQUEST_ID_HEADER: request_id},
-            )
+            return self._prediction_failed(err, "prediction by entity", model, route, started, request_id)
         rows = [row for row, used in enumerate(scores.features) if used is not None]
         if rows:
             used = [scores.features[row] for row in rows]
