@@ -37,6 +37,7 @@ from tasks.deploy import (
     stage_version,
     watch_deployment,
 )
+from tasks.rollout import end_rollout, roll_out
 
 # How long a deploy waits for another deploy of the same model to finish its promotion step.
 PROMOTION_WAIT_SECONDS = 600
@@ -152,18 +153,36 @@ def deploy(
     if not decision.promote:
         return refuse(decision.reason)
 
+    def aborted(reason: str, smoke_report: dict[str, Any]) -> DeployResult:
+        logger.warning("rollout aborted, champion v%s keeps all traffic: %s", champion_version, reason)
+        path = _record(registry, audit.ACTION_ROLLED_BACK, name, from_version=candidate.version,
+                       to_version=champion_version, decision=decision.to_dict(), reason=reason,
+                       evidence=comparison.evidence(smoke_report), actor=actor)
+        result = comparison.result(STATUS_ROLLED_BACK, champion_version, reason, smoke=smoke_report, audit_records=[path])
+        publish_deploy_summary(result)
+        return result
+
     # -- a person's approval, when the model's policy asks for one -------------------------------
     # Asked before staging, so that no lock or alias is held while nobody answers; the champion is
     # checked again when it moves (ChampionMoved), so a deploy that won meanwhile is not undone.
+    # A rollout needs a champion to compare with live; a first champion is promoted as before.
+    rolling_out = config.rollout.enabled and champion_version is not None
+    ask_before_full = rolling_out and config.approval.at == "before-full"
     approval = None
-    if config.approval.required:
+
+    def ask_approval() -> str | None:
+        """Pause for a person's answer; the refusal's reason, or None when approved."""
+        nonlocal approval, comparison
         evidence = request_markdown(name, candidate.version, champion_version, decision.reason, comparison.metrics,
-                                    config.approval.timeout_minutes)
+                                    config.approval.timeout_minutes, comparison.rollout)
         approval = wait_for_approval(name, candidate.version, champion_version, decision.reason, evidence,
                                      config.approval.timeout_minutes)
         comparison = comparison.with_approval(approval.to_dict())
-        if not approval.approved:
-            return refuse(approval.refusal())
+        return None if approval.approved else approval.refusal()
+
+    if config.approval.required and not ask_before_full:
+        if (refusal := ask_approval()) is not None:
+            return refuse(refusal)
 
     # -- staging and smoke test -----------------------------------------------------------------
     # One deploy of this model at a time from here on, across processes and workers: staging, smoke
@@ -175,13 +194,25 @@ def deploy(
             report = smoke_test_staging(registry, name, holdout, config)
             if not report.passed:
                 return refuse(report.reason, report.to_dict())
+            if rolling_out:
+                # Live evidence, step by step; `champion` has not moved, so an abort only takes the
+                # challenger's traffic away (end_rollout below), at once.
+                outcome = roll_out(registry, config, candidate.version, champion_version, actor, _flow_run_id())
+                comparison = comparison.with_rollout(outcome.to_dict())
+                if not outcome.promote:
+                    return aborted(outcome.reason, report.to_dict())
+                if config.approval.required and ask_before_full and (refusal := ask_approval()) is not None:
+                    return refuse(refusal, report.to_dict())
             try:
                 previous = promote_version(registry, name, candidate.version, champion_version)
             except ChampionMoved as err:
                 # A concurrent deploy won; the refusal goes in the audit trail like any other.
                 return refuse(str(err), report.to_dict())
         finally:
-            # staging is a waiting room: nothing stays there after the decision, whatever it was.
+            # staging is a waiting room: nothing stays there after the decision, whatever it was;
+            # and once champion has moved (or not), the challenger's share of traffic ends.
+            if rolling_out:
+                end_rollout(registry, name)
             clear_staging(registry, name)
     reason = decision.reason
     if approval is not None:

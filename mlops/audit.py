@@ -19,7 +19,9 @@ from typing import Any
 ACTION_PROMOTED = "promoted"
 ACTION_REFUSED = "refused"
 ACTION_ROLLED_BACK = "rolled-back"
-ACTIONS = (ACTION_PROMOTED, ACTION_REFUSED, ACTION_ROLLED_BACK)
+# One finished step of a progressive rollout (passed or aborted), with its live evidence.
+ACTION_ROLLOUT_STEP = "rollout-step"
+ACTIONS = (ACTION_PROMOTED, ACTION_REFUSED, ACTION_ROLLED_BACK, ACTION_ROLLOUT_STEP)
 
 # Version tags that mirror the latest record on the version it concerns (the full log is the artifact).
 TAG_LAST_ACTION = "audit.last_action"
@@ -133,9 +135,10 @@ def build_evidence(
     watch: Mapping[str, Any] | None = None,
     trigger: Mapping[str, Any] | None = None,
     approval: Mapping[str, Any] | None = None,
+    rollout: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The evidence part of a record: metrics of both models, the holdout, validation, tests, trigger,
-    and a person's approval when one was asked for.
+    a person's approval when one was asked for, and the live rollout's steps when one ran.
 
     `validation` and the lineage come from the challenger's version tags (written at training time).
     """
@@ -152,6 +155,7 @@ def build_evidence(
         "watch": dict(watch) if watch else None,
         "trigger": dict(trigger) if trigger else None,
         **({"approval": dict(approval)} if approval else {}),
+        **({"rollout": dict(rollout)} if rollout else {}),
     }
 
 

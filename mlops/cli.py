@@ -512,6 +512,28 @@ def cmd_history(config: ConfigOption = None, model: ModelOption = None, as_json:
     return EXIT_OK
 
 
+@_command("rollout", "a progressive rollout's step, traffic split and live comparison: `mlops rollout status`",
+          "mlops rollout status --model churn-classifier --json")
+def cmd_rollout(
+    action: Annotated[str, typer.Argument(metavar="status", help="what to show (status)")],
+    config: ConfigOption = None,
+    model: ModelOption = None,
+    as_json: JsonFlag = False,
+) -> int:
+    if action != "status":
+        raise ConfigError(f"unknown rollout action '{action}' (known: status)")
+    run_config = _load_for_run(config, model)
+    from mlops.promotion.status import render_status, rollout_status
+    from mlops.registry import open_registry
+
+    try:
+        status = rollout_status(open_registry(_settings()), run_config.model.name)
+    except Exception as err:  # the registry is unreachable, or its split tag is broken: one line
+        return _fail(err, as_json)
+    print(json.dumps(status, default=str) if as_json else render_status(status))
+    return EXIT_OK
+
+
 @_command("models", "registered versions with their aliases and key metrics", f"mlops models --config {EXAMPLE_CONFIG}")
 def cmd_models(
     config: ConfigOption = None,

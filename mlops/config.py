@@ -282,7 +282,7 @@ class RolloutConfig(_Strict):
     )
     min_requests: int = Field(default=200, ge=1, description="Challenger requests a step needs before it may pass")
     min_labelled_rows: int = Field(
-        default=100, ge=0, description="Labelled challenger rows a traffic step needs before it may pass (0: none)"
+        default=100, ge=0, description="Labelled challenger rows answered during a traffic step before it may pass (0: none)"
     )
     max_minutes_per_step: float = Field(
         default=60.0, gt=0.0, description="A step without enough evidence by then aborts the rollout"
@@ -301,6 +301,7 @@ class RolloutConfig(_Strict):
     sequential_tau: float = Field(
         default=0.05, gt=0.0, description="Sequential test's mixture scale: the difference it finds fastest"
     )
+    poll_seconds: float = Field(default=30.0, gt=0.0, description="How often a step's live evidence is looked at")
 
     @field_validator("steps")
     @classmethod
@@ -315,15 +316,6 @@ class RolloutConfig(_Strict):
         if shares != sorted(set(shares)):
             raise ValueError("traffic shares must rise from step to step")
         return steps
-
-    @field_validator("enabled")
-    @classmethod
-    def _not_driven_yet(cls, enabled: bool) -> bool:
-        # The step judge and the sequential test exist; the flow that moves traffic does not yet.
-        # Refusing beats accepting a setting that would silently do nothing.
-        if enabled:
-            raise ValueError("progressive rollout is not available yet: no flow drives the steps (issue 17)")
-        return enabled
 
 
 class ApprovalConfig(_Strict):

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.audit import ACTION_PROMOTED, ACTION_REFUSED, ACTION_ROLLED_BACK, AuditRecord
+from mlops.audit import (
+    ACTION_PROMOTED,
+    ACTION_REFUSED,
+    ACTION_ROLLED_BACK,
+    ACTION_ROLLOUT_STEP,
+    AuditRecord,
+)
 from mlops.features.freshness import Freshness
 
 # A monitoring breach: the retrain automation in prefect.yaml listens to both.
@@ -19,11 +25,13 @@ PERFORMANCE_DEGRADED = "mlops.performance.degraded"
 MODEL_PROMOTED = "mlops.model.promoted"
 MODEL_REJECTED = "mlops.model.rejected"
 MODEL_ROLLED_BACK = "mlops.model.rolled-back"
+MODEL_ROLLOUT_STEP = "mlops.model.rollout-step"
 
 EVENT_BY_ACTION: dict[str, str] = {
     ACTION_PROMOTED: MODEL_PROMOTED,
     ACTION_REFUSED: MODEL_REJECTED,
     ACTION_ROLLED_BACK: MODEL_ROLLED_BACK,
+    ACTION_ROLLOUT_STEP: MODEL_ROLLOUT_STEP,
 }
 
 RESOURCE_PREFIX = "mlops.model."

@@ -13,7 +13,13 @@ import numpy as np
 import pandas as pd
 
 from mlops import audit
-from mlops.audit import ACTION_PROMOTED, ACTION_REFUSED, AuditRecord, sort_records
+from mlops.audit import (
+    ACTION_PROMOTED,
+    ACTION_REFUSED,
+    ACTION_ROLLED_BACK,
+    AuditRecord,
+    sort_records,
+)
 from mlops.config import PipelineConfig, SplitConfig
 from mlops.contract import MAX_ABS_VALUE, DataContract, infer_contract
 from mlops.serving.logstore import TIMESTAMP
@@ -220,6 +226,12 @@ RETRAIN_SOURCE = "retrain"
 _FINISHING_ACTIONS = (ACTION_PROMOTED, ACTION_REFUSED)
 
 
+def _decides(record: AuditRecord) -> bool:
+    """A deploy's decision: promoted, refused, or a rollout aborted on live evidence (the champion
+    never moved, so that is the deploy's answer); a rollback of a promotion is not one."""
+    return record.action in _FINISHING_ACTIONS or (record.action == ACTION_ROLLED_BACK and "rollout" in record.evidence)
+
+
 def trigger_evidence(trigger: Mapping[str, Any] | None, started: datetime | None = None) -> dict[str, Any]:
     """What the audit trail keeps about why a retrain ran: the event (or 'manual') marked as a
     retrain, and when the retrain started (which later runs of the same storm compare against)."""
@@ -232,7 +244,7 @@ def trigger_evidence(trigger: Mapping[str, Any] | None, started: datetime | None
 def _retrain_decisions(records: Iterable[AuditRecord]) -> list[AuditRecord]:
     """The model's retrain decisions (promoted or refused by a retrain), newest last."""
     return [r for r in sort_records(records)
-            if r.action in _FINISHING_ACTIONS and (r.evidence.get("trigger") or {}).get("source") == RETRAIN_SOURCE]
+            if _decides(r) and (r.evidence.get("trigger") or {}).get("source") == RETRAIN_SOURCE]
 
 
 def last_retrain_finished(records: Iterable[AuditRecord]) -> datetime | None:

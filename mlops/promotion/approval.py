@@ -42,8 +42,10 @@ class ApprovalVerdict:
 def request_markdown(
     model: str, candidate: str, champion: str | None, decision_reason: str,
     metrics: Mapping[str, Mapping[str, float]], timeout_minutes: float,
+    rollout: Mapping[str, Any] | None = None,
 ) -> str:
-    """What the reviewer reads beside the approve/reject form: the offline evidence in brief."""
+    """What the reviewer reads beside the approve/reject form: the offline evidence in brief, and
+    the live rollout's steps when the approval is asked before full traffic."""
     lines = [
         f"# Approve {model} v{candidate}?",
         "",
@@ -57,6 +59,9 @@ def request_markdown(
     for name in sorted(challenger):
         old = current.get(name)
         lines.append(f"| {name} | {challenger[name]:.4f} | {'-' if old is None else f'{old:.4f}'} |")
+    if rollout:
+        lines += ["", "Live rollout so far (the challenger keeps its last share while you decide):", ""]
+        lines += [f"- {step['step']}: {step['action']}: {step['reason']}" for step in rollout.get("steps", [])]
     lines += [
         "",
         f"Answer within {timeout_minutes:g} min, in this flow run's Resume form or with "

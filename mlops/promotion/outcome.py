@@ -80,16 +80,20 @@ class Comparison:
     version_tags: Mapping[str, str] = field(default_factory=dict)
     trigger: Mapping[str, Any] | None = None
     approval: Mapping[str, Any] | None = None  # a person's verdict, when the policy asked for one
+    rollout: Mapping[str, Any] | None = None  # the live rollout's steps, when one ran
 
     def with_approval(self, approval: Mapping[str, Any]) -> Comparison:
         return replace(self, approval=approval)
+
+    def with_rollout(self, rollout: Mapping[str, Any]) -> Comparison:
+        return replace(self, rollout=rollout)
 
     def evidence(self, smoke: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The evidence of an audit record about this comparison (after the smoke test, if one ran)."""
         return audit.build_evidence(
             primary_metric=self.decision.primary_metric, metrics=self.metrics, holdout=self.holdout,
             version_tags=self.version_tags, paired=self.paired.to_dict() if self.paired else None,
-            trigger=self.trigger, smoke=smoke, approval=self.approval,
+            trigger=self.trigger, smoke=smoke, approval=self.approval, rollout=self.rollout,
         )
 
     def result(

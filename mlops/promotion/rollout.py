@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from mlops.config import SHADOW, RolloutConfig
 from mlops.promotion.sequential import Outcomes, SequentialEvidence, compare
+from mlops.promotion.split import TrafficSplit
 
 Action = Literal["continue", "advance", "promote", "abort"]
 
@@ -53,6 +55,12 @@ class StepEvidence:
     champion: VersionLive
     challenger: VersionLive
     shadow: ShadowLive | None = None
+    # Labelled challenger rows answered during this step (the outcomes count the whole rollout):
+    # each step must earn its own evidence before it passes. None: count the outcomes instead.
+    challenger_step_labelled: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,10 @@ def _health(evidence: StepEvidence, policy: RolloutConfig) -> list[str]:
         reasons.append(f"challenger error rate {live.error_rate:.1%} over {live.requests} requests "
                        f"> {policy.max_error_rate:.1%}")
     champion_p99 = evidence.champion.p99_ms
-    if live.requests >= policy.min_requests and live.p99_ms is not None and champion_p99:
+    # A shadow scoring runs in the background after the caller's answer, queued behind it: its
+    # latency is not a caller's, so latency is judged on the traffic steps only.
+    shadow = evidence.step == SHADOW
+    if not shadow and live.requests >= policy.min_requests and live.p99_ms is not None and champion_p99:
         if live.p99_ms > policy.max_p99_ratio * champion_p99:
             reasons.append(f"challenger p99 {live.p99_ms:.0f} ms > {policy.max_p99_ratio:g} x champion's {champion_p99:.0f} ms")
     return reasons
@@ -134,12 +145,14 @@ def judge_step(evidence: StepEvidence, policy: RolloutConfig, last: bool) -> Ste
         sequential = compare(champion, challenger, policy.alpha, policy.sequential_tau, max(policy.min_labelled_rows, 1))
         if sequential.verdict == "worse":
             return StepVerdict("abort", [sequential.summary()], sequential)
-    labelled = challenger.n if challenger else 0
+    labelled = evidence.challenger_step_labelled
+    if labelled is None:
+        labelled = challenger.n if challenger else 0
     missing = []
     if evidence.challenger.requests < policy.min_requests:
         missing.append(f"{evidence.challenger.requests} of {policy.min_requests} challenger requests")
     if labelled < policy.min_labelled_rows:
-        missing.append(f"{labelled} of {policy.min_labelled_rows} labelled challenger rows")
+        missing.append(f"{labelled} of {policy.min_labelled_rows} labelled challenger rows this step")
     if not missing:
         summary = sequential.summary() if sequential else "no labelled rows required"
         return StepVerdict(passed, [f"{evidence.step:.0%} of traffic: {summary}"], sequential)
@@ -153,3 +166,79 @@ def _waiting(
         return StepVerdict("abort", [f"not enough evidence after {evidence.elapsed_minutes:.0f} min "
                                      f"(limit {policy.max_minutes_per_step:g}): {', '.join(missing)}"], sequential)
     return StepVerdict("continue", [f"waiting: {', '.join(missing)}"], sequential)
+
+
+# -- driving the steps ------------------------------------------------------------------------
+
+
+class RolloutIO(Protocol):
+    """What the driver needs from the world (the rollout task: registry, serving, log; fakes in tests)."""
+
+    def publish(self, split: TrafficSplit) -> None:
+        """Make `split` the traffic every serving replica routes by."""
+
+    def look(self, split: TrafficSplit) -> StepEvidence:
+        """Gather the live evidence of the current step."""
+
+    def record_step(self, split: TrafficSplit, verdict: StepVerdict, evidence: StepEvidence) -> None:
+        """Write a finished step (passed or aborted) into the audit trail."""
+
+    def sleep(self, seconds: float) -> None: ...
+
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class RolloutOutcome:
+    """How a rollout ended: promote (every step passed) or abort, with each finished step's verdict."""
+
+    promote: bool
+    reason: str
+    split: TrafficSplit  # the split at the end: its step is where the rollout stopped
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    looks: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"promote": self.promote, "reason": self.reason, "stopped_at": self.split.step,
+                "steps": self.steps, "looks": self.looks}
+
+
+def start_split(
+    model_name: str, version: str, champion: str | None, steps: Sequence[str | float], now: datetime,
+    flow_run_id: str | None = None,
+) -> TrafficSplit:
+    stamp = now.astimezone(UTC).isoformat()
+    return TrafficSplit(model_name, str(version), champion, list(steps), 0, stamp, stamp, flow_run_id)
+
+
+def minutes_since(stamp: str, now: datetime) -> float:
+    return (now - datetime.fromisoformat(stamp)).total_seconds() / 60.0
+
+
+def drive_rollout(split: TrafficSplit, policy: RolloutConfig, io: RolloutIO) -> RolloutOutcome:
+    """Move the challenger through the steps, judging each look, until it is promoted or aborted.
+
+    Each look's verdict is published with the split (so `mlops rollout status` shows the latest
+    evidence); each finished step goes into the audit trail. The caller clears the split and moves
+    the aliases: the driver never touches `champion`.
+    """
+    io.publish(split)
+    steps: list[dict[str, Any]] = []
+    looks = 0
+    while True:
+        evidence = io.look(split)
+        looks += 1
+        verdict = judge_step(evidence, policy, last=split.last_step)
+        split = split.with_look({"at": io.now().isoformat(), "verdict": verdict.to_dict(), "evidence": evidence.to_dict()})
+        if verdict.action == "continue":
+            io.publish(split)
+            io.sleep(policy.poll_seconds)
+            continue
+        io.record_step(split, verdict, evidence)
+        steps.append({"step": split.step, "action": verdict.action, "reason": verdict.reason()})
+        if verdict.action in ("abort", "promote"):
+            done = "aborted" if verdict.action == "abort" else "passed every step"
+            reason = f"rollout {done} at {split.describe_step()}: {verdict.reason()}"
+            return RolloutOutcome(verdict.action == "promote", reason, split, steps, looks)
+        split = split.at_step(split.step_index + 1, io.now().isoformat())
+        io.publish(split)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlops.errors import ModelNotFound
+from mlops.promotion.split import ROLLOUT_TAG, TrafficSplit
 from mlops.registry.aliases import (
     ALIAS_CHAMPION,
     ALIAS_PREVIOUS_CHAMPION,
@@ -97,6 +98,31 @@ class VersionLookup(MlflowHandle):
 
         try:
             self.client.delete_registered_model_alias(name, alias)
+        except MlflowException as err:
+            if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+
+    def rollout_split(self, name: str) -> TrafficSplit | None:
+        """The traffic split of the rollout in progress (None: none). ValueError for a broken tag."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self.client.get_registered_model(name).tags or {}
+        except MlflowException as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        return TrafficSplit.from_tag(tags.get(ROLLOUT_TAG))
+
+    def set_rollout_split(self, name: str, split: TrafficSplit | None) -> None:
+        """Publish the split every serving replica routes by; None ends the rollout (champion only)."""
+        from mlflow.exceptions import MlflowException
+
+        if split is not None:
+            self.client.set_registered_model_tag(name, ROLLOUT_TAG, split.to_tag())
+            return
+        try:
+            self.client.delete_registered_model_tag(name, ROLLOUT_TAG)
         except MlflowException as err:
             if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 raise

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mlops.contract import DataContract
+from mlops.promotion.split import ALIAS_ROLLOUT, TrafficSplit
 from mlops.serving.scoring import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,10 @@ class RegistryLike(Protocol):
 
     def load_contract(self, ref: Any) -> DataContract: ...
 
+    def get_version(self, name: str, version: str) -> Any: ...
+
+    def rollout_split(self, name: str) -> TrafficSplit | None: ...
+
 
 @dataclass(frozen=True)
 class _Plan:
@@ -39,10 +44,16 @@ class _Plan:
 
     models: dict[str, LoadedModel | None]
     errors: tuple[str, ...]
+    split: TrafficSplit | None = None
 
 
 class ModelSlots:
-    """Champion and canary for one registered model, refreshed from the registry's aliases."""
+    """Champion and canary for one registered model, refreshed from the registry's aliases.
+
+    While a rollout runs (the registry's traffic split, `mlops.promotion.split`), the canary slot
+    holds the version it rolls out, whatever the configured canary alias; `on_split` hears of
+    every change of the split so the router follows it.
+    """
 
     def __init__(
         self,
@@ -51,14 +62,18 @@ class ModelSlots:
         champion_alias: str,
         canary_alias: str | None,
         on_swap: Callable[[str, LoadedModel | None, LoadedModel | None], None] | None = None,
+        on_split: Callable[[TrafficSplit | None], None] | None = None,
     ) -> None:
         self._factory = registry_factory
         self._registry: RegistryLike | None = None
         self.model_name = model_name
         self.aliases = {SLOT_CHAMPION: champion_alias}
+        self._canary_alias = canary_alias
         if canary_alias is not None:
             self.aliases[SLOT_CANARY] = canary_alias
         self._on_swap = on_swap
+        self._on_split = on_split
+        self.split: TrafficSplit | None = None
         self.champion: LoadedModel | None = None
         self.canary: LoadedModel | None = None
         self.registry_reachable = False
@@ -84,8 +99,25 @@ class ModelSlots:
             self.registry_reachable = True
             self.last_refresh = time.time()
             self.last_error = "; ".join(plan.errors) or None
+            # The canary is loaded before the router is told to send it traffic, and the router
+            # stops sending it traffic before it is dropped.
+            if plan.split is not None:
+                self.aliases[SLOT_CANARY] = ALIAS_ROLLOUT
             for slot, model in plan.models.items():
-                self._swap(slot, model)
+                if model is not None:
+                    self._swap(slot, model)
+            routed = _routing(plan.split) != _routing(self.split)
+            self.split = plan.split
+            if routed and self._on_split is not None:
+                self._on_split(plan.split)
+            for slot, model in plan.models.items():
+                if model is None:
+                    self._swap(slot, model)
+            if plan.split is None:
+                if self._canary_alias is None:
+                    self.aliases.pop(SLOT_CANARY, None)
+                else:
+                    self.aliases[SLOT_CANARY] = self._canary_alias
 
     def _swap(self, slot: str, new: LoadedModel | None) -> None:
         old = self.current(slot)
@@ -110,9 +142,29 @@ class ModelSlots:
         models: dict[str, LoadedModel | None] = {}
         errors = []
         loaded = {m.version: m for m in (self.champion, self.canary) if m is not None}
-        for slot, alias in self.aliases.items():
-            ref = registry.version_by_alias(self.model_name, alias)
+        try:
+            split = registry.rollout_split(self.model_name)
+        except ValueError as err:  # a tag nobody can read: no rollout traffic, said in /ready
+            split = None
+            errors.append(_one_line(err))
+        targets: dict[str, str | None] = {SLOT_CHAMPION: self.aliases[SLOT_CHAMPION]}
+        if split is not None or self._canary_alias is not None or self.canary is not None:
+            targets[SLOT_CANARY] = None if split is not None else self._canary_alias
+        for slot, alias in targets.items():
             current = self.current(slot)
+            if alias is None and split is not None:
+                alias = ALIAS_ROLLOUT
+                try:
+                    ref = registry.get_version(self.model_name, split.version)
+                except Exception as err:  # a split naming a deleted version: no rollout traffic
+                    errors.append(f"{alias} v{split.version} not found: {_one_line(err)}")
+                    models[slot] = None
+                    continue
+            elif alias is None:  # the rollout ended and no canary is configured: drop it
+                models[slot] = None
+                continue
+            else:
+                ref = registry.version_by_alias(self.model_name, alias)
             if ref is None:
                 # A champion whose alias vanished keeps serving (better than 503s); a canary stops.
                 models[slot] = current if slot == SLOT_CHAMPION else None
@@ -131,7 +183,7 @@ class ModelSlots:
                 errors.append(f"{alias} v{version} not loaded: {_one_line(err)}")
                 log.error("cannot load %s v%s (%s): %s", self.model_name, version, alias, errors[-1])
                 models[slot] = current
-        return _Plan(models, tuple(errors))
+        return _Plan(models, tuple(errors), split)
 
     def unload(self) -> None:
         """Drop every loaded version (the model was evicted); requests that hold one finish on it."""
@@ -159,7 +211,16 @@ class ModelSlots:
             "last_refresh": _iso(self.last_refresh),
             "last_attempt": _iso(self.last_attempt),
             "last_error": self.last_error,
+            "rollout": None if self.split is None else {
+                "version": self.split.version, "step": self.split.step,
+                "challenger_share": self.split.challenger_share, "started_at": self.split.started_at,
+            },
         }
+
+
+def _routing(split: TrafficSplit | None) -> tuple[str, str | float] | None:
+    """What of a split the router depends on (a new look's numbers alone change nothing)."""
+    return None if split is None else (split.version, split.step)
 
 
 def _one_line(err: BaseException) -> str:

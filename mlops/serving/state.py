@@ -22,6 +22,7 @@ from starlette.requests import Request
 from mlops.config import PipelineConfig, Settings
 from mlops.contract import DataContract
 from mlops.errors import FeatureStoreUnavailable, MlopsError
+from mlops.promotion.split import ALIAS_ROLLOUT, TrafficSplit
 from mlops.registry import ALIAS_CHAMPION
 from mlops.serving import auth, logstore
 from mlops.serving.batching import MicroBatcher
@@ -105,6 +106,7 @@ class ModelService:
         self.canary_alias = serving.canary_alias if serving.mode != "champion" else None
         self.slots = ModelSlots(
             registry_factory, self.name, ALIAS_CHAMPION, self.canary_alias, on_swap=self._on_swap,
+            on_split=self._on_split,
         )
         self._notify_swap = on_swap
         # The partition of this model: its rows, its write-ahead segments and its dead letters.
@@ -196,6 +198,21 @@ class ModelService:
         # collector's reach turns its full collections from ~200 ms pauses (every few seconds
         # under load, a p99 killer) into a few ms. Refcounting still frees a swapped-out model.
         gc.freeze()
+
+    def _on_split(self, split: TrafficSplit | None) -> None:
+        """A rollout moved (or ended): route as its split says, or as the config says again.
+
+        Requests read the router and the canary alias once each, on the event loop, as this runs.
+        """
+        serving = self.serving
+        if split is None:
+            self.router = Router(serving.mode, serving.canary_share)
+            self.canary_alias = serving.canary_alias if serving.mode != "champion" else None
+        else:
+            self.router = Router("shadow" if split.shadow else "canary", split.challenger_share)
+            self.canary_alias = ALIAS_ROLLOUT
+        log.info("model %s: routing %s", self.name,
+                 "as configured" if split is None else f"v{split.version} at {split.describe_step()}")
 
     def batcher(self, model: LoadedModel) -> MicroBatcher:
         found = self._batchers.get(model)

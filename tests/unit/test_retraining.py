@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -103,6 +105,10 @@ def test_only_retrain_decisions_start_a_cooldown():
     retrain = _record(audit.ACTION_REFUSED, 10, trigger_evidence({"event": "mlops.drift.detected"}))
     assert last_retrain_finished([manual_deploy, rollback]) is None
     assert last_retrain_finished([retrain, manual_deploy, rollback]) == T0 + timedelta(minutes=10)
+    # A retrain's rollout aborted on live evidence is that retrain's decision: the champion never moved.
+    aborted = _record(audit.ACTION_ROLLED_BACK, 60, trigger_evidence({"event": "mlops.drift.detected"}))
+    aborted = replace(aborted, evidence={**aborted.evidence, "rollout": {"steps": []}})
+    assert last_retrain_finished([retrain, aborted]) == T0 + timedelta(minutes=60)
 
 
 def test_cooldown_runs_from_the_last_retrain_and_then_lifts():

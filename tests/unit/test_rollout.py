@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from mlops.config import RolloutConfig, parse_config
 from mlops.errors import ConfigError
+from mlops.promotion.live import shadow_live, version_outcomes
 from mlops.promotion.rollout import (
     ShadowLive,
     StepEvidence,
     VersionLive,
     agreement,
+    drive_rollout,
     judge_step,
     score_distance,
+    start_split,
 )
 from mlops.promotion.sequential import Outcomes
+from mlops.promotion.split import TrafficSplit
+from mlops.promotion.status import render_status
 
 POLICY = RolloutConfig(min_requests=200, min_labelled_rows=100, max_minutes_per_step=30)
 HEALTHY = VersionLive(requests=5000, errors=0, p99_ms=20.0, outcomes=Outcomes.of_counts(2000, 1600))
@@ -55,6 +63,9 @@ def test_a_slow_challenger_is_aborted():
     slow = VersionLive(requests=500, p99_ms=45.0, outcomes=Outcomes.of_counts(150, 120))
     verdict = judge_step(_step(0.05, slow), POLICY, last=False)
     assert verdict.action == "abort" and "p99 45 ms > 1.5 x champion's 20 ms" in verdict.reason()
+    # In shadow the challenger scores after the caller's answer: its latency is no caller's.
+    shadow = ShadowLive(rows=500, agreement=0.97, score_distance=0.02)
+    assert judge_step(_step("shadow", slow, shadow=shadow), POLICY, last=False).action == "advance"
 
 
 def test_waiting_for_evidence_continues_until_the_step_times_out():
@@ -105,6 +116,135 @@ def test_rollout_is_off_by_default():
     assert config.rollout.enabled is False and config.rollout.steps == ["shadow", 0.05, 0.25, 0.5]
 
 
-def test_enabling_the_rollout_is_refused_until_a_flow_drives_it():
-    with pytest.raises(ConfigError, match="not available yet"):
-        parse_config({"dataset": {"uri": "x.parquet", "target": "y"}, "model": {"name": "m"}, "rollout": {"enabled": True}})
+# -- the driver, against a fake world --------------------------------------------------------
+
+
+class FakeWorld:
+    """Serving and the log as a script: `evidence(split, look)` gives each look's evidence."""
+
+    def __init__(self, evidence) -> None:
+        self.evidence = evidence
+        self.published: list[TrafficSplit] = []
+        self.recorded: list[tuple[str | float, str]] = []
+        self.clock = datetime(2026, 12, 2, tzinfo=UTC)
+        self.looks = 0
+
+    def publish(self, split: TrafficSplit) -> None:
+        self.published.append(split)
+
+    def look(self, split: TrafficSplit) -> StepEvidence:
+        self.looks += 1
+        return self.evidence(split, self.looks)
+
+    def record_step(self, split, verdict, evidence) -> None:
+        self.recorded.append((split.step, verdict.action))
+
+    def sleep(self, seconds: float) -> None:
+        self.clock += timedelta(seconds=seconds)
+
+    def now(self) -> datetime:
+        return self.clock
+
+
+def _live(split: TrafficSplit, challenger: VersionLive) -> StepEvidence:
+    shadow = ShadowLive(rows=500, agreement=0.97, score_distance=0.02) if split.shadow else None
+    return StepEvidence(step=split.step, elapsed_minutes=1.0, champion=HEALTHY, challenger=challenger, shadow=shadow)
+
+
+def _drive(evidence, steps=("shadow", 0.05, 0.5)):
+    world = FakeWorld(evidence)
+    split = start_split("churn", "2", "1", steps, world.now())
+    return drive_rollout(split, POLICY, world), world
+
+
+def test_a_sound_challenger_passes_every_step_in_order_and_is_promoted():
+    good = VersionLive(requests=400, errors=0, p99_ms=21.0, outcomes=Outcomes.of_counts(300, 241))
+    outcome, world = _drive(lambda split, look: _live(split, good))
+    assert outcome.promote and "passed every step" in outcome.reason
+    assert world.recorded == [("shadow", "advance"), (0.05, "advance"), (0.5, "promote")]
+    # Every step was published before it was judged, in order; the final split is the last step.
+    assert [p.step for p in world.published if not p.last_look] == ["shadow", 0.05, 0.5]
+    assert outcome.split.step == 0.5
+
+
+def test_a_challenger_worse_on_labels_is_aborted_at_the_first_traffic_step():
+    worse = VersionLive(requests=400, errors=0, p99_ms=21.0, outcomes=Outcomes.of_counts(2000, 1300))  # 65% vs 80%
+    outcome, world = _drive(lambda split, look: _live(split, worse))
+    assert not outcome.promote and world.recorded == [("shadow", "advance"), (0.05, "abort")]
+    assert "challenger worse" in outcome.reason and "5% of traffic" in outcome.reason
+
+
+def test_a_step_waits_for_evidence_then_passes_and_the_looks_are_published():
+    few = VersionLive(requests=50, outcomes=Outcomes.of_counts(10, 8))
+    enough = VersionLive(requests=400, outcomes=Outcomes.of_counts(300, 240))
+    outcome, world = _drive(lambda split, look: _live(split, few if look < 3 else enough), steps=(0.25,))
+    assert outcome.promote and outcome.looks == 3 and world.recorded == [(0.25, "promote")]
+    waiting = [p.last_look["verdict"]["action"] for p in world.published if p.last_look]
+    assert waiting == ["continue", "continue"]
+    assert world.clock - datetime(2026, 12, 2, tzinfo=UTC) == timedelta(seconds=2 * POLICY.poll_seconds)
+
+
+def test_an_erroring_challenger_is_aborted_in_shadow_before_any_caller_sees_it():
+    erroring = VersionLive(requests=300, errors=60, p99_ms=20.0)
+    outcome, world = _drive(lambda split, look: _live(split, erroring))
+    assert not outcome.promote and world.recorded == [("shadow", "abort")]
+    assert "error rate" in outcome.reason
+
+
+def test_the_split_round_trips_through_its_tag_and_a_broken_tag_is_refused():
+    split = start_split("churn", "7", "6", ["shadow", 0.1], datetime(2026, 12, 2, tzinfo=UTC)).at_step(1, "later")
+    again = TrafficSplit.from_tag(split.to_tag())
+    assert again == split and again.challenger_share == 0.1 and again.last_step
+    assert TrafficSplit.from_tag(None) is None
+    for broken in ('{"version": "7"}', "[1, 2]", "not json",
+                   split.to_tag().replace('"step_index": 1', '"step_index": 5')):
+        with pytest.raises(ValueError, match="mlops.rollout"):
+            TrafficSplit.from_tag(broken)
+
+
+# -- live evidence from the log --------------------------------------------------------------
+
+
+def _log(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["request_id", "row", "model_version", "route", "prediction", "probabilities", "label"])
+
+
+def test_outcomes_count_each_versions_answered_rows_and_never_its_shadow_scorings():
+    labelled = _log([
+        ("a", 0, "1", "champion", "yes", [0.2, 0.8], "yes"),
+        ("b", 0, "1", "champion", "no", [0.9, 0.1], "yes"),
+        ("a", 0, "2", "shadow", "no", [0.6, 0.4], "yes"),
+        ("c", 0, "2", "canary", "yes", [0.3, 0.7], "yes"),
+    ])
+    assert version_outcomes(labelled, "1", "classification") == Outcomes.of([1.0, 0.0])
+    assert version_outcomes(labelled, "2", "classification") == Outcomes.of([1.0])
+    regression = _log([("a", 0, "1", "champion", 3.0, None, 1.0)])
+    assert version_outcomes(regression, "1", "regression") == Outcomes.of([-4.0])
+
+
+def test_shadow_evidence_pairs_each_shadow_scoring_with_the_answer_the_caller_got():
+    log = _log([
+        ("a", 0, "1", "champion", "yes", [0.2, 0.8], None),
+        ("a", 0, "2", "shadow", "no", [0.6, 0.4], None),
+        ("b", 0, "1", "champion", "no", [0.9, 0.1], None),
+        ("b", 0, "2", "shadow", "no", [0.8, 0.2], None),
+        ("c", 0, "1", "champion", "no", [0.9, 0.1], None),  # not shadowed (yet): not a pair
+    ])
+    live = shadow_live(log, "2", "classification")
+    assert live.rows == 2 and live.agreement == 0.5
+    assert live.score_distance == pytest.approx(0.5)
+    assert shadow_live(log.iloc[0:0], "2", "classification").rows == 0
+
+
+def test_the_status_shows_the_step_the_share_and_both_versions_live_numbers():
+    world = FakeWorld(lambda split, look: _live(split, HEALTHY))
+    split = start_split("churn", "7", "6", ["shadow", 0.25], world.now()).at_step(1, "2026-12-02T00:05:00+00:00")
+    look = judge_step(_live(split, HEALTHY), POLICY, last=True)
+    split = split.with_look({"at": "2026-12-02T00:06:00+00:00", "verdict": look.to_dict(),
+                             "evidence": _live(split, HEALTHY).to_dict()})
+    text = render_status({"model_name": "churn", "active": True, "rollout_started_at": split.started_at,
+                          "split": split.to_dict(), "steps": []})
+    assert "rolling out v7 against champion v6, step 2 of 2: 25% of traffic" in text
+    assert "challenger  5000 requests, 0 errors, p99 20 ms, labelled 2000" in text
+    assert render_status({"model_name": "churn", "active": False, "rollout_started_at": None, "split": None,
+                          "steps": []}) == "churn: no rollout has run"

@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from mlops.config import Settings, parse_config
+from mlops.promotion.split import TrafficSplit
 from mlops.serving.app import create_app
 from mlops.serving.metrics import (
     DEAD_LETTER_ROWS_TOTAL,
@@ -216,6 +217,43 @@ def test_shadow_mode_scores_silently_and_logs_both(tmp_path):
     log = read_prediction_log(log_of(tmp_path))
     assert sorted(log.groupby(["route", "model_version"]).size().items()) == [(("champion", "1"), 6), (("shadow", "2"), 6)]
     assert set(log["request_id"]) == {b["request_id"] for b in ids}
+
+
+def _split(version: str, steps: list, index: int) -> str:
+    stamp = "2026-12-02T00:00:00+00:00"
+    return TrafficSplit("churn", version, "1", steps, index, stamp, stamp).to_tag()
+
+
+def test_the_registry_split_moves_traffic_without_a_restart_and_its_end_gives_it_back(tmp_path):
+    # Configured champion-only: the rollout's tag alone sends the challenger shadow, then real, traffic.
+    registry = FakeRegistry(aliases={"champion": "1"})
+    with serve(tmp_path, registry) as client:
+        assert client.post("/predict", json={"records": [ROW]}).json()["route"] == "champion"
+        registry.split = _split("2", ["shadow", 1.0], 0)
+        wait_for(lambda: (client.get("/ready").json()["models"].get("canary") or {}).get("version") == "2")
+        body = client.post("/predict", json={"records": [ROW]}, headers={"X-Request-Key": "k1"}).json()
+        assert (body["model_version"], body["route"]) == ("1", "champion")
+        wait_for(lambda: metric(client, REQUESTS_TOTAL, model_version="2", route="shadow") == 1)
+        assert client.get("/ready").json()["rollout"]["step"] == "shadow"
+
+        registry.split = _split("2", ["shadow", 1.0], 1)
+        wait_for(lambda: client.get("/ready").json()["rollout"]["challenger_share"] == 1.0)
+        body = client.post("/predict", json={"records": [ROW]}, headers={"X-Request-Key": "k1"}).json()
+        assert (body["model_version"], body["model_alias"], body["route"]) == ("2", "rollout", "canary")
+
+        registry.split = None
+        wait_for(lambda: client.get("/ready").json()["models"].get("canary") is None)
+        assert client.get("/ready").json()["rollout"] is None
+        body = client.post("/predict", json={"records": [ROW]}, headers={"X-Request-Key": "k1"}).json()
+        assert (body["model_version"], body["route"]) == ("1", "champion")
+
+
+def test_a_broken_split_tag_sends_the_challenger_nothing_and_says_why(tmp_path):
+    registry = FakeRegistry(aliases={"champion": "1"}, split='{"version": "2"}')
+    with serve(tmp_path, registry) as client:
+        wait_for(lambda: "mlops.rollout" in (client.get("/ready").json().get("last_error") or ""))
+        body = client.post("/predict", json={"records": [ROW]}, headers={"X-Request-Key": "k1"}).json()
+        assert (body["model_version"], body["route"]) == ("1", "champion")
 
 
 def test_prediction_failure_is_a_500_and_an_error_count(tmp_path, monkeypatch):

@@ -160,6 +160,12 @@ class _Registry:
     def version_by_alias(self, name: str, alias: str) -> _Ref | None:
         return _Ref({"champion": "1", "challenger": "2"}[alias])
 
+    def rollout_split(self, name: str) -> None:
+        return None
+
+    def get_version(self, name: str, version: str) -> _Ref:
+        return _Ref(version)
+
     def load_model(self, name: str, version: str) -> Any:
         return self.models[version][0]
 

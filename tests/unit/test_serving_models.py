@@ -11,6 +11,7 @@ from mlops.config import ModelConfig
 from mlops.contract import DataContract, infer_contract
 from mlops.errors import RegistryError
 from mlops.local.simulate import simulate_churn
+from mlops.promotion.split import TrafficSplit
 from mlops.serving.models import SLOT_CANARY, SLOT_CHAMPION, ModelSlots
 from mlops.training import fit_pipeline
 
@@ -37,6 +38,15 @@ class FakeRegistry:
     broken: set[str] = field(default_factory=set)
     reachable: bool = True
     loads: list[str] = field(default_factory=list)
+    split: str | None = None  # the rollout tag's text, as the registry holds it
+
+    def rollout_split(self, name: str) -> TrafficSplit | None:
+        self._check()
+        return TrafficSplit.from_tag(self.split)
+
+    def get_version(self, name: str, version: str) -> Ref:
+        self._check()
+        return Ref(version)
 
     def _check(self) -> None:
         if not self.reachable:

@@ -71,6 +71,12 @@ class Registry:
         version = self.aliases.get(name, {}).get(alias)
         return Ref(name, version) if version is not None else None
 
+    def rollout_split(self, name: str) -> None:
+        return None
+
+    def get_version(self, name: str, version: str) -> Ref:
+        return Ref(name, version)
+
     def load_model(self, name: str, version: str) -> Any:
         self.loads.append((name, version))
         return (fitted(int(version)) if name == "churn" else regressor(int(version)))[0]
