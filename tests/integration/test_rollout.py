@@ -79,7 +79,7 @@ def _config(data_uri: str, log_uri: str, model: dict[str, Any] = BOOSTED, **roll
         "rollback": {"enabled": False},
         "serving": {"prediction_log_uri": log_uri, "refresh_seconds": 0.5},
         "rollout": {
-            "enabled": True, "steps": ["shadow", 0.25, 0.5], "min_requests": 30, "min_labelled_rows": 500,
+            "enabled": True, "steps": ["shadow", 0.25, 0.5], "min_requests": 30, "min_labelled_rows": 1000,
             "poll_seconds": 1, "max_minutes_per_step": 4, "sequential_tau": 0.06,
             # Shadow bounds wide open, except where a test is about them: labels decide here.
             "min_agreement": 0.0, "max_score_distance": 1.0,
