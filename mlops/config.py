@@ -531,6 +531,17 @@ class PipelineConfig(_Strict):
         return data
 
     @model_validator(mode="after")
+    def _slice_judges_need_segments(self) -> PipelineConfig:
+        # A slice gate or comparison with no slices would pass silently: refused, naming its key.
+        if not self.evaluation.segments:
+            for key, value in (("gates.min_slice_metrics", self.gates.min_slice_metrics),
+                               ("gates.max_slice_gap", self.gates.max_slice_gap),
+                               ("promotion.compare_worst_slice", self.promotion.compare_worst_slice)):
+                if value:
+                    raise ValueError(f"{key} needs evaluation.segments (the columns to slice the holdout by)")
+        return self
+
+    @model_validator(mode="after")
     def _time_split_needs_timestamp(self) -> PipelineConfig:
         if self.split.method == "time" and not self.dataset.timestamp:
             raise ValueError("split.method 'time' needs dataset.timestamp")
