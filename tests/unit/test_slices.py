@@ -167,3 +167,20 @@ def test_worst_slice_comparison_is_off_unless_asked():
         task="classification", slice_reports=(_slices(0.90, 0.10), _slices(0.82, 0.75)),
     )
     assert decision.promote
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "key"),
+    [
+        ("gates", {"min_slice_metrics": {"roc_auc": 0.7}}, "gates.min_slice_metrics"),
+        ("gates", {"max_slice_gap": {"roc_auc": 0.1}}, "gates.max_slice_gap"),
+        ("promotion", {"compare_worst_slice": True}, "promotion.compare_worst_slice"),
+    ],
+)
+def test_a_slice_judge_without_segments_is_refused_naming_its_key(section, value, key):
+    from mlops.config import parse_config
+
+    raw = {"dataset": {"uri": "x.parquet", "target": "y"}, "model": {"name": "m"}, section: value}
+    with pytest.raises(ConfigError, match=f"{key} needs evaluation.segments"):
+        parse_config(raw)
+    parse_config({**raw, "evaluation": {"segments": ["contract"]}})
