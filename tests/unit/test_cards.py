@@ -156,3 +156,58 @@ def test_calibration_of_an_overconfident_model_and_of_no_probabilities():
     assert calibration_summary(truth, Predictions(pred=np.ones(10, int), score=None, classes=(0, 1))) is None
     decision_scores = np.linspace(-3, 3, 10)
     assert calibration_summary(truth, Predictions(pred=np.ones(10, int), score=decision_scores, classes=(0, 1))) is None
+
+
+class _Registry:
+    """The registry calls `current_card` makes, answered from memory."""
+
+    def __init__(self, versions: dict[str, dict | None], champion: str | None = None, records=()) -> None:
+        from mlops.registry import ModelRef
+
+        self.refs = [ModelRef("m", v, f"run-{v}", "src", tags={"git_commit": f"sha{v}"}) for v in versions]
+        self.stored = {f"run-{v}": card for v, card in versions.items()}
+        self.champion, self.records = champion, list(records)
+
+    def list_versions(self, name):
+        return self.refs
+
+    def version_by_alias(self, name, alias):
+        return next((r for r in self.refs if r.version == self.champion), None)
+
+    def read_run_json(self, run_id, path):
+        return self.stored[run_id] if path.startswith("card/") else None
+
+    def read_audit(self, name):
+        return self.records
+
+
+def test_current_card_picks_the_champion_and_refreshes_lineage_and_audit(churn_card):
+    from mlops.cards.store import current_card
+
+    stored = {v: {**churn_card.to_dict(), "version": v} for v in ("1", "2", "3")}
+    record = audit.new_record("promoted", "m", from_version=None, to_version="2", decision={}, reason="first",
+                              evidence={}, flow_run_id=None, actor="tester")
+    card = current_card(_Registry(stored, champion="2", records=[record]), "m")
+    assert (card.version, card.lineage) == ("2", {"git_commit": "sha2"})
+    assert [r["reason"] for r in card.audit] == ["first"]
+    assert card.behaviour is None  # the run has no behavioural report
+    # Without a champion, the newest version; the record does not name it.
+    newest = current_card(_Registry(stored, records=[record]), "m")
+    assert (newest.version, newest.audit) == ("3", [])
+
+
+@pytest.mark.parametrize(
+    ("versions", "asked", "message"),
+    [
+        ({}, None, "model m has no registered versions"),
+        ({"1": {}}, "4", "model m has no version 4 (versions: 1)"),
+        ({"1": None}, None, "model m v1 has no model card (trained before cards were built)"),
+    ],
+)
+def test_current_card_refuses_what_is_not_there(versions, asked, message):
+    from mlops.cards.store import current_card
+    from mlops.errors import ModelNotFound
+
+    with pytest.raises(ModelNotFound) as raised:
+        current_card(_Registry(versions), "m", asked)
+    assert str(raised.value) == message and raised.value.exit_code == 2
