@@ -33,6 +33,7 @@ from tasks.deploy import (
     record_audit,
     resolve_candidate,
     score_version,
+    slice_metrics,
     smoke_test_staging,
     stage_version,
     watch_deployment,
@@ -74,7 +75,8 @@ def deploy(
 
     The challenger (or `challenger_version`) must meet every quality gate and be no worse than the
     champion on `promotion.primary_metric` beyond `promotion.tolerance` (plus the paired test, if
-    configured). It is then staged (`staging`), smoke-tested as serving loads it, and made `champion`;
+    configured; with `promotion.compare_worst_slice`, on its worst slice of `evaluation.segments` too).
+    It is then staged (`staging`), smoke-tested as serving loads it, and made `champion`;
     the old champion becomes `previous-champion`. With `rollback.enabled`, the serving app is watched
     for `watch_seconds` (default `rollback.window_seconds`) and a breach rolls the promotion back.
     A refusal completes the run with status `refused`; every outcome is in the model's audit log.
@@ -129,12 +131,16 @@ def deploy(
     holdout, fingerprint = cut_promotion_holdout(frame, contract, config)
     truth = holdout[contract.target].to_numpy()
     new_predictions, new_metrics = score_version(registry, candidate, holdout)
-    old_metrics = paired = None
+    old_metrics = paired = slice_reports = None
     if champion is not None:
         old_predictions, old_metrics = score_version(registry, champion, holdout)
         paired = paired_significance(config, truth, new_predictions, old_predictions)
+        if config.promotion.compare_worst_slice:
+            # Average gains can hide a segment the challenger serves worse: both are sliced on the same rows.
+            slice_reports = (slice_metrics(config, holdout, truth, new_predictions),
+                             slice_metrics(config, holdout, truth, old_predictions))
     decision = promotion.decide_promotion(
-        new_metrics, old_metrics, config.promotion, config.gates, paired, task=task
+        new_metrics, old_metrics, config.promotion, config.gates, paired, task=task, slice_reports=slice_reports
     )
     comparison = Comparison(
         case, decision, compared_metrics(new_metrics, old_metrics), holdout_info(data_uri, len(holdout), fingerprint),

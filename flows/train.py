@@ -9,10 +9,11 @@ from mlops import lineage, promotion, search
 from mlops.catalogue import ConfigOverrides
 from mlops.config import PipelineConfig, Settings
 from mlops.errors import DataValidationFailed
-from mlops.evaluation import enforce_gates, validate_gates
+from mlops.evaluation import enforce_gates, enforce_slice_gates, validate_gates
 from mlops.registry import open_registry
 from mlops.results import GateSummary, TrainResult
 from mlops.training import check_target, load_estimator_class
+from tasks.card import build_model_card, check_slice_gates, compute_slices, publish_model_card
 from tasks.catalogue import load_model_config
 from tasks.data import load_training_data
 from tasks.evaluation import check_quality_gates, evaluate_model
@@ -39,7 +40,9 @@ def train(
     """Validate the dataset, train and evaluate a model, and register it as `challenger`.
 
     Ends Failed, with nothing registered, when the data breaks its contract or rules
-    (DataValidationFailed) or the model misses a quality gate (QualityGateFailed).
+    (DataValidationFailed) or the model misses a quality gate, on the whole holdout or on a slice
+    of `evaluation.segments` (QualityGateFailed). Every registered version gets a model card
+    (run artifacts `card/model_card.md` and `.html`, and a Prefect artifact).
     With `dataset.feature_service`, `dataset.uri` is an entity frame joined point in time to the
     service's features; the service and its views' versions are kept with the run and the version.
 
@@ -98,15 +101,22 @@ def train(
             config = config.model_copy(update={"model": search.candidate_model(config.model, found.best.params)})
         pipeline = fit_model(train_frame, own_contract, config)
         result = evaluate_model(pipeline, holdout, own_contract, config)
-        log_evaluation(registry, run_id, result, {"train": len(train_frame), "holdout": len(holdout)})
+        slices = compute_slices(pipeline, holdout, own_contract, config)
+        log_evaluation(registry, run_id, result, {"train": len(train_frame), "holdout": len(holdout)}, slices)
         gates = check_quality_gates(result.metrics, config)
         enforce_gates(gates)
+        # A model good on average but bad for one segment is refused before it is registered.
+        enforce_slice_gates(check_slice_gates(slices, config))
 
+        # Computed before registration: a card that cannot be built leaves no version behind.
+        card = build_model_card(run_id, config, pipeline, train_frame, holdout, own_contract, result, slices, fingerprint)
         log_reference_data(registry, run_id, train_frame, config, pipeline, own_contract)
         ref = register_model(
             registry, run_id, config, pipeline, own_contract, holdout.head(5),
             {**run_tags, "validation": report.short_summary(), "metrics": result.metrics},
         )
+        # The card is stored with the version's run, so it is written before the run is closed.
+        publish_model_card(registry, ref, card)
         succeeded = True
     finally:
         close_tracking_run(registry, run_id, succeeded)

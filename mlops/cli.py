@@ -534,6 +534,37 @@ def cmd_rollout(
     return EXIT_OK
 
 
+@_command("card", "the model card of a version: purpose, data, metrics, slices, calibration, tests, audit trail",
+          "mlops card --model churn-classifier --version 3 --out card.html")
+def cmd_card(
+    config: ConfigOption = None,
+    model: ModelOption = None,
+    version: Annotated[str | None, typer.Option("--version", metavar="N", parser=_version, show_default=False,
+                                                help="the version (default: the champion, else the newest)")] = None,
+    out: Annotated[str | None, typer.Option("--out", metavar="PATH", show_default=False,
+                                            help="write the card here: HTML if PATH ends .html, else Markdown "
+                                                 "(default: Markdown on stdout)")] = None,
+) -> int:
+    run_config = _load_for_run(config, model)
+    from pathlib import Path
+
+    from mlops.cards import render_html, render_markdown
+    from mlops.cards.store import current_card
+    from mlops.registry import open_registry
+
+    try:
+        card = current_card(open_registry(_settings()), run_config.model.name, version)
+        if out is None:
+            print(render_markdown(card), end="")
+            return EXIT_OK
+        text = render_html(card) if out.lower().endswith(".html") else render_markdown(card)
+        Path(out).write_text(text, encoding="utf-8")
+    except Exception as err:  # unknown version, no card, unwritable path: one readable line first
+        return _fail(err, False)
+    print(f"model card of {card.model_name} v{card.version} written to {out}", file=sys.stderr)
+    return EXIT_OK
+
+
 @_command("models", "registered versions with their aliases and key metrics", f"mlops models --config {EXAMPLE_CONFIG}")
 def cmd_models(
     config: ConfigOption = None,

@@ -196,6 +196,41 @@ class GatesConfig(_Strict):
 
     min_metrics: dict[str, float] = Field(default_factory=dict)
     max_metrics: dict[str, float] = Field(default_factory=dict)
+    min_slice_metrics: dict[str, float] = Field(
+        default_factory=dict,
+        description="Metric -> bound every judged slice (evaluation.segments) must meet: a floor, or a "
+        "ceiling for error metrics (rmse, log_loss...)",
+    )
+    max_slice_gap: dict[str, float] = Field(
+        default_factory=dict,
+        description="Metric -> largest allowed gap between the best and the worst judged slice",
+    )
+
+
+class EvaluationConfig(_Strict):
+    """Slices of the holdout the model is also judged on, one per value of each segment column."""
+
+    segments: list[str] = Field(
+        default_factory=list, description="Columns to slice the holdout by (e.g. contract, region)"
+    )
+    min_slice_rows: int = Field(
+        default=30, ge=1, description="Slices with fewer holdout rows are reported, not judged by the slice gates"
+    )
+    bootstrap_samples: int = Field(
+        default=200, ge=20, le=10_000, description="Resamples behind every confidence interval of the card"
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Confidence level of the intervals")
+
+
+class CardConfig(_Strict):
+    """What the model card says about the model that the data cannot: why it exists and who owns it."""
+
+    purpose: str = Field(default="not stated", description="What the model predicts and why")
+    owner: str = Field(default="not stated", description="Who answers for the model (team or person)")
+    intended_use: str = Field(default="not stated", description="Where its predictions may be used")
+    limitations: list[str] = Field(
+        default_factory=list, description="Known limits, listed on the card with the ones the data shows"
+    )
 
 
 class PromotionConfig(_Strict):
@@ -217,6 +252,11 @@ class PromotionConfig(_Strict):
         default=None,
         description="Fresh labelled data both models are scored on; default: the latest "
         "split.test_size share of dataset.uri",
+    )
+    compare_worst_slice: bool = Field(
+        default=False,
+        description="Also refuse a challenger whose worst slice (evaluation.segments) on primary_metric is "
+        "worse than the champion's worst slice beyond tolerance",
     )
     smoke_sample_rows: int = Field(default=200, ge=1)
     smoke_max_latency_ms: float = Field(
@@ -444,6 +484,8 @@ class PipelineConfig(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    card: CardConfig = Field(default_factory=CardConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     rollback: RollbackConfig = Field(default_factory=RollbackConfig)
@@ -479,6 +521,17 @@ class PipelineConfig(_Strict):
                 and "primary_metric" not in promotion:
             data = {**data, "promotion": {**promotion, "primary_metric": DEFAULT_PRIMARY_METRIC[task]}}
         return data
+
+    @model_validator(mode="after")
+    def _slice_judges_need_segments(self) -> PipelineConfig:
+        # A slice gate or comparison with no slices would pass silently: refused, naming its key.
+        if not self.evaluation.segments:
+            for key, value in (("gates.min_slice_metrics", self.gates.min_slice_metrics),
+                               ("gates.max_slice_gap", self.gates.max_slice_gap),
+                               ("promotion.compare_worst_slice", self.promotion.compare_worst_slice)):
+                if value:
+                    raise ValueError(f"{key} needs evaluation.segments (the columns to slice the holdout by)")
+        return self
 
     @model_validator(mode="after")
     def _time_split_needs_timestamp(self) -> PipelineConfig:

@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from mlops import data, events, promotion
+from mlops import data, evaluation, events, promotion
 from mlops.audit import AuditRecord
 from mlops.config import PipelineConfig, RollbackConfig, Settings
 from mlops.contract import DataContract
@@ -86,6 +86,17 @@ def paired_significance(
     """The configured paired test of challenger against champion (None when none is configured)."""
     return promotion.paired_evidence(
         config.promotion, config.model.task, truth, challenger, champion, config.model.seed
+    )
+
+
+@task(name="slice-metrics", cache_policy=NO_CACHE)
+def slice_metrics(
+    config: PipelineConfig, holdout: pd.DataFrame, truth: np.ndarray, predictions: promotion.Predictions
+) -> evaluation.SliceReport:
+    """One model's metrics per slice of `evaluation.segments` on the shared holdout (for compare_worst_slice)."""
+    return evaluation.compute_slices(
+        holdout, truth, predictions, config.model.task, config.evaluation, [config.promotion.primary_metric],
+        config.model.seed,
     )
 
 

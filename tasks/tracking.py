@@ -50,13 +50,16 @@ def log_validation(registry: Registry, run_id: str, report: validation.Validatio
 
 @task(name="log-evaluation", **_IO)
 def log_evaluation(
-    registry: Registry, run_id: str, result: evaluation.Evaluation, rows: dict[str, int]
+    registry: Registry, run_id: str, result: evaluation.Evaluation, rows: dict[str, int],
+    slices: evaluation.SliceReport | None = None,
 ) -> None:
-    """Metrics, plots and feature importance of the holdout evaluation."""
+    """Metrics, plots, feature importance and slice metrics of the holdout evaluation."""
     registry.log_metrics(run_id, result.metrics)
     registry.log_params(run_id, {f"rows.{k}": v for k, v in rows.items()})
     registry.log_files(run_id, result.plots, "plots")
     registry.log_json(run_id, result.feature_importance, "evaluation/feature_importance.json")
+    if slices is not None and slices.segments:
+        registry.log_json(run_id, slices.to_dict(), "evaluation/slices.json")
 
 
 @task(name="log-search", **_IO)

@@ -7,7 +7,7 @@ plots and permutation importance are drawn on the same rows.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from mlops.config import SplitConfig
 from mlops.contract import DataContract
 from mlops.errors import DataError
-from mlops.evaluation.importance import feature_importance, sample_positions
+from mlops.evaluation.importance import importance_with_spread, sample_positions
 from mlops.evaluation.plots import (
     plot_confusion_matrix,
     plot_importance,
@@ -113,6 +113,8 @@ class Evaluation:
     metrics: dict[str, float]
     plots: dict[str, bytes]
     feature_importance: dict[str, float]
+    # Standard deviation of each feature's score drop over the permutation repeats (the model card's spread).
+    importance_spread: dict[str, float] = field(default_factory=dict)
 
 
 def evaluate_model(
@@ -157,6 +159,10 @@ def evaluate_model(
         sample = sample_positions(len(truth), MAX_PLOT_POINTS, rng)
         plots["residuals.png"] = plot_residuals(truth[sample].astype(float), pred[sample])
         plots["predicted_vs_actual.png"] = plot_predicted_vs_actual(truth[sample].astype(float), pred[sample])
-    importance = feature_importance(pipeline, features, truth, contract, seed, importance_rows)
+    spread = importance_with_spread(pipeline, features, truth, contract, seed, importance_rows)
+    importance = {name: mean for name, (mean, _) in spread.items()}
     plots["feature_importance.png"] = plot_importance(importance)
-    return Evaluation(metrics=metrics, plots=plots, feature_importance=importance)
+    return Evaluation(
+        metrics=metrics, plots=plots, feature_importance=importance,
+        importance_spread={name: std for name, (_, std) in spread.items()},
+    )

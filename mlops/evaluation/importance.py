@@ -20,15 +20,19 @@ def sample_positions(rows: int, limit: int, rng: np.random.Generator) -> np.ndar
     return np.sort(rng.choice(rows, size=limit, replace=False))
 
 
-def feature_importance(
+def importance_with_spread(
     pipeline: Pipeline,
     features: pd.DataFrame,
     truth: np.ndarray,
     contract: DataContract,
     seed: int,
     rows: int,
-) -> dict[str, float]:
-    """Mean drop in score when one raw feature column is shuffled, largest first."""
+) -> dict[str, tuple[float, float]]:
+    """(mean, standard deviation over the repeats) of the score drop per raw feature, largest mean first.
+
+    The spread is what the model card shows next to the mean: a drop within it is indistinguishable
+    from shuffling noise.
+    """
     used = set(contract.numeric_features) | set(contract.categorical_features)
     columns = [name for name in contract.feature_names if name in used]
     positions = sample_positions(len(features), rows, np.random.default_rng(seed))
@@ -44,10 +48,8 @@ def feature_importance(
     result = permutation_importance(
         pipeline, sample_x, sample_y, scoring=scoring, n_repeats=3, random_state=seed
     )
-    means = {
-        name: float(value) for name, value in zip(columns, result.importances_mean, strict=True)
-    }
+    pairs = zip(columns, result.importances_mean, result.importances_std, strict=True)
     ranked = sorted(
-        ((n, v) for n, v in means.items() if math.isfinite(v)), key=lambda item: -item[1]
+        ((n, float(m), float(s)) for n, m, s in pairs if math.isfinite(m)), key=lambda item: -item[1]
     )
-    return {name: round(value, DECIMALS) for name, value in ranked}
+    return {name: (round(mean, DECIMALS), round(std, DECIMALS)) for name, mean, std in ranked}

@@ -7,7 +7,7 @@ classes or features stay bounded.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -146,4 +146,42 @@ def plot_importance(importance: Mapping[str, float]) -> bytes:
     ax.axvline(0.0, color="grey", linewidth=0.8)
     ax.set_xlabel("mean score drop when shuffled")
     ax.set_title("Permutation importance (holdout sample)")
+    return _png(figure)
+
+
+def plot_reliability(predicted: Sequence[float], observed: Sequence[float], counts: Sequence[int]) -> bytes:
+    """Reliability curve: observed frequency against mean predicted probability per bin."""
+    figure = _new_figure(5.0, 4.0)
+    ax = figure.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="perfectly calibrated")
+    kept = [(p, o) for p, o, n in zip(predicted, observed, counts, strict=True) if n > 0]
+    if kept:
+        ax.plot([p for p, _ in kept], [o for _, o in kept], marker="o", label="model")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed frequency")
+    ax.set_title("Reliability curve (holdout)")
+    ax.legend(loc="upper left")
+    return _png(figure)
+
+
+def plot_partial_dependence(feature: str, grid: Sequence[Any], curves: Mapping[str, Sequence[float]], ylabel: str) -> bytes:
+    """Average prediction as one feature moves over its grid (one line per class for a multiclass model)."""
+    figure = _new_figure(5.0, 3.5)
+    ax = figure.add_subplot()
+    labels = [str(g) for g in grid]
+    numeric = all(isinstance(g, int | float) for g in grid)
+    for name, values in curves.items():
+        if numeric:
+            ax.plot(list(grid), list(values), label=name)
+        else:
+            ax.plot(labels, list(values), marker="o", label=name)
+    if not numeric:
+        ax.tick_params(axis="x", rotation=45)
+    if len(curves) > 1:
+        ax.legend(fontsize="small")
+    ax.set_xlabel(feature)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"Partial dependence: {feature}")
     return _png(figure)

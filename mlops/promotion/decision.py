@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mlops.audit import ACTION_ROLLED_BACK, TAG_LAST_ACTION, TAG_LAST_AT
 from mlops.config import GatesConfig, PromotionConfig
 from mlops.errors import ConfigError
-from mlops.evaluation import check_gates
+from mlops.evaluation import SliceReport, check_gates
 from mlops.metrics import METRICS_BY_TASK, higher_is_better
 
 if TYPE_CHECKING:
@@ -87,8 +87,13 @@ def decide_promotion(
     paired_evidence: PairedEvidence | None = None,
     *,
     task: str,
+    slice_reports: tuple[SliceReport, SliceReport] | None = None,
 ) -> PromotionDecision:
     """Promote iff every gate holds, the challenger is not worse beyond tolerance, and the test passes.
+
+    With `promotion.compare_worst_slice`, `slice_reports` (challenger's, champion's, on the shared
+    holdout) must be given: the challenger's worst judged slice may not be worse than the champion's
+    worst by more than the tolerance either.
 
     `champion_metrics` None means there is no champion: the first model that passes the gates becomes
     champion (there is nothing to compare with, so neither tolerance nor significance applies).
@@ -133,6 +138,11 @@ def decide_promotion(
         )
     checks.append(comparison)
 
+    if policy.compare_worst_slice:
+        if slice_reports is None:
+            raise ValueError("promotion.compare_worst_slice is on: the slice reports of both models are required")
+        checks.append(compare_worst_slices(metric, slice_reports[0], slice_reports[1], policy.tolerance))
+
     if policy.significance != "none":
         if paired_evidence is None or paired_evidence.method != policy.significance:
             raise ValueError(f"promotion.significance is {policy.significance}: its paired evidence is required")
@@ -152,6 +162,24 @@ def decide_promotion(
     if failures:
         return PromotionDecision(False, "; ".join(failures), tuple(checks), metric)
     return PromotionDecision(True, comparison.detail, tuple(checks), metric)
+
+
+def compare_worst_slices(
+    metric: str, challenger: SliceReport, champion: SliceReport, tolerance: float
+) -> PromotionCheck:
+    """The challenger's worst judged slice against the champion's, on `metric`; passes when neither has one."""
+    new, old = challenger.worst(metric), champion.worst(metric)
+    name = f"worst-slice:{metric}"
+    if new is None or old is None:
+        return PromotionCheck(name, True, f"no judged slice with {metric} to compare")
+    higher = higher_is_better(metric)
+    new_value, old_value = new.metrics[metric], old.metrics[metric]
+    improvement = (new_value - old_value) if higher else (old_value - new_value)
+    ok = improvement >= -tolerance - EPS
+    shown = (f"worst slice: challenger {new.label} {metric} {_fmt(new_value)} vs champion {old.label} "
+             f"{_fmt(old_value)}")
+    verdict = "not worse beyond tolerance" if ok else f"worse by {abs(improvement):.4f} > tolerance {tolerance:g}"
+    return PromotionCheck(name, ok, f"{shown}: {verdict}")
 
 
 def candidate_blocker(tags: Mapping[str, str]) -> str | None:

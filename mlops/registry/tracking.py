@@ -88,6 +88,19 @@ class RunTracking(MlflowHandle):
                 (Path(tmp) / name).write_bytes(payload)
             self.client.log_artifacts(run_id, tmp, artifact_path=directory)
 
+    def read_run_text(self, run_id: str, artifact_file: str) -> str | None:
+        """A text artifact of the run, or None when the run has no such file."""
+        folder = artifact_file.rsplit("/", 1)[0] if "/" in artifact_file else None
+        if artifact_file not in {a.path for a in self.client.list_artifacts(run_id, folder)}:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(self.client.download_artifacts(run_id, artifact_file, tmp)).read_text()
+
+    def read_run_json(self, run_id: str, artifact_file: str) -> Any:
+        """A JSON artifact of the run, parsed; None when the run has no such file."""
+        text = self.read_run_text(run_id, artifact_file)
+        return None if text is None else json.loads(text)
+
     def run_url(self, run_id: str) -> str | None:
         """Link to the run in the MLflow UI, when the store is a server with a UI."""
         if not self._is_server():

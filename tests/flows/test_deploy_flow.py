@@ -243,6 +243,22 @@ def test_worse_challenger_is_refused_with_both_metrics_recorded(store, alias_wri
     assert model_events("mlops.model.rejected", run_id)[0].payload["to_version"] == "3"
 
 
+def test_compare_worst_slice_is_checked_and_names_the_slice_when_it_refuses(store):
+    uri, data_uri = store
+    config = make_config(data_uri, gates={}, evaluation={"segments": ["contract"]},
+                         promotion={"compare_worst_slice": True})
+    run_deploy(config, challenger_version="1")
+    equal, _ = run_deploy(config, challenger_version="2")  # same data and config as v1
+    assert equal.status == "promoted"
+    [check] = [c for c in equal.decision["checks"] if c["name"] == "worst-slice:roc_auc"]
+    assert check["passed"] and "worst slice: challenger contract=" in check["detail"]
+    worse, _ = run_deploy(config, challenger_version="3")  # the dummy: 0.5 on every slice
+    assert worse.status == "refused"
+    assert "worst slice: challenger contract=" in worse.reason and "vs champion contract=" in worse.reason
+    refused = Registry(uri).read_audit(MODEL)[-1]
+    assert any(c["name"] == "worst-slice:roc_auc" and not c["passed"] for c in refused.decision["checks"])
+
+
 def test_first_model_failing_a_gate_is_refused_and_no_champion_appears(store):
     uri, data_uri = store
     result, _ = run_deploy(make_config(data_uri, gates={"min_metrics": {"roc_auc": 0.99}}), challenger_version="1")

@@ -21,7 +21,7 @@ from mlops.data import write_frame
 from mlops.local.simulate import simulate_churn
 from mlops.progress import progress
 
-COMMANDS = ["train", "deploy", "rollback", "history", "models", "serve", "monitor", "drift-check", "score", "simulate", "stack", "features"]
+COMMANDS = ["train", "deploy", "rollback", "history", "models", "card", "serve", "monitor", "drift-check", "score", "simulate", "stack", "features"]
 
 
 @pytest.fixture(autouse=True)

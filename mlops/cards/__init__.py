@@ -1,0 +1,32 @@
+"""Model cards: every registered version's purpose, data, metrics, slices, calibration, explanations,
+behavioural tests, limitations, lineage and audit trail, as Markdown and self-contained HTML."""
+
+from mlops.cards.calibration import calibration_summary
+from mlops.cards.card import CARD_SCHEMA, PENDING_VERSION, ModelCard, build_card, lineage_of
+from mlops.cards.render import SECTIONS, card_summary, render_html, render_markdown
+
+# Where the card lives among the version's run artifacts.
+CARD_DIR = "card"
+CARD_JSON = f"{CARD_DIR}/model_card.json"
+CARD_MARKDOWN = f"{CARD_DIR}/model_card.md"
+CARD_HTML = f"{CARD_DIR}/model_card.html"
+# The behavioural tests' report (written by the train flow when `behaviour:` declares tests).
+BEHAVIOUR_REPORT = "behaviour/report.json"
+
+__all__ = [
+    "BEHAVIOUR_REPORT",
+    "CARD_DIR",
+    "CARD_HTML",
+    "CARD_JSON",
+    "CARD_MARKDOWN",
+    "CARD_SCHEMA",
+    "PENDING_VERSION",
+    "SECTIONS",
+    "ModelCard",
+    "build_card",
+    "calibration_summary",
+    "card_summary",
+    "lineage_of",
+    "render_html",
+    "render_markdown",
+]
