@@ -10,6 +10,7 @@ from prefect.runtime import flow_run
 
 from flows.rollback import rollback
 from mlops import audit, promotion
+from mlops.cards import card_link
 from mlops.catalogue import ConfigOverrides
 from mlops.config import PipelineConfig, Settings
 from mlops.errors import ChampionMoved
@@ -144,7 +145,7 @@ def deploy(
     )
     comparison = Comparison(
         case, decision, compared_metrics(new_metrics, old_metrics), holdout_info(data_uri, len(holdout), fingerprint),
-        paired, candidate.tags, trigger,
+        paired, candidate.tags, trigger, card=card_link(name, candidate.version, candidate.run_id),
     )
 
     def refuse(reason: str, smoke_report: dict[str, Any] | None = None) -> DeployResult:

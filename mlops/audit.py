@@ -136,6 +136,7 @@ def build_evidence(
     trigger: Mapping[str, Any] | None = None,
     approval: Mapping[str, Any] | None = None,
     rollout: Mapping[str, Any] | None = None,
+    card: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The evidence part of a record: metrics of both models, the holdout, validation, tests, trigger,
     a person's approval when one was asked for, and the live rollout's steps when one ran.
@@ -156,6 +157,7 @@ def build_evidence(
         "trigger": dict(trigger) if trigger else None,
         **({"approval": dict(approval)} if approval else {}),
         **({"rollout": dict(rollout)} if rollout else {}),
+        **({"card": dict(card)} if card else {}),
     }
 
 

@@ -13,7 +13,14 @@ CARD_HTML = f"{CARD_DIR}/model_card.html"
 # The behavioural tests' report (written by the train flow when `behaviour:` declares tests).
 BEHAVIOUR_REPORT = "behaviour/report.json"
 
+
+def card_link(model_name: str, version: str, run_id: str | None) -> dict[str, str | None]:
+    """Where a reviewer finds a version's card: what deploy and rollout evidence point to."""
+    return {"run_id": run_id, "markdown": CARD_MARKDOWN, "html": CARD_HTML,
+            "command": f"mlops card --model {model_name} --version {version} --out card.html"}
+
 __all__ = [
+    "card_link",
     "BEHAVIOUR_REPORT",
     "CARD_DIR",
     "CARD_HTML",

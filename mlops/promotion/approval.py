@@ -59,6 +59,8 @@ def request_markdown(
     for name in sorted(challenger):
         old = current.get(name)
         lines.append(f"| {name} | {challenger[name]:.4f} | {'-' if old is None else f'{old:.4f}'} |")
+    lines += ["", f"The challenger's model card: `mlops card --model {model} --version {candidate} --out card.html` "
+              "(also the run artifact `card/model_card.html`)."]
     if rollout:
         lines += ["", "Live rollout so far (the challenger keeps its last share while you decide):", ""]
         lines += [f"- {step['step']}: {step['action']}: {step['reason']}" for step in rollout.get("steps", [])]

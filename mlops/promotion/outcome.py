@@ -81,6 +81,7 @@ class Comparison:
     trigger: Mapping[str, Any] | None = None
     approval: Mapping[str, Any] | None = None  # a person's verdict, when the policy asked for one
     rollout: Mapping[str, Any] | None = None  # the live rollout's steps, when one ran
+    card: Mapping[str, Any] | None = None  # where the challenger's model card is (mlops.cards.card_link)
 
     def with_approval(self, approval: Mapping[str, Any]) -> Comparison:
         return replace(self, approval=approval)
@@ -93,7 +94,7 @@ class Comparison:
         return audit.build_evidence(
             primary_metric=self.decision.primary_metric, metrics=self.metrics, holdout=self.holdout,
             version_tags=self.version_tags, paired=self.paired.to_dict() if self.paired else None,
-            trigger=self.trigger, smoke=smoke, approval=self.approval, rollout=self.rollout,
+            trigger=self.trigger, smoke=smoke, approval=self.approval, rollout=self.rollout, card=self.card,
         )
 
     def result(

@@ -239,6 +239,10 @@ def test_worse_challenger_is_refused_with_both_metrics_recorded(store, alias_wri
     assert refused.evidence["metrics"]["champion"]["roc_auc"] > 0.6
     assert refused.decision["promote"] is False
     assert Registry(uri).get_version(MODEL, "3").tags["audit.last_action"] == "refused"
+    # The evidence points the reviewer at the challenger's card, stored with its training run.
+    card = refused.evidence["card"]
+    assert card["command"] == f"mlops card --model {MODEL} --version 3 --out card.html"
+    assert Registry(uri).read_run_json(card["run_id"], "card/model_card.json")["version"] == "3"
     run_id = str(state.state_details.flow_run_id)
     assert model_events("mlops.model.rejected", run_id)[0].payload["to_version"] == "3"
 
