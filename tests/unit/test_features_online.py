@@ -33,6 +33,7 @@ def test_one_lookup_gives_each_row_its_status(store_and_repo):
     assert schema.join_keys == {"customer_id": (int,)}
     assert schema.views == {"age": "profile", "plan": "profile", "balance": "activity", "calls": "activity"}
     assert schema.ttl_seconds == {"profile": 365 * 86400, "activity": 10 * 86400}
+    assert schema.reader is None  # SQLite is read through Feast's get_online_features
     rows = [{"customer_id": i} for i in (1, UNKNOWN, STALE, store_fed.PROFILE_ONLY, 1)]
     online = features.online_features(store, schema, rows, now=NOW)
     assert [s.status for s in online.statuses] == ["ok", "unknown_entity", "stale", "missing_feature", "ok"]
