@@ -794,7 +794,7 @@ def cmd_ci(
     if entries:
         # Everything the runs write (MLflow store and artifacts, Prefect's database, the feature
         # store's local state) goes to a directory removed afterwards: CI never touches a real registry.
-        with tempfile.TemporaryDirectory(prefix="mlops-ci-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="mlops-ci-", ignore_cleanup_errors=True) as tmp:
             _isolate_for_ci(Path(tmp))
             checks += [_ci_check(entry, sample_rows, Path(tmp), champions.get(entry.name), no_registry, as_json)
                        for entry in entries]
