@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 
 from mlops.data import write_frame
 from mlops.local.simulate import simulate_churn
+from tests.conftest import CHAMPION_MODEL
 from tests.integration.test_cli import (
     base_config,
     first_error_line,
@@ -112,3 +113,22 @@ def test_train_refuses_a_failed_behavioural_test_with_exit_4(catalogue_repo, cli
     assert first_error_line(proc.stderr).startswith("error: behavioural test failed: 'calls-lower-churn' (directional)")
     assert json.loads(proc.stdout)["error_type"] == "BehaviourTestFailed"
     assert versions(catalogue_repo) == []
+
+
+def test_ci_compares_with_the_champion_of_a_reachable_registry(champion_store, tmp_path):
+    store, raw = champion_store  # v1 of CHAMPION_MODEL is the champion
+    (tmp_path / "repo" / "configs").mkdir(parents=True)
+    (tmp_path / "repo" / "configs" / "champ.yaml").write_text(yaml.safe_dump(raw))
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    recorded = json.loads(client.get_model_version(CHAMPION_MODEL, "1").tags["metrics"])
+
+    proc = run_cli(["ci", "--json"], tmp_path / "repo", None, MLFLOW_TRACKING_URI=store)
+    assert proc.returncode == 0, proc.stderr
+    [check] = json.loads(proc.stdout)["models"]
+    comparison = check["comparison"]
+    assert (comparison["metric"], comparison["champion_version"]) == ("roc_auc", "1")
+    assert comparison["champion"] == pytest.approx(recorded["roc_auc"])
+    assert comparison["challenger"] == pytest.approx(check["metrics"]["roc_auc"])
+    assert comparison["verdict"].startswith(f"roc_auc {check['metrics']['roc_auc']:.4f} vs champion v1")
+    # Read, never written: the champion's store still holds its one version.
+    assert [str(v.version) for v in client.search_model_versions(f"name = '{CHAMPION_MODEL}'")] == ["1"]
