@@ -9,17 +9,18 @@ from mlops import lineage, promotion, search
 from mlops.catalogue import ConfigOverrides
 from mlops.config import PipelineConfig, Settings
 from mlops.errors import DataValidationFailed
-from mlops.evaluation import enforce_gates, enforce_slice_gates, validate_gates
+from mlops.evaluation import enforce_behaviour, enforce_gates, enforce_slice_gates, validate_behaviour, validate_gates
 from mlops.registry import open_registry
-from mlops.results import GateSummary, TrainResult
+from mlops.results import BehaviourSummary, GateSummary, TrainResult
 from mlops.training import check_target, load_estimator_class
 from tasks.card import build_model_card, check_slice_gates, compute_slices, publish_model_card
 from tasks.catalogue import load_model_config
 from tasks.data import load_training_data
-from tasks.evaluation import check_quality_gates, evaluate_model
+from tasks.evaluation import check_quality_gates, evaluate_model, run_behaviour_tests
 from tasks.search import search_hyperparameters
 from tasks.tracking import (
     close_tracking_run,
+    log_behaviour,
     log_evaluation,
     log_reference_data,
     log_search,
@@ -40,9 +41,10 @@ def train(
     """Validate the dataset, train and evaluate a model, and register it as `challenger`.
 
     Ends Failed, with nothing registered, when the data breaks its contract or rules
-    (DataValidationFailed) or the model misses a quality gate, on the whole holdout or on a slice
-    of `evaluation.segments` (QualityGateFailed). Every registered version gets a model card
-    (run artifacts `card/model_card.md` and `.html`, and a Prefect artifact).
+    (DataValidationFailed), the model misses a quality gate, on the whole holdout or on a slice of
+    `evaluation.segments` (QualityGateFailed), or it fails a behavioural test of `behaviour.tests`
+    on the holdout (BehaviourTestFailed, a gate failure too). Every registered version gets a model
+    card (run artifacts `card/model_card.md` and `.html`, and a Prefect artifact).
     With `dataset.feature_service`, `dataset.uri` is an entity frame joined point in time to the
     service's features; the service and its views' versions are kept with the run and the version.
 
@@ -64,6 +66,10 @@ def train(
 
     training = load_training_data(config.dataset, Settings().home)
     frame, fingerprint = training.frame, training.fingerprint
+    # A behavioural test naming a column the data does not have is a config mistake: refused
+    # before any run is opened or anything is trained.
+    roles = {config.dataset.target, config.dataset.timestamp}
+    validate_behaviour(config.behaviour, frame, [c for c in frame.columns if c not in roles], config.model.task)
     reference, contract_source = stored_contract(registry, config.model.name)
     own_contract = None
     if reference is None:
@@ -104,9 +110,12 @@ def train(
         slices = compute_slices(pipeline, holdout, own_contract, config)
         log_evaluation(registry, run_id, result, {"train": len(train_frame), "holdout": len(holdout)}, slices)
         gates = check_quality_gates(result.metrics, config)
+        behaviour = run_behaviour_tests(pipeline, holdout, own_contract, config)
+        log_behaviour(registry, run_id, behaviour)
         enforce_gates(gates)
         # A model good on average but bad for one segment is refused before it is registered.
         enforce_slice_gates(check_slice_gates(slices, config))
+        enforce_behaviour(behaviour)
 
         # Computed before registration: a card that cannot be built leaves no version behind.
         card = build_model_card(run_id, config, pipeline, train_frame, holdout, own_contract, result, slices, fingerprint)
@@ -132,6 +141,7 @@ def train(
         contract_source=contract_source,
         validation=report.short_summary(),
         gates=[GateSummary(g.metric, g.bound, g.threshold, g.value, g.passed) for g in gates],
+        behaviour=[BehaviourSummary(t.name, t.kind, t.passed, t.detail) for t in behaviour.tests],
         # Re-read, not ref.aliases: two trains at once both set `challenger`, one holds it.
         aliases=read_aliases(registry, ref),
         run_url=registry.run_url(run_id),

@@ -814,6 +814,196 @@ def cmd_features(
     return EXIT_OK
 
 
+@_command("ci", "train and check the catalogue models a change touches, in a throwaway store; one report",
+          "mlops ci --changed-since origin/main --out model-ci.md")
+def cmd_ci(
+    changed_since: Annotated[str | None, typer.Option("--changed-since", metavar="REF", show_default=False,
+                                                      help="only models whose config (or features, if store-fed) changed since this git ref")] = None,
+    sample_rows: Annotated[int | None, typer.Option("--sample-rows", metavar="N", parser=_positive, show_default=False,
+                                                    help="train on a seeded sample of N rows of each dataset")] = None,
+    out: Annotated[str | None, typer.Option("--out", metavar="PATH", show_default=False,
+                                            help="also write the Markdown report here")] = None,
+    as_json: JsonFlag = False,
+) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from mlops import ci
+    from mlops.catalogue import load_catalogue
+
+    settings = _settings()
+    catalogue = load_catalogue(settings.catalogue_dir)
+    changed = None
+    if changed_since is not None:
+        changed = ci.changed_files(changed_since, [settings.catalogue_dir, settings.feature_repo])
+    selection = ci.select_models(catalogue, changed, settings.feature_repo)
+    checks = [
+        ci.ModelCheck(name=path.stem, config_file=_shown_path(path), status=ci.STATUS_INVALID,
+                      exit_code=ConfigError.exit_code, error=message)
+        for path, message in selection.refused
+    ]
+    entries = [catalogue.entries[name] for name in selection.models]
+    champions, no_registry = _ci_champions(settings, [entry.name for entry in entries])
+    if entries:
+        # Everything the runs write (MLflow store and artifacts, Prefect's database, the feature
+        # store's local state) goes to a directory removed afterwards: CI never touches a real registry.
+        with tempfile.TemporaryDirectory(prefix="mlops-ci-", ignore_cleanup_errors=True) as tmp:
+            _isolate_for_ci(Path(tmp))
+            checks += [_ci_check(entry, sample_rows, Path(tmp), champions.get(entry.name), no_registry, as_json)
+                       for entry in entries]
+    report = ci.CiReport(changed_since, checks, selection.unchanged)
+    for check in checks:
+        if check.exit_code:
+            print(f"error: {check.name}: {check.error}", file=sys.stderr)
+    markdown = report.to_markdown()
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(markdown)
+    print(report.to_json() if as_json else markdown, end="\n" if as_json else "")
+    return report.exit_code
+
+
+def _shown_path(path: Any) -> str:
+    """A path relative to the working directory when it is under it (as the report shows files)."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _ci_champions(settings: Settings, names: list[str]) -> tuple[dict[str, Any], str | None]:
+    """Each model's champion in the registry the other commands would use, if one is reachable.
+
+    Read before the run is pointed at its throwaway store; read only. The second value says why
+    there is no comparison at all (no registry reachable), else None.
+    """
+    from mlops import ci
+    from mlops.lineage import redact_uri
+    from mlops.local.stack import is_healthy
+
+    uri = settings.mlflow_tracking_uri
+    if not uri:
+        if is_healthy(f"{settings.local_mlflow_url}/health", 0.5):
+            uri = settings.local_mlflow_url
+        elif (settings.home / "mlflow.db").is_file():
+            uri = settings.default_tracking_uri()
+        else:
+            return {}, f"no registry reachable: {ci.NO_CHAMPION}"
+    if uri.startswith(("http://", "https://")) and not is_healthy(f"{uri.rstrip('/')}/health", 2.0):
+        return {}, f"registry {redact_uri(uri)} unreachable: {ci.NO_CHAMPION}"
+    from mlops.registry import ALIAS_CHAMPION, Registry
+
+    champions: dict[str, Any] = {}
+    try:
+        registry = Registry(uri)
+        for name in names:
+            ref = registry.version_by_alias(name, ALIAS_CHAMPION)
+            if ref is not None:
+                try:
+                    metrics = json.loads(ref.tags.get("metrics", "{}"))
+                except ValueError:
+                    metrics = {}
+                champions[name] = ci.Champion(ref.version, metrics if isinstance(metrics, dict) else {})
+    except Exception as err:  # a registry that cannot answer only loses the comparison
+        return {}, f"registry {redact_uri(uri)} unreachable ({type(err).__name__}): {ci.NO_CHAMPION}"
+    return champions, None
+
+
+def _isolate_for_ci(tmp: Any) -> None:
+    """Point MLflow, Prefect and the project home at `tmp`; must run before Prefect is imported."""
+    home = tmp / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    # A team's Feast registry and online store are shared state too: the feature repository is
+    # applied to a local registry under `tmp` instead (its sources are only read).
+    for key in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE", "PREFECT_PROFILES_PATH", "MLFLOW_REGISTRY_URI",
+                "MLOPS_FEAST_REGISTRY", "MLOPS_FEAST_ONLINE_STORE"):
+        os.environ.pop(key, None)
+    os.environ["MLOPS_HOME"] = str(home)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    # No server: Prefect runs a temporary one with its database here.
+    os.environ["PREFECT_HOME"] = str(tmp / "prefect")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def _ci_check(entry: Any, sample_rows: int | None, tmp: Any, champion: Any, no_registry: str | None,
+              as_json: bool) -> Any:
+    """Train one catalogue model in the throwaway store and gather its part of the report."""
+    from flows.train import train
+    from mlops import ci
+    from mlops.errors import DataValidationFailed, QualityGateFailed
+    from mlops.evaluation import check_gates
+    from mlops.metrics import higher_is_better
+    from mlops.registry import open_registry
+
+    config = entry.config
+    shown = _shown_path(entry.path)
+    data_uri = None
+    if sample_rows is not None:
+        try:
+            data_uri = _ci_sample(config, sample_rows, tmp)
+        except MlopsError as err:
+            return ci.ModelCheck(entry.name, shown, ci.STATUS_FAILED, err.exit_code, str(err).splitlines()[0])
+    if config.dataset.feature_service:
+        # The throwaway home has no feature registry yet: register the repository's definitions
+        # (as `mlops features apply` does) so the point-in-time join can run.
+        from mlops import features
+
+        try:
+            home = tmp / "home"
+            features.apply_repo(features.open_store(config.dataset.feature_repo, home), config.dataset.feature_repo)
+        except MlopsError as err:
+            return ci.ModelCheck(entry.name, shown, ci.STATUS_FAILED, err.exit_code, str(err).splitlines()[0])
+    source = {"file": str(entry.path), "file_sha256": entry.sha256, "overrides": "none"}
+    _, outcome = _run_flow(train, as_json, config=config, data_uri=data_uri, config_source=source)
+    check = ci.ModelCheck(entry.name, shown, ci.STATUS_PASSED, EXIT_OK, rows=sample_rows)
+    if isinstance(outcome, BaseException):
+        check.exit_code = outcome.exit_code if isinstance(outcome, MlopsError) else EXIT_ERROR
+        line = str(outcome).splitlines()[0] if str(outcome) else type(outcome).__name__
+        check.error = line if isinstance(outcome, MlopsError) else f"{type(outcome).__name__}: {line}"
+        if isinstance(outcome, DataValidationFailed | QualityGateFailed):
+            check.status = ci.STATUS_REFUSED
+        elif isinstance(outcome, ConfigError):
+            check.status = ci.STATUS_INVALID
+        else:
+            check.status = ci.STATUS_FAILED
+    registry = open_registry()
+    latest = registry.latest_run(config.experiment_name)
+    if latest is not None:
+        check.metrics = dict(latest["metrics"])
+        if check.metrics:
+            check.gates = [
+                {"metric": g.metric, "bound": g.bound, "threshold": g.threshold, "value": g.value, "passed": g.passed}
+                for g in check_gates(check.metrics, config.gates)
+            ]
+            metric = config.promotion.primary_metric
+            check.comparison = ci.compare(metric, higher_is_better(metric), check.metrics, champion, no_registry)
+        check.behaviour = registry.load_json(latest["run_id"], "behaviour/report.json")
+    if not isinstance(outcome, BaseException) and getattr(outcome, "model_version", None):
+        from mlops.cards import card_summary
+        from mlops.cards.store import current_card
+
+        try:
+            check.card_summary = card_summary(current_card(registry, config.model.name, outcome.model_version))
+        except MlopsError as err:  # the report still stands without the card's summary
+            check.card_summary = f"_Model card not available: {err}_"
+    return check
+
+
+def _ci_sample(config: PipelineConfig, rows: int, tmp: Any) -> str:
+    """A seeded sample of at most `rows` rows of the model's dataset (its entity frame, if store-fed)."""
+    from mlops.data import read_frame, write_frame
+
+    frame = read_frame(config.dataset.uri)
+    if len(frame) > rows:
+        frame = frame.sample(n=rows, random_state=config.model.seed).sort_index()
+    (tmp / "samples").mkdir(exist_ok=True)
+    return write_frame(frame, str(tmp / "samples" / f"{config.model.name}.parquet"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The `mlops` entry point: the command's exit code (argv defaults to the process's arguments)."""
     code = typer.main.get_command(app).main(args=argv, prog_name="mlops", standalone_mode=False)

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -476,6 +476,95 @@ class RetrainConfig(_Strict):
     )
 
 
+class _BehaviourTest(_Strict):
+    name: str = Field(min_length=1, description="Names the test in the report and in the refusal line")
+    column: str = Field(min_length=1, description="Feature column the test changes")
+
+
+class InvarianceTest(_BehaviourTest):
+    """Changing a field that must not matter (set to one value, or permuted) flips few predictions."""
+
+    kind: Literal["invariance"]
+    value: str | int | float | bool | None = Field(
+        default=None, description="Set every row's column to this value (or permute: true)"
+    )
+    permute: bool = Field(default=False, description="Shuffle the column across rows (seeded) instead")
+    max_flip_rate: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="Largest share of rows whose prediction may change"
+    )
+    tolerance: float | None = Field(
+        default=None, gt=0.0,
+        description="Regression (required there): a prediction moving more than this counts as changed",
+    )
+
+    @model_validator(mode="after")
+    def _one_change(self) -> InvarianceTest:
+        if self.permute == (self.value is not None):
+            raise ValueError("give exactly one of value or permute: true")
+        return self
+
+
+class DirectionalTest(_BehaviourTest):
+    """Raising a numeric field by `delta` moves the output the expected way on average."""
+
+    kind: Literal["directional"]
+    delta: float = Field(description="Added to every row's column (non-zero)")
+    direction: Literal["increase", "decrease"] = Field(
+        default="increase",
+        description="How the positive-class probability (or regression output) must move, on average",
+    )
+    tolerance: float = Field(default=0.0, ge=0.0, description="Average move the wrong way that is still accepted")
+    positive_class: str | int | float | bool | None = Field(
+        default=None, description="Classification: whose probability is followed; default the last class"
+    )
+
+    @field_validator("delta")
+    @classmethod
+    def _non_zero(cls, value: float) -> float:
+        if value == 0 or value != value or abs(value) == float("inf"):
+            raise ValueError("must be a finite non-zero number")
+        return value
+
+
+class MinimumCase(_Strict):
+    """One row (features not given take the holdout's typical value) and its expected output."""
+
+    row: dict[str, Any] = Field(min_length=1, description="Feature values of the case")
+    expected: str | int | float | bool = Field(description="Expected class, or regression output")
+
+
+class MinimumTest(_Strict):
+    """Minimum functionality: each case's prediction is the expected class (or within tolerance)."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["minimum"]
+    cases: list[MinimumCase] = Field(min_length=1)
+    tolerance: float | None = Field(
+        default=None, ge=0.0, description="Regression (required there): largest accepted |prediction - expected|"
+    )
+
+
+BehaviourTest = Annotated[InvarianceTest | DirectionalTest | MinimumTest, Field(discriminator="kind")]
+
+
+class BehaviourConfig(_Strict):
+    """Behavioural tests run on the holdout after training; a failure refuses the run like a gate."""
+
+    tests: list[BehaviourTest] = Field(default_factory=list)
+    max_rows: int = Field(
+        default=5000, ge=10, description="Holdout rows (a seeded sample) the invariance and directional tests use"
+    )
+
+    @field_validator("tests")
+    @classmethod
+    def _unique_names(cls, tests: list[Any]) -> list[Any]:
+        names = [t.name for t in tests]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"test names must be unique, repeated: {', '.join(repeated)}")
+        return tests
+
+
 class PipelineConfig(_Strict):
     """The whole pipeline config file."""
 
@@ -486,6 +575,7 @@ class PipelineConfig(_Strict):
     gates: GatesConfig = Field(default_factory=GatesConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     card: CardConfig = Field(default_factory=CardConfig)
+    behaviour: BehaviourConfig = Field(default_factory=BehaviourConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     rollback: RollbackConfig = Field(default_factory=RollbackConfig)
@@ -555,9 +645,16 @@ class PipelineConfig(_Strict):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+# pydantic puts the tag of a tagged union in an error's location (behaviour.tests.0.invariance.column);
+# the file has no such key, so it is left out of the key the error names.
+_UNION_TAGS = frozenset({"invariance", "directional", "minimum"})
+
+
 def _first_error(err: ValidationError) -> str:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "<root>"
+    loc = first["loc"]
+    parts = [p for i, p in enumerate(loc) if not (i and isinstance(loc[i - 1], int) and p in _UNION_TAGS)]
+    key = ".".join(str(p) for p in parts) or "<root>"
     # Keys come from the file: a newline in one must not break the one-line error.
     key = "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
     if first["type"] == "extra_forbidden":

@@ -40,6 +40,16 @@ class GateSummary:
 
 
 @dataclass(frozen=True)
+class BehaviourSummary:
+    """One behavioural test's verdict, flattened for JSON and markdown (failing rows: the run's artifact)."""
+
+    name: str
+    kind: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
 class TrainResult:
     """What `mlops train --json` prints and the `train` flow returns."""
 
@@ -53,6 +63,7 @@ class TrainResult:
     contract_source: str | None = None
     validation: dict[str, Any] = field(default_factory=dict)
     gates: list[GateSummary] = field(default_factory=list)
+    behaviour: list[BehaviourSummary] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
     run_url: str | None = None
     model_url: str | None = None
@@ -85,6 +96,9 @@ class TrainResult:
             for g in self.gates:
                 value = "n/a" if g.value is None else f"{g.value:.4f}"
                 lines.append(f"| {g.metric} | {g.bound} | {g.threshold} | {value} | {'pass' if g.passed else 'FAIL'} |")
+        if self.behaviour:
+            lines += ["", "## Behavioural tests", "", "| test | kind | result | detail |", "|---|---|---|---|"]
+            lines += [f"| {t.name} | {t.kind} | {'pass' if t.passed else 'FAIL'} | {t.detail} |" for t in self.behaviour]
         return "\n".join(lines) + "\n"
 
     def to_text(self) -> str:
@@ -101,6 +115,8 @@ class TrainResult:
                     f"{g.metric} {'>=' if g.bound == 'min' else '<='} {g.threshold} {'pass' if g.passed else 'FAIL'}" for g in self.gates
                 )
             )
+        if self.behaviour:
+            lines.append("  behaviour: " + ", ".join(f"{t.name} {'pass' if t.passed else 'FAIL'}" for t in self.behaviour))
         if self.validation:
             lines.append(f"  data:    {self.data_uri} ({self.validation.get('evaluated', '?')} expectations passed)")
         if self.run_url:

@@ -1,4 +1,4 @@
-"""Score the model on the holdout and apply the quality gate."""
+"""Score the model on the holdout, apply the quality gate and run the behavioural tests."""
 
 from __future__ import annotations
 
@@ -26,3 +26,11 @@ def check_quality_gates(
 ) -> tuple[evaluation.GateResult, ...]:
     """Compare metrics with the configured bounds (raising is the flow's decision)."""
     return evaluation.check_gates(metrics, config.gates)
+
+
+@task(name="run-behaviour-tests", cache_policy=NO_CACHE)
+def run_behaviour_tests(
+    pipeline: Pipeline, holdout: pd.DataFrame, contract: DataContract, config: PipelineConfig
+) -> evaluation.BehaviourReport:
+    """Invariance, directional and minimum-functionality tests on the holdout (refusing is the flow's decision)."""
+    return evaluation.run_behaviour(pipeline, holdout, contract, config.behaviour, config.model.seed)

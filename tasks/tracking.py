@@ -62,6 +62,13 @@ def log_evaluation(
         registry.log_json(run_id, slices.to_dict(), "evaluation/slices.json")
 
 
+@task(name="log-behaviour", **_IO)
+def log_behaviour(registry: Registry, run_id: str, report: evaluation.BehaviourReport) -> None:
+    """The behavioural tests' results, passed or failed, as `behaviour/report.json` (the model card reads it)."""
+    registry.log_json(run_id, report.to_dict(), "behaviour/report.json")
+    registry.set_run_tags(run_id, {"behaviour": "passed" if report.passed else "failed"})
+
+
 @task(name="log-search", **_IO)
 def log_search(registry: Registry, run_id: str, result: search.SearchResult) -> None:
     """Every candidate's cross-validated score with the run; the winner's parameters as `search.best.*`."""

@@ -1,5 +1,13 @@
-"""Holdout evaluation: the split, metrics, slices, plots and permutation importance, and the quality gates."""
+"""Holdout evaluation: the split, metrics, slices, plots and permutation importance, the quality
+gates and the behavioural tests."""
 
+from mlops.evaluation.behaviour import (
+    BehaviourReport,
+    BehaviourTestFailed,
+    enforce_behaviour,
+    run_behaviour,
+    validate_behaviour,
+)
 from mlops.evaluation.gates import (
     GateResult,
     SliceGateResult,
@@ -14,6 +22,11 @@ from mlops.evaluation.importance import importance_with_spread
 from mlops.evaluation.slices import SliceReport, SliceResult, bootstrap_intervals, compute_slices
 
 __all__ = [
+    "BehaviourReport",
+    "BehaviourTestFailed",
+    "enforce_behaviour",
+    "run_behaviour",
+    "validate_behaviour",
     "Evaluation",
     "GateResult",
     "SliceGateResult",

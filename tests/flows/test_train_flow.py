@@ -13,6 +13,7 @@ from flows.train import train
 from mlops.config import PipelineConfig, parse_config
 from mlops.data import write_frame
 from mlops.errors import ConfigError, DataValidationFailed, QualityGateFailed
+from mlops.evaluation import BehaviourTestFailed
 from mlops.local.simulate import simulate_churn
 from mlops.registry import ALIAS_CHAMPION, Registry
 from tests.conftest import CHAMPION_MODEL
@@ -130,6 +131,48 @@ def test_quality_gate_failure_registers_nothing(mlflow_store, churn_uri):
     assert isinstance(error, QualityGateFailed)
     assert "roc_auc" in str(error) and "0.999" in str(error)
     assert _versions(mlflow_store) == []
+
+
+CALLS_LOWER_CHURN = {"name": "calls-lower-churn", "kind": "directional", "column": "support_calls", "delta": 2,
+                     "direction": "decrease"}
+
+
+def test_a_failed_behavioural_test_refuses_the_run_with_its_cases_logged(mlflow_store, churn_uri):
+    # Support calls raise churn in the simulator: expecting them to lower it fails on any real model.
+    passing = {"name": "region-free", "kind": "invariance", "column": "region", "permute": True, "max_flip_rate": 0.2}
+    config = make_config(churn_uri, behaviour={"tests": [passing, CALLS_LOWER_CHURN]})
+    state = train(config=config, return_state=True)
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, BehaviourTestFailed) and error.exit_code == 4
+    assert str(error).startswith("behavioural test failed: 'calls-lower-churn' (directional): support_calls +2")
+    assert "region-free" not in str(error)
+    assert _versions(mlflow_store) == []
+    client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
+    [run] = client.search_runs([client.get_experiment_by_name(MODEL).experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags["behaviour"] == "failed"
+    report = Registry(mlflow_store).load_json(run.info.run_id, "behaviour/report.json")
+    assert report["passed"] is False
+    assert [(t["name"], t["kind"], t["passed"]) for t in report["tests"]] == [
+        ("region-free", "invariance", True), ("calls-lower-churn", "directional", False)]
+    cases = report["tests"][1]["failing_cases"]
+    assert 0 < len(cases) <= 10 and all(c["after"] > c["before"] for c in cases)
+
+
+def test_passing_behavioural_tests_are_in_the_result(mlflow_store, churn_uri):
+    raises = {**CALLS_LOWER_CHURN, "name": "calls-raise-churn", "direction": "increase"}
+    result = train(config=make_config(churn_uri, behaviour={"tests": [raises]}))
+    assert [(t.name, t.passed) for t in result.behaviour] == [("calls-raise-churn", True)]
+    assert Registry(mlflow_store).load_json(result.run_id, "behaviour/report.json")["passed"] is True
+
+
+def test_a_behavioural_test_on_an_unknown_column_is_refused_before_any_run(mlflow_store, churn_uri):
+    config = make_config(churn_uri, behaviour={"tests": [{**CALLS_LOWER_CHURN, "column": "shoe_size"}]})
+    state = train(config=config, return_state=True)
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, ConfigError)
+    assert str(error).startswith("behaviour.tests.0.column: unknown feature column 'shoe_size' in test 'calls-lower-churn'")
+    assert MlflowClient(tracking_uri=mlflow_store).get_experiment_by_name(MODEL) is None
 
 
 def _with_data(raw: dict, uri: str) -> PipelineConfig:

@@ -253,3 +253,41 @@ def test_a_task_that_is_not_a_name_is_refused_naming_the_key(task):
     # Found by tests/reliability/test_properties.py: the default-metric rule hashed the value first.
     with pytest.raises(ConfigError, match="model.task"):
         parse_config({"dataset": {"uri": "x.parquet", "target": "y"}, "model": {"name": "m", "task": task}})
+
+
+@pytest.mark.parametrize(
+    ("tests", "message"),
+    [
+        ([{"name": "a", "kind": "invariance", "column": "c"}],
+         "invalid value for 'behaviour.tests.0': give exactly one of value or permute: true"),
+        ([{"name": "a", "kind": "invariance", "column": "c", "value": "x", "permute": True}],
+         "invalid value for 'behaviour.tests.0': give exactly one of value or permute: true"),
+        ([{"name": "a", "kind": "invariance", "column": "c", "permute": True, "max_flip_rate": 5}],
+         "invalid value for 'behaviour.tests.0.max_flip_rate'"),
+        ([{"name": "a", "kind": "directional", "column": "c", "delta": 0}],
+         "invalid value for 'behaviour.tests.0.delta': must be a finite non-zero number"),
+        ([{"name": "a", "kind": "directional", "column": "c", "delta": 1, "direction": "up"}],
+         "invalid value for 'behaviour.tests.0.direction'"),
+        ([{"name": "a", "kind": "directional", "column": "c", "delta": 1, "colour": 1}],
+         "unknown key 'behaviour.tests.0.colour'"),
+        ([{"name": "a", "kind": "minimum", "cases": []}], "invalid value for 'behaviour.tests.0.cases'"),
+        ([{"name": "a", "kind": "minimum", "cases": [{"row": {"x": 1}}]}],
+         "missing required key 'behaviour.tests.0.cases.0.expected'"),
+        ([{"kind": "directional", "column": "c", "delta": 1}], "missing required key 'behaviour.tests.0.name'"),
+        ([{"name": "a", "kind": "sometimes", "column": "c"}], "invalid value for 'behaviour.tests.0'"),
+        ([{"name": "a", "kind": "directional", "column": "c", "delta": 1},
+          {"name": "a", "kind": "invariance", "column": "c", "permute": True}],
+         "invalid value for 'behaviour.tests': test names must be unique, repeated: a"),
+    ],
+)
+def test_behaviour_tests_are_refused_naming_their_key(tests, message):
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**BASE, "behaviour": {"tests": tests}})
+    assert str(caught.value).startswith(f"config <config>: {message}")
+    assert "\n" not in str(caught.value)
+
+
+def test_behaviour_defaults_and_bundled_tests():
+    assert parse_config(BASE).behaviour.tests == []
+    churn = load_config(Path(__file__).resolve().parents[2] / "configs" / "churn.yaml")
+    assert {t.kind for t in churn.behaviour.tests} == {"invariance", "directional", "minimum"}
