@@ -9,7 +9,13 @@ from mlops import lineage, promotion, search
 from mlops.catalogue import ConfigOverrides
 from mlops.config import PipelineConfig, Settings
 from mlops.errors import DataValidationFailed
-from mlops.evaluation import enforce_behaviour, enforce_gates, enforce_slice_gates, validate_behaviour, validate_gates
+from mlops.evaluation import (
+    enforce_behaviour,
+    enforce_gates,
+    enforce_slice_gates,
+    validate_behaviour,
+    validate_gates,
+)
 from mlops.registry import open_registry
 from mlops.results import BehaviourSummary, GateSummary, TrainResult
 from mlops.training import check_target, load_estimator_class
