@@ -936,6 +936,7 @@ def _ci_check(entry: Any, sample_rows: int | None, tmp: Any, champion: Any, no_r
     from mlops import ci
     from mlops.errors import DataValidationFailed, QualityGateFailed
     from mlops.evaluation import check_gates
+    from mlops.evaluation.behaviour import REPORT_ARTIFACT
     from mlops.metrics import higher_is_better
     from mlops.registry import open_registry
 
@@ -981,7 +982,7 @@ def _ci_check(entry: Any, sample_rows: int | None, tmp: Any, champion: Any, no_r
             ]
             metric = config.promotion.primary_metric
             check.comparison = ci.compare(metric, higher_is_better(metric), check.metrics, champion, no_registry)
-        check.behaviour = registry.load_json(latest["run_id"], "behaviour/report.json")
+        check.behaviour = registry.read_run_json(latest["run_id"], REPORT_ARTIFACT)
     if not isinstance(outcome, BaseException) and getattr(outcome, "model_version", None):
         from mlops.cards import card_summary
         from mlops.cards.store import current_card

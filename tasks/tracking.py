@@ -65,7 +65,7 @@ def log_evaluation(
 @task(name="log-behaviour", **_IO)
 def log_behaviour(registry: Registry, run_id: str, report: evaluation.BehaviourReport) -> None:
     """The behavioural tests' results, passed or failed, as `behaviour/report.json` (the model card reads it)."""
-    registry.log_json(run_id, report.to_dict(), "behaviour/report.json")
+    registry.log_json(run_id, report.to_dict(), evaluation.behaviour.REPORT_ARTIFACT)
     registry.set_run_tags(run_id, {"behaviour": "passed" if report.passed else "failed"})
 
 

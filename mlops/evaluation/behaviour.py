@@ -22,6 +22,8 @@ from mlops.metrics import predict
 from mlops.training import feature_frame
 
 # The report keeps a few failing rows per test: enough to see the pattern, small enough to read.
+# The run artifact the train flow logs the report as; the model card and `mlops ci` read it.
+REPORT_ARTIFACT = "behaviour/report.json"
 MAX_FAILING_CASES = 10
 
 

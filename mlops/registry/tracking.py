@@ -79,15 +79,6 @@ class RunTracking(MlflowHandle):
     def log_json(self, run_id: str, payload: Any, artifact_file: str) -> None:
         self.client.log_text(run_id, json.dumps(payload, indent=2, default=str), artifact_file)
 
-    def load_json(self, run_id: str, artifact_file: str) -> Any:
-        """A JSON artifact of the run (as log_json wrote it), or None when the run has none."""
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                path = self.client.download_artifacts(run_id, artifact_file, tmp)
-            except Exception:  # MLflow raises its own or OSError for a missing artifact
-                return None
-            return json.loads(Path(path).read_text())
-
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 

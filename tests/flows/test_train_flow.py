@@ -151,7 +151,7 @@ def test_a_failed_behavioural_test_refuses_the_run_with_its_cases_logged(mlflow_
     client = MlflowClient(tracking_uri=mlflow_store, registry_uri=mlflow_store)
     [run] = client.search_runs([client.get_experiment_by_name(MODEL).experiment_id])
     assert run.info.status == "FAILED" and run.data.tags["behaviour"] == "failed"
-    report = Registry(mlflow_store).load_json(run.info.run_id, "behaviour/report.json")
+    report = Registry(mlflow_store).read_run_json(run.info.run_id, "behaviour/report.json")
     assert report["passed"] is False
     assert [(t["name"], t["kind"], t["passed"]) for t in report["tests"]] == [
         ("region-free", "invariance", True), ("calls-lower-churn", "directional", False)]
@@ -163,7 +163,7 @@ def test_passing_behavioural_tests_are_in_the_result(mlflow_store, churn_uri):
     raises = {**CALLS_LOWER_CHURN, "name": "calls-raise-churn", "direction": "increase"}
     result = train(config=make_config(churn_uri, behaviour={"tests": [raises]}))
     assert [(t.name, t.passed) for t in result.behaviour] == [("calls-raise-churn", True)]
-    assert Registry(mlflow_store).load_json(result.run_id, "behaviour/report.json")["passed"] is True
+    assert Registry(mlflow_store).read_run_json(result.run_id, "behaviour/report.json")["passed"] is True
 
 
 def test_a_behavioural_test_on_an_unknown_column_is_refused_before_any_run(mlflow_store, churn_uri):
