@@ -37,6 +37,8 @@ EXIT_ERROR = 1
 # Ended by a signal: 128 + the signal number, as shells report it.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_TERMINATED = 128 + signal.SIGTERM
+# How long a command waits for Prefect's temporary server (no server running or configured).
+TEMPORARY_SERVER_STARTUP_SECONDS = 120
 
 
 class Terminated(KeyboardInterrupt):
@@ -86,6 +88,17 @@ def _configure_infrastructure(settings: Settings) -> None:
                 prefect_home = (settings.home / "prefect").resolve()
                 prefect_home.mkdir(parents=True, exist_ok=True)
                 os.environ["PREFECT_HOME"] = str(prefect_home)
+            _allow_slow_temporary_server()
+
+
+def _allow_slow_temporary_server() -> None:
+    """Give Prefect's temporary server time to start on a busy machine.
+
+    Its first start creates and migrates a fresh SQLite database: 14 s on this project's 2-core
+    machine when idle, beyond Prefect's 20 s default under load, and the run then fails before it
+    begins. A slow start costs seconds; a refused one costs the run. An explicit setting wins.
+    """
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(TEMPORARY_SERVER_STARTUP_SECONDS))
 
 
 def _profile_api_url() -> str | None:
@@ -924,6 +937,7 @@ def _isolate_for_ci(tmp: Any) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
     # No server: Prefect runs a temporary one with its database here.
     os.environ["PREFECT_HOME"] = str(tmp / "prefect")
+    _allow_slow_temporary_server()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

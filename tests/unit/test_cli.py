@@ -188,3 +188,27 @@ def test_an_error_raised_while_prefect_handles_sigterm_is_still_sigterm():
         assert _terminated_during(err)
     assert not _terminated_during(ValueError("a plain failure"))
     assert not _terminated_during(None)
+
+
+def test_with_no_prefect_server_the_temporary_one_gets_time_to_start(tmp_path, monkeypatch):
+    """Prefect's 20 s default is shorter than a first start under load (CI failed on it)."""
+    from mlops.settings import Settings
+
+    for key in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_PROFILES_PATH", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                "PREFECT_SERVER_ANALYTICS_ENABLED", "GX_ANALYTICS_ENABLED", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
+        monkeypatch.delenv(key, raising=False)  # restored afterwards, whatever the function sets
+    monkeypatch.setenv("PREFECT_PROFILES_PATH", str(tmp_path / "no-profiles.toml"))
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "home"))
+    # Ports nothing listens on: no local stack.
+    monkeypatch.setenv("MLOPS_PREFECT_PORT", "9")
+    monkeypatch.setenv("MLOPS_MLFLOW_PORT", "9")
+    cli._configure_infrastructure(Settings())
+    assert "PREFECT_API_URL" not in cli.os.environ
+    assert cli.os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == str(cli.TEMPORARY_SERVER_STARTUP_SECONDS)
+    assert (tmp_path / "home" / "prefect").is_dir()
+
+    # A team's own setting wins.
+    monkeypatch.delenv("PREFECT_HOME")
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "45")
+    cli._configure_infrastructure(Settings())
+    assert cli.os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "45"
