@@ -78,7 +78,8 @@ def select_models(catalogue: Catalogue, changed: Iterable[Path] | None, feature_
 
 @dataclass(frozen=True)
 class Comparison:
-    """The challenger's holdout primary metric beside the champion's (as recorded when it was trained)."""
+    """The challenger's primary metric beside the champion's: both scored on this run's holdout,
+    or, when the champion could not be scored here, the metric recorded when it was trained."""
 
     metric: str
     higher_is_better: bool
@@ -99,24 +100,53 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Champion:
-    """What a reachable registry says of a model's champion: its version and training metrics."""
+    """What a reachable registry says of a model's champion: its version and training metrics.
+
+    `model` is whatever the caller needs to score the champion on this run's holdout (loaded from
+    the team's registry before the run is isolated); `unloadable` says why it could not be loaded.
+    """
 
     version: str
     metrics: dict[str, float]
+    model: Any = None
+    unloadable: str | None = None
+
+
+@dataclass(frozen=True)
+class SharedHoldout:
+    """Both versions' metrics on the same rows: the promotion holdout of this run's data."""
+
+    rows: int
+    challenger: Mapping[str, float]
+    champion: Mapping[str, float]
 
 
 def compare(metric: str, higher_is_better: bool, challenger_metrics: Mapping[str, float], champion: Champion | None,
-            unreachable: str | None = None) -> Comparison:
-    """The comparison, or why there is none (no registry reachable, no champion, metric not recorded)."""
+            unreachable: str | None = None, shared: SharedHoldout | None = None) -> Comparison:
+    """The comparison, or why there is none (no registry reachable, no champion, metric not recorded).
+
+    With `shared`, both values come from the same holdout, as deploy compares them; without it the
+    champion's value is the one recorded at its training, on another holdout, and the note says so.
+    """
     value = challenger_metrics.get(metric)
     if champion is None:
         return Comparison(metric, higher_is_better, value, None, None, unreachable or NO_CHAMPION)
+    if shared is not None and _finite(shared.challenger.get(metric)) and _finite(shared.champion.get(metric)):
+        note = f"both scored on this run's holdout ({shared.rows} rows)"
+        return Comparison(metric, higher_is_better, float(shared.challenger[metric]), float(shared.champion[metric]),
+                          champion.version, note)
     recorded = champion.metrics.get(metric)
-    if recorded is None or not math.isfinite(recorded):
+    if not _finite(recorded):
         return Comparison(metric, higher_is_better, value, None, champion.version,
                           f"champion v{champion.version} has no recorded {metric}")
     note = "the champion's metric is from its own training holdout, not this one"
+    if champion.unloadable:
+        note += f" (it could not be scored here: {champion.unloadable})"
     return Comparison(metric, higher_is_better, value, float(recorded), champion.version, note)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 @dataclass

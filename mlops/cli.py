@@ -918,10 +918,40 @@ def _ci_champions(settings: Settings, names: list[str]) -> tuple[dict[str, Any],
                     metrics = json.loads(ref.tags.get("metrics", "{}"))
                 except ValueError:
                     metrics = {}
-                champions[name] = ci.Champion(ref.version, metrics if isinstance(metrics, dict) else {})
+                model, unloadable = _ci_load_champion(registry, ref)
+                champions[name] = ci.Champion(ref.version, metrics if isinstance(metrics, dict) else {}, model, unloadable)
     except Exception as err:  # a registry that cannot answer only loses the comparison
         return {}, f"registry {redact_uri(uri)} unreachable ({type(err).__name__}): {ci.NO_CHAMPION}"
     return champions, None
+
+
+def _ci_load_champion(registry: Any, ref: Any) -> tuple[Any, str | None]:
+    """The champion's pipeline and its own contract, read now: once the run is isolated the team's
+    registry is out of reach. A champion that cannot be loaded is compared by its recorded metric."""
+    try:
+        return (registry.load_model(ref.name, ref.version), registry.load_contract(ref)), None
+    except Exception as err:  # an artifact store CI cannot read only loses the same-holdout score
+        line = str(err).splitlines()[0] if str(err) else ""
+        return None, f"{type(err).__name__}: {line}".rstrip(": ")
+
+
+def _ci_shared_holdout(config: Any, data_uri: str | None, home: Any, registry: Any, version: str,
+                       champion: Any) -> Any:
+    """Challenger and champion scored on the same rows, as deploy would score them: the promotion
+    holdout of the data this run trained on (the joined frame, for a store-fed model)."""
+    from mlops import ci, datasets, promotion
+
+    frame = datasets.read_training_frame(config.with_data_uri(data_uri).dataset, home).frame
+    challenger = (registry.load_model(config.model.name, version),
+                  registry.load_contract(registry.get_version(config.model.name, version)))
+    scores = []
+    holdout = None
+    for pipeline, contract in (challenger, champion.model):
+        if holdout is None:  # cut with the challenger's contract: the rows its evaluation held out
+            holdout = promotion.promotion_holdout(frame, contract, config)
+        predictions = promotion.predict_holdout(pipeline, holdout, contract)
+        scores.append(promotion.holdout_metrics(contract.task, holdout[contract.target].to_numpy(), predictions))
+    return ci.SharedHoldout(len(holdout), scores[0], scores[1])
 
 
 def _isolate_for_ci(tmp: Any) -> None:
@@ -946,6 +976,8 @@ def _isolate_for_ci(tmp: Any) -> None:
 def _ci_check(entry: Any, sample_rows: int | None, tmp: Any, champion: Any, no_registry: str | None,
               as_json: bool) -> Any:
     """Train one catalogue model in the throwaway store and gather its part of the report."""
+    from dataclasses import replace
+
     from flows.train import train
     from mlops import ci
     from mlops.errors import DataValidationFailed, QualityGateFailed
@@ -995,7 +1027,15 @@ def _ci_check(entry: Any, sample_rows: int | None, tmp: Any, champion: Any, no_r
                 for g in check_gates(check.metrics, config.gates)
             ]
             metric = config.promotion.primary_metric
-            check.comparison = ci.compare(metric, higher_is_better(metric), check.metrics, champion, no_registry)
+            shared = None
+            version = None if isinstance(outcome, BaseException) else getattr(outcome, "model_version", None)
+            if champion is not None and champion.model is not None and version:
+                try:
+                    shared = _ci_shared_holdout(config, data_uri, tmp / "home", registry, version, champion)
+                except Exception as err:  # e.g. a champion whose contract this data no longer meets
+                    line = str(err).splitlines()[0] if str(err) else ""
+                    champion = replace(champion, unloadable=f"{type(err).__name__}: {line}".rstrip(": "))
+            check.comparison = ci.compare(metric, higher_is_better(metric), check.metrics, champion, no_registry, shared)
         check.behaviour = registry.read_run_json(latest["run_id"], REPORT_ARTIFACT)
     if not isinstance(outcome, BaseException) and getattr(outcome, "model_version", None):
         from mlops.cards import card_summary

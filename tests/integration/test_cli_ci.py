@@ -4,6 +4,7 @@ one config, and the report; and `mlops train` refusing a model that fails a beha
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
 
@@ -118,8 +119,16 @@ def test_train_refuses_a_failed_behavioural_test_with_exit_4(catalogue_repo, cli
     assert versions(catalogue_repo) == []
 
 
-def test_ci_compares_with_the_champion_of_a_reachable_registry(champion_store, tmp_path):
-    store, raw = champion_store  # v1 of CHAMPION_MODEL is the champion
+def test_ci_scores_the_champion_of_a_reachable_registry_on_the_same_holdout(champion_store, tmp_path):
+    """The change under review trains a weaker model (2 iterations); both are scored on the latest
+    rows of this data, the champion loaded from the team's registry, as deploy would compare them."""
+    from sklearn.metrics import roc_auc_score
+
+    from mlops.data import read_frame
+    from mlops.registry import Registry
+
+    store, raw = champion_store  # v1 of CHAMPION_MODEL (30 iterations) is the champion
+    raw["model"]["params"] = {"max_iter": 2}
     (tmp_path / "repo" / "configs").mkdir(parents=True)
     (tmp_path / "repo" / "configs" / "champ.yaml").write_text(yaml.safe_dump(raw))
     client = MlflowClient(tracking_uri=store, registry_uri=store)
@@ -129,9 +138,17 @@ def test_ci_compares_with_the_champion_of_a_reachable_registry(champion_store, t
     assert proc.returncode == 0, proc.stderr
     [check] = json.loads(proc.stdout)["models"]
     comparison = check["comparison"]
+    # The promotion holdout: the latest 20% of rows by event time, scored here with scikit-learn.
+    frame = read_frame(raw["dataset"]["uri"]).sort_values("event_time", kind="stable")
+    holdout = frame.tail(math.ceil(0.2 * len(frame)))
+    champion = Registry(store).load_model(CHAMPION_MODEL, "1")
+    expected = roc_auc_score(holdout["churned"], champion.predict_proba(holdout.drop(columns=["churned"]))[:, 1])
     assert (comparison["metric"], comparison["champion_version"]) == ("roc_auc", "1")
-    assert comparison["champion"] == pytest.approx(recorded["roc_auc"])
-    assert comparison["challenger"] == pytest.approx(check["metrics"]["roc_auc"])
-    assert comparison["verdict"].startswith(f"roc_auc {check['metrics']['roc_auc']:.4f} vs champion v1")
+    assert comparison["note"] == f"both scored on this run's holdout ({len(holdout)} rows)"
+    assert comparison["champion"] == pytest.approx(expected, abs=1e-6)
+    assert comparison["champion"] != pytest.approx(recorded["roc_auc"], abs=1e-4)  # not the recorded value
+    assert comparison["challenger"] < comparison["champion"]
+    assert comparison["verdict"].startswith(f"roc_auc {comparison['challenger']:.4f} vs champion v1")
+    assert comparison["verdict"].endswith(f"worse by {comparison['champion'] - comparison['challenger']:.4f}")
     # Read, never written: the champion's store still holds its one version.
     assert [str(v.version) for v in client.search_model_versions(f"name = '{CHAMPION_MODEL}'")] == ["1"]

@@ -88,6 +88,26 @@ def test_comparison_says_better_worse_or_why_there_is_none():
     assert ci.compare("rmse", False, {"rmse": 5.0}, None, "registry x unreachable: no champion to compare").verdict.startswith("registry x")
 
 
+
+def test_same_holdout_scores_win_over_the_recorded_metric_and_say_so():
+    champion = ci.Champion("3", {"rmse": 6.0})
+    shared = ci.SharedHoldout(120, {"rmse": 5.8}, {"rmse": 5.2})
+    comparison = ci.compare("rmse", False, {"rmse": 5.5}, champion, shared=shared)
+    assert (comparison.challenger, comparison.champion) == (5.8, 5.2)
+    assert comparison.note == "both scored on this run's holdout (120 rows)"
+    assert comparison.verdict == "rmse 5.8000 vs champion v3 5.2000: worse by 0.6000"
+    # A shared score without the metric (or not finite) falls back to the recorded one.
+    fallback = ci.compare("rmse", False, {"rmse": 5.5}, champion, shared=ci.SharedHoldout(120, {}, {"rmse": float("nan")}))
+    assert (fallback.challenger, fallback.champion) == (5.5, 6.0)
+    assert fallback.note == "the champion's metric is from its own training holdout, not this one"
+
+
+def test_a_champion_that_could_not_be_scored_is_compared_by_its_recorded_metric_and_says_why():
+    champion = ci.Champion("3", {"rmse": 6.0}, unloadable="RegistryError: artifact store unreachable")
+    comparison = ci.compare("rmse", False, {"rmse": 5.5}, champion)
+    assert comparison.champion == 6.0
+    assert comparison.note.endswith("(it could not be scored here: RegistryError: artifact store unreachable)")
+
 def _checks() -> list[ci.ModelCheck]:
     behaviour = {"passed": False, "tests": [
         {"name": "calls", "kind": "directional", "passed": False, "detail": "support_calls +2: ...",
