@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.config import PipelineConfig, SplitConfig
+from mlops.config import PipelineConfig
 from mlops.contract import DataContract
 from mlops.errors import DataError
 from mlops.evaluation import split_frame
@@ -19,15 +19,16 @@ from mlops.training import feature_frame
 def promotion_holdout(frame: pd.DataFrame, contract: DataContract, config: PipelineConfig) -> pd.DataFrame:
     """The rows both models are scored on.
 
-    With `promotion.holdout_uri` the whole frame read from it; otherwise the latest `split.test_size`
-    share of the training data (a time split when the contract names a timestamp, else the config's).
+    With `promotion.holdout_uri` the whole frame read from it; otherwise the rows the challenger's
+    own evaluation held out: the configured `split` (method, test_size, seed) of the same data, so
+    no row the challenger was fitted on is scored. Cutting the latest rows by time whenever there
+    is a timestamp would not be: under a random split most of them are training rows, which favours
+    the challenger (an identical model scored roc_auc 0.90 there against 0.76 on its own holdout).
     """
     if config.promotion.holdout_uri:
         holdout = frame
     else:
-        method = "time" if contract.timestamp and contract.timestamp in frame.columns else config.split.method
-        split = SplitConfig(method=method, test_size=config.split.test_size)
-        _, holdout = split_frame(frame, contract, split, config.model.seed)
+        _, holdout = split_frame(frame, contract, config.split, config.model.seed)
     if len(holdout) == 0:
         raise DataError("the promotion holdout is empty")
     if contract.target not in holdout.columns:

@@ -4,7 +4,6 @@ one config, and the report; and `mlops train` refusing a model that fails a beha
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 from pathlib import Path
 
@@ -120,16 +119,22 @@ def test_train_refuses_a_failed_behavioural_test_with_exit_4(catalogue_repo, cli
 
 
 def test_ci_scores_the_champion_of_a_reachable_registry_on_the_same_holdout(champion_store, tmp_path):
-    """The change under review trains a weaker model (2 iterations); both are scored on the latest
-    rows of this data, the champion loaded from the team's registry, as deploy would compare them."""
+    """The change under review trains a weaker model (2 iterations) on newer data; both versions
+    are scored on the rows this run held out, the champion loaded from the team's registry, as
+    deploy would compare them."""
     from sklearn.metrics import roc_auc_score
 
-    from mlops.data import read_frame
+    from mlops.config import parse_config
+    from mlops.contract import infer_contract
+    from mlops.evaluation import split_frame
     from mlops.registry import Registry
 
     store, raw = champion_store  # v1 of CHAMPION_MODEL (30 iterations) is the champion
-    raw["model"]["params"] = {"max_iter": 2}
     (tmp_path / "repo" / "configs").mkdir(parents=True)
+    newer = simulate_churn(2000, seed=77)
+    write_frame(newer, str(tmp_path / "repo" / "newer.parquet"))
+    raw["model"]["params"] = {"max_iter": 2}
+    raw["dataset"]["uri"] = str(tmp_path / "repo" / "newer.parquet")
     (tmp_path / "repo" / "configs" / "champ.yaml").write_text(yaml.safe_dump(raw))
     client = MlflowClient(tracking_uri=store, registry_uri=store)
     recorded = json.loads(client.get_model_version(CHAMPION_MODEL, "1").tags["metrics"])
@@ -138,15 +143,18 @@ def test_ci_scores_the_champion_of_a_reachable_registry_on_the_same_holdout(cham
     assert proc.returncode == 0, proc.stderr
     [check] = json.loads(proc.stdout)["models"]
     comparison = check["comparison"]
-    # The promotion holdout: the latest 20% of rows by event time, scored here with scikit-learn.
-    frame = read_frame(raw["dataset"]["uri"]).sort_values("event_time", kind="stable")
-    holdout = frame.tail(math.ceil(0.2 * len(frame)))
+    # The rows the run held out (the train flow's split of the newer data), scored here with scikit-learn.
+    config = parse_config(raw)
+    contract = infer_contract(newer, "churned", "event_time", "classification")
+    _, holdout = split_frame(newer, contract, config.split, config.model.seed)
     champion = Registry(store).load_model(CHAMPION_MODEL, "1")
     expected = roc_auc_score(holdout["churned"], champion.predict_proba(holdout.drop(columns=["churned"]))[:, 1])
     assert (comparison["metric"], comparison["champion_version"]) == ("roc_auc", "1")
     assert comparison["note"] == f"both scored on this run's holdout ({len(holdout)} rows)"
     assert comparison["champion"] == pytest.approx(expected, abs=1e-6)
     assert comparison["champion"] != pytest.approx(recorded["roc_auc"], abs=1e-4)  # not the recorded value
+    # The challenger's score on those rows is its own evaluation's: the same rows.
+    assert comparison["challenger"] == pytest.approx(check["metrics"]["roc_auc"], abs=1e-6)
     assert comparison["challenger"] < comparison["champion"]
     assert comparison["verdict"].startswith(f"roc_auc {comparison['challenger']:.4f} vs champion v1")
     assert comparison["verdict"].endswith(f"worse by {comparison['champion'] - comparison['challenger']:.4f}")

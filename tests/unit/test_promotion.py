@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from mlops import audit, events, promotion
+from mlops import audit, evaluation, events, promotion
 from mlops.config import GatesConfig, PromotionConfig, RollbackConfig, parse_config
 from mlops.contract import infer_contract
 from mlops.errors import ConfigError
@@ -248,13 +248,27 @@ def _frame(rows: int = 40) -> pd.DataFrame:
     )
 
 
-def test_default_holdout_is_the_latest_rows_by_time():
+def test_with_a_time_split_the_holdout_is_the_latest_rows():
     frame = _frame()
-    config = parse_config({"dataset": {"uri": "d.csv", "target": "y", "timestamp": "t"}, "model": {"name": "m"}})
+    config = parse_config({"dataset": {"uri": "d.csv", "target": "y", "timestamp": "t"}, "model": {"name": "m"},
+                           "split": {"method": "time"}})
     contract = infer_contract(frame, "y", "t", "classification")
     holdout = promotion.promotion_holdout(frame, contract, config)
     assert len(holdout) == 8
     assert holdout["t"].min() > frame.drop(holdout.index)["t"].max()
+
+
+def test_with_a_random_split_the_holdout_is_what_training_held_out_not_the_latest_rows():
+    """A timestamp does not turn a random split into a time cut: the latest rows would be mostly
+    rows the challenger was fitted on."""
+    frame = _frame()
+    config = parse_config({"dataset": {"uri": "d.csv", "target": "y", "timestamp": "t"}, "model": {"name": "m"}})
+    contract = infer_contract(frame, "y", "t", "classification")
+    train, held_out = evaluation.split_frame(frame, contract, config.split, config.model.seed)  # as the train flow cuts
+    holdout = promotion.promotion_holdout(frame, contract, config)
+    assert sorted(holdout.index) == sorted(held_out.index)
+    assert set(holdout.index).isdisjoint(train.index)
+    assert holdout["t"].min() < train["t"].max()  # not a time cut
 
 
 def test_holdout_uri_means_every_row():
