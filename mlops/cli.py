@@ -931,8 +931,13 @@ def _ci_load_champion(registry: Any, ref: Any) -> tuple[Any, str | None]:
     try:
         return (registry.load_model(ref.name, ref.version), registry.load_contract(ref)), None
     except Exception as err:  # an artifact store CI cannot read only loses the same-holdout score
-        line = str(err).splitlines()[0] if str(err) else ""
-        return None, f"{type(err).__name__}: {line}".rstrip(": ")
+        return None, _error_line(err)
+
+
+def _error_line(err: BaseException) -> str:
+    """`Type: first line of the message`, for a reason quoted inside a report line."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def _ci_shared_holdout(config: Any, data_uri: str | None, home: Any, registry: Any, version: str,
@@ -942,16 +947,13 @@ def _ci_shared_holdout(config: Any, data_uri: str | None, home: Any, registry: A
     from mlops import ci, datasets, promotion
 
     frame = datasets.read_training_frame(config.with_data_uri(data_uri).dataset, home).frame
-    challenger = (registry.load_model(config.model.name, version),
-                  registry.load_contract(registry.get_version(config.model.name, version)))
-    scores = []
-    holdout = None
-    for pipeline, contract in (challenger, champion.model):
-        if holdout is None:  # cut with the challenger's contract: the rows its evaluation held out
-            holdout = promotion.promotion_holdout(frame, contract, config)
-        predictions = promotion.predict_holdout(pipeline, holdout, contract)
-        scores.append(promotion.holdout_metrics(contract.task, holdout[contract.target].to_numpy(), predictions))
-    return ci.SharedHoldout(len(holdout), scores[0], scores[1])
+    contract = registry.load_contract(registry.get_version(config.model.name, version))
+    # Cut with the challenger's contract: the rows its own evaluation held out.
+    holdout = promotion.promotion_holdout(frame, contract, config)
+    _, challenger = promotion.score_on_holdout(registry.load_model(config.model.name, version), holdout, contract)
+    champion_pipeline, champion_contract = champion.model
+    _, scored = promotion.score_on_holdout(champion_pipeline, holdout, champion_contract)
+    return ci.SharedHoldout(len(holdout), challenger, scored)
 
 
 def _isolate_for_ci(tmp: Any) -> None:
@@ -1017,6 +1019,8 @@ def _ci_check(entry: Any, sample_rows: int | None, tmp: Any, champion: Any, no_r
             check.status = ci.STATUS_INVALID
         else:
             check.status = ci.STATUS_FAILED
+    # The version this run registered (None when it ended before registering one).
+    version = None if isinstance(outcome, BaseException) else getattr(outcome, "model_version", None)
     registry = open_registry()
     latest = registry.latest_run(config.experiment_name)
     if latest is not None:
@@ -1028,21 +1032,19 @@ def _ci_check(entry: Any, sample_rows: int | None, tmp: Any, champion: Any, no_r
             ]
             metric = config.promotion.primary_metric
             shared = None
-            version = None if isinstance(outcome, BaseException) else getattr(outcome, "model_version", None)
             if champion is not None and champion.model is not None and version:
                 try:
                     shared = _ci_shared_holdout(config, data_uri, tmp / "home", registry, version, champion)
                 except Exception as err:  # e.g. a champion whose contract this data no longer meets
-                    line = str(err).splitlines()[0] if str(err) else ""
-                    champion = replace(champion, unloadable=f"{type(err).__name__}: {line}".rstrip(": "))
+                    champion = replace(champion, unloadable=_error_line(err))
             check.comparison = ci.compare(metric, higher_is_better(metric), check.metrics, champion, no_registry, shared)
         check.behaviour = registry.read_run_json(latest["run_id"], REPORT_ARTIFACT)
-    if not isinstance(outcome, BaseException) and getattr(outcome, "model_version", None):
+    if version:
         from mlops.cards import card_summary
         from mlops.cards.store import current_card
 
         try:
-            check.card_summary = card_summary(current_card(registry, config.model.name, outcome.model_version))
+            check.card_summary = card_summary(current_card(registry, config.model.name, version))
         except MlopsError as err:  # the report still stands without the card's summary
             check.card_summary = f"_Model card not available: {err}_"
     return check

@@ -62,7 +62,7 @@ def build_model_card(
 def publish_model_card(registry: Registry, ref: ModelRef, card: cards.ModelCard) -> cards.ModelCard:
     """The registered version's card, with its tags and behavioural report, as run artifacts (JSON,
     Markdown, HTML) and as a Prefect markdown artifact."""
-    behaviour = registry.read_run_json(ref.run_id, cards.BEHAVIOUR_REPORT) if ref.run_id else None
+    behaviour = registry.read_run_json(ref.run_id, evaluation.behaviour.REPORT_ARTIFACT) if ref.run_id else None
     card = card.registered_as(ref.version, ref.tags, behaviour)
     run_id = card.run_id
     registry.log_text(run_id, card.to_json(), cards.CARD_JSON)

@@ -69,11 +69,7 @@ def score_version(
     registry: Registry, ref: ModelRef, holdout: pd.DataFrame
 ) -> tuple[promotion.Predictions, dict[str, float]]:
     """Load a version with its own contract and score it on the shared holdout."""
-    pipeline = registry.load_model(ref.name, ref.version)
-    contract = registry.load_contract(ref)
-    predictions = promotion.predict_holdout(pipeline, holdout, contract)
-    truth = holdout[contract.target].to_numpy()
-    return predictions, promotion.holdout_metrics(contract.task, truth, predictions)
+    return promotion.score_on_holdout(registry.load_model(ref.name, ref.version), holdout, registry.load_contract(ref))
 
 
 @task(name="paired-significance", cache_policy=NO_CACHE)

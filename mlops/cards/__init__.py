@@ -4,15 +4,12 @@ behavioural tests, limitations, lineage and audit trail, as Markdown and self-co
 from mlops.cards.calibration import calibration_summary
 from mlops.cards.card import CARD_SCHEMA, PENDING_VERSION, ModelCard, build_card, lineage_of
 from mlops.cards.render import SECTIONS, card_summary, render_html, render_markdown
-from mlops.evaluation.behaviour import REPORT_ARTIFACT
 
 # Where the card lives among the version's run artifacts.
 CARD_DIR = "card"
 CARD_JSON = f"{CARD_DIR}/model_card.json"
 CARD_MARKDOWN = f"{CARD_DIR}/model_card.md"
 CARD_HTML = f"{CARD_DIR}/model_card.html"
-# The behavioural tests' report (written by the train flow when `behaviour:` declares tests).
-BEHAVIOUR_REPORT = REPORT_ARTIFACT
 
 
 def card_link(model_name: str, version: str, run_id: str | None) -> dict[str, str | None]:
@@ -22,7 +19,6 @@ def card_link(model_name: str, version: str, run_id: str | None) -> dict[str, st
 
 __all__ = [
     "card_link",
-    "BEHAVIOUR_REPORT",
     "CARD_DIR",
     "CARD_HTML",
     "CARD_JSON",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mlops.cards import BEHAVIOUR_REPORT, CARD_JSON
+from mlops.cards import CARD_JSON
 from mlops.cards.card import ModelCard
 from mlops.errors import ModelNotFound
+from mlops.evaluation.behaviour import REPORT_ARTIFACT
 from mlops.registry import ALIAS_CHAMPION
 
 if TYPE_CHECKING:
@@ -31,5 +32,5 @@ def current_card(registry: Registry, name: str, version: str | None = None) -> M
     stored = registry.read_run_json(ref.run_id, CARD_JSON) if ref.run_id else None
     if stored is None:
         raise ModelNotFound(f"model {name} v{ref.version} has no model card (trained before cards were built)")
-    behaviour = registry.read_run_json(ref.run_id, BEHAVIOUR_REPORT) if ref.run_id else None
+    behaviour = registry.read_run_json(ref.run_id, REPORT_ARTIFACT) if ref.run_id else None
     return ModelCard.from_dict(stored).with_registry_state(ref.tags, behaviour, registry.read_audit(name))

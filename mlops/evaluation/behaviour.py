@@ -21,9 +21,9 @@ from mlops.errors import ConfigError, QualityGateFailed
 from mlops.metrics import predict
 from mlops.training import feature_frame
 
-# The report keeps a few failing rows per test: enough to see the pattern, small enough to read.
 # The run artifact the train flow logs the report as; the model card and `mlops ci` read it.
 REPORT_ARTIFACT = "behaviour/report.json"
+# The report keeps a few failing rows per test: enough to see the pattern, small enough to read.
 MAX_FAILING_CASES = 10
 
 

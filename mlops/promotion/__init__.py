@@ -9,7 +9,12 @@ from mlops.promotion.decision import (
     decide_promotion,
     validate_policy,
 )
-from mlops.promotion.holdout import holdout_metrics, predict_holdout, promotion_holdout
+from mlops.promotion.holdout import (
+    holdout_metrics,
+    predict_holdout,
+    promotion_holdout,
+    score_on_holdout,
+)
 from mlops.promotion.significance import (
     PairedEvidence,
     mcnemar_test,
@@ -29,6 +34,7 @@ __all__ = [
     "paired_evidence",
     "predict_holdout",
     "promotion_holdout",
+    "score_on_holdout",
     "smoke",
     "validate_policy",
     "watch",

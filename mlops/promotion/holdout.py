@@ -47,3 +47,9 @@ def predict_holdout(pipeline: Any, holdout: pd.DataFrame, contract: DataContract
 def holdout_metrics(task: str, truth: Sequence[Any] | np.ndarray, predictions: Predictions) -> dict[str, float]:
     """The same metrics training reports, on the shared holdout."""
     return score_predictions(task, truth, predictions)
+
+
+def score_on_holdout(pipeline: Any, holdout: pd.DataFrame, contract: DataContract) -> tuple[Predictions, dict[str, float]]:
+    """One version scored on the shared holdout with its own contract: predictions and metrics."""
+    predictions = predict_holdout(pipeline, holdout, contract)
+    return predictions, holdout_metrics(contract.task, holdout[contract.target].to_numpy(), predictions)

@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 
 from flows.train import train
 from mlops import cli
-from mlops.cards import BEHAVIOUR_REPORT, SECTIONS
+from mlops.cards import SECTIONS
 from mlops.config import parse_config
 from mlops.data import write_frame
 from mlops.errors import QualityGateFailed
+from mlops.evaluation.behaviour import REPORT_ARTIFACT
 from mlops.local.simulate import simulate_churn
 from mlops.registry import Registry
 
@@ -89,7 +90,7 @@ def test_every_registered_version_gets_a_card_with_every_section(mlflow_store, c
     registry.log_json(result.run_id, {"passed": False, "tests": [
         {"name": "charges-up-churn-up", "kind": "directional", "passed": False, "detail": "2 of 40 rows fell",
          "failing_cases": [{"monthly_charges": 30.0}]},
-    ]}, BEHAVIOUR_REPORT)
+    ]}, REPORT_ARTIFACT)
     config_file = tmp_path / "card.yaml"
     config_file.write_text(yaml.safe_dump(_raw(churn_uri)))
     out = tmp_path / "out" / "card.html"
