@@ -346,16 +346,25 @@ class RolloutConfig(_Strict):
     @field_validator("steps")
     @classmethod
     def _rising_shares(cls, steps: list[Any]) -> list[Any]:
-        shares = [s for s in steps if s != SHADOW]
-        if SHADOW in steps and steps.index(SHADOW) != 0:
-            raise ValueError("'shadow' can only be the first step")
-        if steps.count(SHADOW) > 1:
-            raise ValueError("'shadow' appears more than once")
-        if any(not 0.0 < s <= 1.0 for s in shares):
-            raise ValueError("traffic shares must be above 0 and at most 1")
-        if shares != sorted(set(shares)):
-            raise ValueError("traffic shares must rise from step to step")
-        return steps
+        return check_rollout_steps(steps)
+
+
+def check_rollout_steps(steps: list[Any]) -> list[Any]:
+    """The steps of a rollout: 'shadow' first if at all, then rising shares in (0, 1]; ValueError otherwise.
+
+    Shared by the config and the registry's traffic split, so a tag cannot hold steps no config could.
+    """
+    shares = [s for s in steps if s != SHADOW]
+    if SHADOW in steps and steps.index(SHADOW) != 0:
+        raise ValueError("'shadow' can only be the first step")
+    if steps.count(SHADOW) > 1:
+        raise ValueError("'shadow' appears more than once")
+    # Written so that NaN fails too (every comparison with NaN is false).
+    if any(not 0.0 < s <= 1.0 for s in shares):
+        raise ValueError("traffic shares must be above 0 and at most 1")
+    if shares != sorted(set(shares)):
+        raise ValueError("traffic shares must rise from step to step")
+    return steps
 
 
 class ApprovalConfig(_Strict):

@@ -77,6 +77,15 @@ class NothingToApprove(MlopsError):
     exit_code = 2
 
 
+class BrokenSplit(MlopsError, ValueError):
+    """The registry's rollout tag is not a traffic split: serving routes to the champion only.
+
+    A ValueError too, so callers that catch a malformed value catch it.
+    """
+
+    exit_code = 2
+
+
 class ChampionMoved(PromotionRefused):
     """Another deploy moved `champion` after this one compared against it: its verdict is stale."""
 

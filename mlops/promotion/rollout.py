@@ -14,15 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from mlops.config import SHADOW, RolloutConfig
 from mlops.promotion.sequential import Outcomes, SequentialEvidence, compare
-from mlops.promotion.split import TrafficSplit
-
-Action = Literal["continue", "advance", "promote", "abort"]
+from mlops.promotion.split import Action, TrafficSplit
 
 
 @dataclass(frozen=True)

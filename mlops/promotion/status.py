@@ -5,14 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from mlops import audit
+from mlops.errors import BrokenSplit
 
 
 def rollout_status(registry: Any, name: str) -> dict[str, Any]:
     """The rollout in progress (or the latest one, when none is): split, last look and finished steps.
 
-    `registry` is a `mlops.registry.Registry` (its split and its audit log are read).
+    `registry` is a `mlops.registry.Registry` (its split and its audit log are read). A rollout
+    tag that is not a split raises BrokenSplit, naming the model.
     """
-    split = registry.rollout_split(name)
+    try:
+        split = registry.rollout_split(name)
+    except BrokenSplit as err:  # exit 2, one line: what serving does about it too
+        raise BrokenSplit(f"model {name}: {err}; serving routes to the champion only") from None
     records = [r for r in audit.sort_records(registry.read_audit(name)) if r.action == audit.ACTION_ROLLOUT_STEP]
     started = split.started_at if split is not None else (records[-1].evidence.get("rollout_started_at") if records else None)
     records = [r for r in records if r.evidence.get("rollout_started_at") == started]

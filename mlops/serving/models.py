@@ -45,6 +45,7 @@ class _Plan:
     models: dict[str, LoadedModel | None]
     errors: tuple[str, ...]
     split: TrafficSplit | None = None
+    split_error: str | None = None  # the rollout tag could not be read: champion only
 
 
 class ModelSlots:
@@ -74,6 +75,7 @@ class ModelSlots:
         self._on_swap = on_swap
         self._on_split = on_split
         self.split: TrafficSplit | None = None
+        self.split_error: str | None = None
         self.champion: LoadedModel | None = None
         self.canary: LoadedModel | None = None
         self.registry_reachable = False
@@ -108,6 +110,7 @@ class ModelSlots:
                     self._swap(slot, model)
             routed = _routing(plan.split) != _routing(self.split)
             self.split = plan.split
+            self.split_error = plan.split_error
             if routed and self._on_split is not None:
                 self._on_split(plan.split)
             for slot, model in plan.models.items():
@@ -142,11 +145,16 @@ class ModelSlots:
         models: dict[str, LoadedModel | None] = {}
         errors = []
         loaded = {m.version: m for m in (self.champion, self.canary) if m is not None}
+        split_error = None
         try:
             split = registry.rollout_split(self.model_name)
-        except ValueError as err:  # a tag nobody can read: no rollout traffic, said in /ready
+        except Exception as err:
+            # A tag that is not a split (BrokenSplit), or anything else reading it raised: no
+            # rollout traffic, said in /ready; the champion is still resolved and loaded below
+            # (a registry that is down fails there and the refresh says so).
             split = None
-            errors.append(_one_line(err))
+            split_error = f"{_one_line(err)}; serving the champion only"
+            errors.append(split_error)
         targets: dict[str, str | None] = {SLOT_CHAMPION: self.aliases[SLOT_CHAMPION]}
         if split is not None or self._canary_alias is not None or self.canary is not None:
             targets[SLOT_CANARY] = None if split is not None else self._canary_alias
@@ -183,7 +191,7 @@ class ModelSlots:
                 errors.append(f"{alias} v{version} not loaded: {_one_line(err)}")
                 log.error("cannot load %s v%s (%s): %s", self.model_name, version, alias, errors[-1])
                 models[slot] = current
-        return _Plan(models, tuple(errors), split)
+        return _Plan(models, tuple(errors), split, split_error)
 
     def unload(self) -> None:
         """Drop every loaded version (the model was evicted); requests that hold one finish on it."""
@@ -211,6 +219,8 @@ class ModelSlots:
             "last_refresh": _iso(self.last_refresh),
             "last_attempt": _iso(self.last_attempt),
             "last_error": self.last_error,
+            # One line when the registry's rollout tag is broken and the champion answers alone.
+            "rollout_error": self.split_error,
             "rollout": None if self.split is None else {
                 "version": self.split.version, "step": self.split.step,
                 "challenger_share": self.split.challenger_share, "started_at": self.split.started_at,

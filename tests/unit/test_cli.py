@@ -212,3 +212,30 @@ def test_with_no_prefect_server_the_temporary_one_gets_time_to_start(tmp_path, m
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "45")
     cli._configure_infrastructure(Settings())
     assert cli.os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "45"
+
+
+@pytest.mark.parametrize("tag", [
+    "[" * 5000 + "]" * 5000,
+    '{"version": "7\u001b[2J", "steps": "nonsense"}',
+    '{"last_look": {"verdict": ["abort"]}}',
+], ids=["nested-5000-deep", "escape-codes-and-string-steps", "verdict-a-list"])
+def test_rollout_status_on_a_broken_tag_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch, tag):
+    from mlops import registry
+    from mlops.promotion.split import TrafficSplit
+
+    class Registry:  # the MLflow store's part status reads; the tag is parsed by the real code
+        def rollout_split(self, name: str) -> TrafficSplit | None:
+            return TrafficSplit.from_tag(tag)
+
+        def read_audit(self, name: str) -> list:
+            return []
+
+    monkeypatch.setattr(registry, "open_registry", lambda settings=None: Registry())
+    config = tmp_path / "churn.yaml"
+    config.write_text("dataset: {uri: x.parquet, target: churned}\nmodel: {name: churn}\n")
+    for args in (["rollout", "status", "--config", str(config)], ["rollout", "status", "--config", str(config), "--json"]):
+        assert cli.main(args) == 2
+        out, err = capsys.readouterr()
+        assert err.startswith("error: model churn: tag mlops.rollout is not a traffic split: ") and err.count("\n") == 1
+        assert err.rstrip("\n").isprintable() and err.rstrip().endswith("serving routes to the champion only")
+    assert json.loads(out)["exit_code"] == 2

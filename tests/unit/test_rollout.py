@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlops.config import RolloutConfig, parse_config
-from mlops.errors import ConfigError
+from mlops.errors import BrokenSplit, ConfigError
 from mlops.promotion.live import shadow_live, version_outcomes
 from mlops.promotion.rollout import (
     ShadowLive,
@@ -22,8 +25,8 @@ from mlops.promotion.rollout import (
     start_split,
 )
 from mlops.promotion.sequential import Outcomes
-from mlops.promotion.split import TrafficSplit
-from mlops.promotion.status import render_status
+from mlops.promotion.split import ROLLOUT_TAG, TrafficSplit
+from mlops.promotion.status import render_status, rollout_status
 
 POLICY = RolloutConfig(min_requests=200, min_labelled_rows=100, max_minutes_per_step=30)
 HEALTHY = VersionLive(requests=5000, errors=0, p99_ms=20.0, outcomes=Outcomes.of_counts(2000, 1600))
@@ -130,6 +133,8 @@ class FakeWorld:
         self.looks = 0
 
     def publish(self, split: TrafficSplit) -> None:
+        # Every split the driver publishes is one every replica can read back (never a broken split).
+        assert TrafficSplit.from_tag(split.to_tag()) == split
         self.published.append(split)
 
     def look(self, split: TrafficSplit) -> StepEvidence:
@@ -191,8 +196,18 @@ def test_an_erroring_challenger_is_aborted_in_shadow_before_any_caller_sees_it()
     assert "error rate" in outcome.reason
 
 
+def _looked_split() -> TrafficSplit:
+    """A split as the rollout flow publishes it after a look: every field the tag can hold."""
+    split = start_split("churn", "7", "6", ["shadow", 0.1], datetime(2026, 12, 2, tzinfo=UTC))
+    split = split.at_step(1, "2026-12-02T00:05:00+00:00")
+    evidence = _step(0.1, HEALTHY, shadow=ShadowLive(rows=500, agreement=0.97, score_distance=0.02))
+    look = judge_step(evidence, POLICY, last=True)
+    return split.with_look({"at": "2026-12-02T00:06:00+00:00", "verdict": look.to_dict(), "evidence": evidence.to_dict()})
+
+
 def test_the_split_round_trips_through_its_tag_and_a_broken_tag_is_refused():
-    split = start_split("churn", "7", "6", ["shadow", 0.1], datetime(2026, 12, 2, tzinfo=UTC)).at_step(1, "later")
+    split = _looked_split()
+    assert split.last_look["verdict"]["sequential"] is not None
     again = TrafficSplit.from_tag(split.to_tag())
     assert again == split and again.challenger_share == 0.1 and again.last_step
     assert TrafficSplit.from_tag(None) is None
@@ -200,6 +215,138 @@ def test_the_split_round_trips_through_its_tag_and_a_broken_tag_is_refused():
                    split.to_tag().replace('"step_index": 1', '"step_index": 5')):
         with pytest.raises(ValueError, match="mlops.rollout"):
             TrafficSplit.from_tag(broken)
+
+
+def _tag_with(path: str, value) -> str:
+    """The tag of `_looked_split` with the field at a dotted `path` set to `value` (None: removed)."""
+    raw = json.loads(_looked_split().to_tag())
+    *parents, last = path.split(".")
+    node = raw
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if value is _REMOVED:
+        del node[last]
+    elif isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return json.dumps(raw)
+
+
+_REMOVED = object()
+
+
+@pytest.mark.parametrize(
+    ("tag", "field"),
+    [
+        pytest.param("[" * 5000 + "]" * 5000, "nested too deep", id="nested-5000-deep"),
+        pytest.param('{"a": ' * 3000 + "1" + "}" * 3000, "nested too deep", id="objects-3000-deep"),
+        pytest.param("1" * 5000, "not JSON", id="integer-past-the-digit-limit"),
+        pytest.param(" " * 100_001, "characters", id="huge"),
+        pytest.param('"a split"', "tag:", id="a-string"),
+        pytest.param("null", "tag:", id="null"),
+        pytest.param(_tag_with("last_look.verdict.action", "promote-now"), "last_look.verdict.action", id="verdict-not-one"),
+        pytest.param(_tag_with("last_look.verdict.action", ["abort"]), "last_look.verdict.action", id="verdict-a-list"),
+        pytest.param(_tag_with("last_look.verdict", "abort"), "last_look.verdict", id="verdict-a-string"),
+        pytest.param(_tag_with("last_look.evidence.challenger.p99_ms", "fast"), "p99_ms", id="string-for-latency"),
+        pytest.param(_tag_with("last_look.evidence.champion", [1, 2]), "evidence.champion", id="list-for-live-numbers"),
+        pytest.param(_tag_with("last_look.verdict.reasons", ["ok\n2026 forged line"]), "reasons.0", id="line-break-in-reason"),
+        pytest.param(_tag_with("last_look.at", "yesterday"), "last_look.at", id="look-time-not-a-time"),
+        pytest.param(_tag_with("step_index", "1"), "step_index", id="string-for-step-index"),
+        pytest.param(_tag_with("step_index", True), "step_index", id="bool-for-step-index"),
+        pytest.param(_tag_with("step_index", -1), "step_index", id="negative-step-index"),
+        pytest.param(_tag_with("steps.1", "0.1"), "steps.1", id="string-for-share"),
+        pytest.param(_tag_with("steps.1", 1.5), "steps.1", id="share-above-1"),
+        pytest.param(_tag_with("steps.1", 0), "steps.1", id="share-0"),
+        pytest.param(_tag_with("steps.1", float("nan")), "steps.1", id="share-nan"),
+        pytest.param(_tag_with("steps.1", float("inf")), "steps.1", id="share-inf"),
+        pytest.param(_tag_with("steps.1", [0.1]), "steps.1", id="list-for-share"),
+        pytest.param(_tag_with("steps", []), "steps", id="no-steps"),
+        pytest.param(_tag_with("steps", [0.5, 0.1]), "steps", id="falling-shares"),
+        pytest.param(_tag_with("steps", "shadow"), "steps", id="string-for-steps"),
+        pytest.param(_tag_with("version", "7\u001b[2J"), "version", id="escape-codes-in-version"),
+        pytest.param(_tag_with("version", "\u001b[31m7"), "version", id="escape-code-first"),
+        pytest.param(_tag_with("version", "7\n"), "version", id="trailing-newline-in-version"),
+        pytest.param(_tag_with("version", "0"), "version", id="version-0"),
+        pytest.param(_tag_with("version", "-3"), "version", id="negative-version"),
+        pytest.param(_tag_with("version", "1.5"), "version", id="fractional-version"),
+        pytest.param(_tag_with("version", 7), "version", id="number-for-version"),
+        pytest.param(_tag_with("champion_version", "v6"), "champion_version", id="champion-version-not-a-number"),
+        pytest.param(_tag_with("started_at", "soon"), "started_at", id="start-not-a-time"),
+        pytest.param(_tag_with("model_name", "churn\r\nforged"), "model_name", id="line-break-in-name"),
+        pytest.param(_tag_with("challenger_weight", 0.5), "challenger_weight", id="unknown-key"),
+        pytest.param(_tag_with("last_look.evidence.extra", {"x": 1}), "evidence.extra", id="unknown-nested-key"),
+        pytest.param(_tag_with("version", _REMOVED), "version", id="missing-version"),
+    ],
+)
+def test_a_tag_that_is_not_a_split_is_one_broken_split_line_naming_the_field(tag, field):
+    with pytest.raises(BrokenSplit) as caught:
+        TrafficSplit.from_tag(tag)
+    message = str(caught.value)
+    assert message.startswith(f"tag {ROLLOUT_TAG} is not a traffic split: ") and field in message
+    assert message.isprintable() and len(message) < 400
+    assert isinstance(caught.value, ValueError) and caught.value.exit_code == 2
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+def _mutated_tags() -> st.SearchStrategy[str]:
+    """A valid tag with one field, anywhere in it, replaced by arbitrary JSON."""
+    raw = json.loads(_looked_split().to_tag())
+
+    def paths(node, prefix=()):
+        yield prefix
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in children:
+            yield from paths(child, (*prefix, key))
+
+    def replaced(path, value):
+        copy = json.loads(json.dumps(raw))
+        if not path:
+            return json.dumps(value)
+        node = copy
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        return json.dumps(copy)
+
+    return st.builds(replaced, st.sampled_from(list(paths(raw))), _JSON)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.text(max_size=200),
+    _JSON.map(json.dumps),
+    st.integers(1, 20_000).map(lambda depth: "[" * depth + "]" * depth),
+    st.integers(1, 20_000).map(lambda depth: '{"k":' * depth + "0" + "}" * depth),
+    _mutated_tags(),
+))
+def test_from_tag_answers_a_split_none_or_broken_split_for_any_text(text):
+    try:
+        split = TrafficSplit.from_tag(text)
+    except BrokenSplit as err:
+        assert str(err).isprintable()
+        return
+    if split is not None:  # what it accepts, every reader of the split can use
+        assert split.challenger_share == 0.0 or 0.0 < split.challenger_share <= 1.0
+        assert split.version.isdigit() and split.describe_step()
+        render_status({"model_name": "churn", "active": True, "rollout_started_at": split.started_at,
+                       "split": split.to_dict(), "steps": []})
+
+
+def test_rollout_status_of_a_broken_tag_is_one_line_naming_the_model():
+    class Registry:
+        def rollout_split(self, name):
+            return TrafficSplit.from_tag("[" * 5000 + "]" * 5000)
+
+    with pytest.raises(BrokenSplit, match="^model churn: tag mlops.rollout is not a traffic split: nested too deep; "
+                                          "serving routes to the champion only$"):
+        rollout_status(Registry(), "churn")
 
 
 # -- live evidence from the log --------------------------------------------------------------

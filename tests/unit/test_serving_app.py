@@ -256,6 +256,35 @@ def test_a_broken_split_tag_sends_the_challenger_nothing_and_says_why(tmp_path):
         assert (body["model_version"], body["route"]) == ("1", "champion")
 
 
+def test_a_pathological_split_tag_is_champion_only_said_in_ready_and_alias_moves_go_on(tmp_path):
+    # A fresh replica meeting a tag nested 5,000 deep used to find no champion at all (503).
+    registry = FakeRegistry(aliases={"champion": "1"}, split="[" * 5000 + "]" * 5000)
+    with serve(tmp_path, registry) as client:
+        ready = client.get("/ready").json()
+        assert ready["models"]["champion"]["version"] == "1" and ready["registry_reachable"]
+        assert ready["rollout"] is None and ready["rollout_error"] == (
+            "BrokenSplit: tag mlops.rollout is not a traffic split: nested too deep; serving the champion only")
+        assert client.post("/predict", json={"records": [ROW]}).json()["route"] == "champion"
+
+        # A rollout in progress whose tag turns to nonsense gives its traffic back to the champion.
+        registry.split = _split("2", [1.0], 0)
+        wait_for(lambda: (client.get("/ready").json()["rollout"] or {}).get("challenger_share") == 1.0)
+        assert client.post("/predict", json={"records": [ROW]}, headers={"X-Request-Key": "k1"}).json()["route"] == "canary"
+        registry.split = _split("2", [1.0], 0).replace('"version": "2"', '"version": "2\\u001b[2J"')
+        wait_for(lambda: client.get("/ready").json()["models"].get("canary") is None)
+        ready = client.get("/ready").json()
+        assert ready["rollout"] is None and "version: not a version number" in ready["rollout_error"]
+        assert ready["rollout_error"].isprintable()
+        body = client.post("/predict", json={"records": [ROW]}, headers={"X-Request-Key": "k1"}).json()
+        assert (body["model_version"], body["route"]) == ("1", "champion")
+
+        # ... and the champion's alias moves are still picked up.
+        registry.aliases["champion"] = "3"
+        wait_for(lambda: client.get("/ready").json()["models"]["champion"]["version"] == "3")
+        registry.split = None
+        wait_for(lambda: client.get("/ready").json()["rollout_error"] is None)
+
+
 def test_prediction_failure_is_a_500_and_an_error_count(tmp_path, monkeypatch):
     from mlops.serving import scoring
 
