@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     serving_wal: bool = Field(default=True, alias="MLOPS_SERVING_WAL")
     serving_wal_dir: Path | None = Field(default=None, alias="MLOPS_SERVING_WAL_DIR")
     serving_wal_fsync: bool = Field(default=False, alias="MLOPS_SERVING_WAL_FSYNC")
+    # What one client may hold of the serving process (mlops/serving/connections.py): seconds to
+    # deliver a whole request (headers and body; 408 after), and open connections (503 beyond).
+    # The time is the client's to send, not the model's to answer: a slow link of 1 Mbit/s sends
+    # serving.max_body_bytes' default in 8 s.
+    serving_request_timeout: float = Field(default=30.0, gt=0.0, alias="MLOPS_SERVING_REQUEST_TIMEOUT")
+    serving_max_connections: int = Field(default=512, ge=1, alias="MLOPS_SERVING_MAX_CONNECTIONS")
     # The serving app's API key (auth is on when set and non-empty) and the serving app the deploy
     # watch reads /metrics from, sending that key. Both are fixed names here, never config: see MOVED_KEYS.
     api_key: SecretStr | None = Field(default=None, alias="MLOPS_API_KEY")

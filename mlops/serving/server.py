@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from mlops.config import PipelineConfig, load_config
+from mlops.config import PipelineConfig, Settings, load_config
 from mlops.errors import ConfigError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -34,13 +39,14 @@ def serving_configs(config_path: str | Path | None, catalogue_dir: str | Path) -
 
 def run(
     configs: PipelineConfig | Sequence[PipelineConfig], tracking_uri: str, host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
+    port: int = DEFAULT_PORT, settings: Settings | None = None,
 ) -> None:
     """Serve the models of `configs` until SIGINT/SIGTERM, then flush every prediction log and exit."""
     import uvicorn
 
     from mlops.serving.app import create_app
 
+    settings = settings or Settings()
     # A dead tracking server must fail a refresh in seconds, not after MLflow's default two
     # minutes of retries; serving goes on with the loaded model meanwhile.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -51,8 +57,20 @@ def run(
 
     threadpool_limits(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        create_app(configs, tracking_uri),
+    server = uvicorn.Server(server_config(create_app(configs, tracking_uri, settings=settings), host, port, settings))
+    server.run()
+    if not server.started:  # the port is taken, or the app's startup failed: said above
+        sys.exit(3)
+
+
+def server_config(app: Any, host: str, port: int, settings: Settings) -> uvicorn.Config:
+    """uvicorn's configuration of the serving process, with its bounds on slow and numerous clients."""
+    import uvicorn
+
+    from mlops.serving.connections import bounded_protocol
+
+    return uvicorn.Config(
+        app,
         host=host,
         port=port,
         workers=1,
@@ -60,4 +78,6 @@ def run(
         access_log=False,
         log_level="info",
         timeout_graceful_shutdown=30,
+        # uvicorn bounds neither the time to send a request nor the open connections (see connections.py).
+        http=bounded_protocol(settings.serving_request_timeout, settings.serving_max_connections),
     )
