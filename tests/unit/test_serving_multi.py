@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mlops.catalogue import load_catalogue
 from mlops.config import ModelConfig, Settings, parse_config
@@ -301,6 +303,56 @@ def test_v2_errors_are_400_with_one_line_naming_the_problem(tmp_path):
         nested = changed("age", shape=[1, 1], data=[[40]])
         assert client.post("/v2/models/churn/infer", json={"inputs": nested}).status_code == 200
     assert len(read_prediction_log(model_log_uri(str(tmp_path / "log"), "churn"))) == 1
+
+
+# Any JSON value: what a client can put in any field of a V2 request.
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def _v2_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid V2 infer request with one to three fields (a tensor's or the request's) set to any JSON value."""
+    doc: dict[str, Any] = {"inputs": v2_inputs([ROW], fitted(1)[1])}
+    for _ in range(draw(st.integers(1, 3))):
+        if draw(st.booleans()):
+            tensor = draw(st.sampled_from(doc["inputs"])) if isinstance(doc["inputs"], list) and doc["inputs"] else None
+            if isinstance(tensor, dict):
+                tensor[draw(st.sampled_from(["name", "datatype", "shape", "data", "parameters"]))] = draw(_json_values)
+                continue
+        doc[draw(st.sampled_from(["id", "inputs", "outputs", "parameters"]))] = draw(_json_values)
+    return doc
+
+
+def test_v2_fields_of_any_json_type_are_400_naming_the_input_never_5xx(tmp_path):
+    contract = fitted(1)[1]
+    good = v2_inputs([ROW], contract)
+
+    def changed(**fields: Any) -> list[dict[str, Any]]:
+        return [({**t, **fields} if t["name"] == "age" else t) for t in good]
+
+    with serve(tmp_path, Registry()) as client:
+        # Found by hostile testing: an unhashable datatype was a 500 (TypeError: unhashable type).
+        for datatype in (["FP64"], {"type": "FP64"}, 64, True, None):
+            response = client.post("/v2/models/churn/infer", json={"inputs": changed(datatype=datatype)})
+            assert response.status_code == 400, (datatype, response.text)
+            assert "input 'age'" in response.json()["error"] and "datatype" in response.json()["error"]
+        for shape in ([[1]], [{"n": 1}], "1", [1.0]):
+            response = client.post("/v2/models/churn/infer", json={"inputs": changed(shape=shape)})
+            assert response.status_code == 400 and "input 'age'" in response.json()["error"], (shape, response.text)
+
+        @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(doc=_v2_requests())
+        def check(doc: dict[str, Any]) -> None:
+            response = client.post("/v2/models/churn/infer", json=doc)
+            assert response.status_code in (200, 400), (doc, response.text)
+            if response.status_code == 400:
+                assert set(response.json()) == {"error"} and "\n" not in response.json()["error"]
+
+        check()
 
 
 def test_v2_model_routes_need_the_key_health_does_not(tmp_path):
