@@ -46,7 +46,7 @@ from starlette.types import Receive, Scope, Send
 from mlops.config import PipelineConfig, Settings
 from mlops.serving import oip, openapi
 from mlops.serving.host import ServingHost
-from mlops.serving.metrics import CONTENT_TYPE, ROUTE_CHAMPION
+from mlops.serving.metrics import CONTENT_TYPE
 from mlops.serving.models import RegistryLike
 from mlops.serving.payload import PayloadError
 from mlops.serving.state import REQUEST_ID_HEADER, ModelService, Reply
@@ -85,10 +85,12 @@ async def _predict(service: ModelService, scope: Scope, receive: Receive) -> Rep
     except ClientDisconnect:
         service.metrics.reject("client_disconnect")
         return None
-    except Exception:  # a bug, not a bad request: answer like any 5xx and count it
+    except Exception:  # a bug around the model, not a bad request: answer like any 5xx and count it
         log.exception("unexpected failure in predict (model %s)", service.name)
-        champion = service.slots.champion
-        service.metrics.observe(champion.version if champion else "none", ROUTE_CHAMPION, 0.0, failed=True)
+        # Not as an error of the champion version: the model's own failures are counted where its
+        # predict call is made (ModelService._prediction_failed); anything a request can trigger
+        # outside it would let any client roll a healthy version back.
+        service.metrics.service_error("internal_error")
         return Reply(500, {"detail": "internal error"})
 
 
