@@ -34,9 +34,12 @@ def serving_configs(config_path: str | Path | None, catalogue_dir: str | Path) -
 
 def run(
     configs: PipelineConfig | Sequence[PipelineConfig], tracking_uri: str, host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
+    port: int = DEFAULT_PORT, default_model: str | None = None,
 ) -> None:
-    """Serve the models of `configs` until SIGINT/SIGTERM, then flush every prediction log and exit."""
+    """Serve the models of `configs` until SIGINT/SIGTERM, then flush every prediction log and exit.
+
+    `default_model` answers /predict (else MLOPS_DEFAULT_MODEL, serving.default, the only model).
+    """
     import uvicorn
 
     from mlops.serving.app import create_app
@@ -52,7 +55,7 @@ def run(
     threadpool_limits(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(
-        create_app(configs, tracking_uri),
+        create_app(configs, tracking_uri, default_model=default_model),
         host=host,
         port=port,
         workers=1,

@@ -25,7 +25,11 @@ import yaml
 from mlops import features
 from mlops.local import stack
 from mlops.registry import Registry
-from mlops.serving.metrics import REJECTED_REQUESTS_TOTAL, REQUEST_ERRORS_TOTAL, SERVICE_ERRORS_TOTAL
+from mlops.serving.metrics import (
+    REJECTED_REQUESTS_TOTAL,
+    REQUEST_ERRORS_TOTAL,
+    SERVICE_ERRORS_TOTAL,
+)
 from mlops.serving.prediction_log import (
     model_log_uri,
     read_labelled_predictions,
@@ -72,7 +76,7 @@ def serving(tmp_path: Path, repo: Path, tracking_uri: str) -> Iterator[Server]:
     catalogue = tmp_path / "configs"
     catalogue.mkdir(exist_ok=True)
     config = store_fed_config(MODEL, repo, log_uri)
-    (catalogue / "a-store-fed.yaml").write_text(yaml.safe_dump(config))
+    (catalogue / "a-store-fed.yaml").write_text(yaml.safe_dump({**config, "serving": {**config["serving"], "default": True}}))
     flat = {**config, "dataset": {"uri": "unused.parquet", "target": "churned"}, "model": {"name": FLAT}}
     (catalogue / "b-flat.yaml").write_text(yaml.safe_dump(flat))
     with start_server(tracking_uri, tmp_path, ["--catalogue", str(catalogue)], model_log_uri(log_uri, MODEL)) as server:
