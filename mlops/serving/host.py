@@ -4,12 +4,14 @@
 model's log writers, loads the default model at start-up (the others on first use, through
 `LoadedModels`), and assembles /ready.
 
+The metrics registry and the API key are app-wide; slots, refresh, batching and the
+prediction-log partition are each model's own, so one model's swap, load failure or log trouble
+never reaches another.
+
 The default model (the one the unnamed routes /predict and /labels answer for) is explicit
 (`choose_default`): never whichever file sorts first, so adding a model to the catalogue cannot
 change what /predict serves without anyone saying so. With several models and none chosen, the
-unnamed routes answer 409 naming the choice to make, and /ready says so. The metrics registry and the API key are app-wide; slots,
-refresh, batching and the prediction-log partition are each model's own, so one model's swap,
-load failure or log trouble never reaches another.
+unnamed routes answer 409 naming the choice to make, and /ready says so.
 """
 
 from __future__ import annotations
