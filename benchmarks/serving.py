@@ -270,7 +270,7 @@ def _serve_ours(workdir: Path, env: dict[str, str], tag: str) -> tuple[subproces
 
     log_uri = workdir / f"predictions-{tag}"
     config = workdir / f"serving-{tag}.yaml"
-    config.write_text(_model_config(MODEL, log_uri))
+    config.write_text(_model_config(MODEL, log_uri, True))
     port = stack.free_port()
     proc = _serve(
         [sys.executable, "-m", "mlops.serving", "--config", str(config), "--port", str(port)],
@@ -322,11 +322,13 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _model_config(name: str, log_uri: Path) -> str:
-    return (
-        (REPO / "configs" / "churn.yaml").read_text().replace("name: churn-classifier", f"name: {name}")
-        + f"serving:\n  prediction_log_uri: {log_uri}\n"
-    )
+def _model_config(name: str, log_uri: Path, default: bool) -> str:
+    import yaml
+
+    raw = yaml.safe_load((REPO / "configs" / "churn.yaml").read_text())
+    raw["model"]["name"] = name
+    raw["serving"] = {"prediction_log_uri": str(log_uri), "default": default}
+    return yaml.safe_dump(raw)
 
 
 def _serve_catalogue(workdir: Path, env: dict[str, str], names: list[str], tag: str) -> tuple[subprocess.Popen, int]:
@@ -336,7 +338,7 @@ def _serve_catalogue(workdir: Path, env: dict[str, str], names: list[str], tag: 
     catalogue = workdir / f"catalogue-{tag}"
     catalogue.mkdir()
     for index, name in enumerate(names):
-        (catalogue / f"{index:03d}-{name}.yaml").write_text(_model_config(name, workdir / f"predictions-{tag}"))
+        (catalogue / f"{index:03d}-{name}.yaml").write_text(_model_config(name, workdir / f"predictions-{tag}", index == 0))
     port = stack.free_port()
     proc = _serve(
         [sys.executable, "-m", "mlops.serving", "--catalogue", str(catalogue), "--port", str(port)],

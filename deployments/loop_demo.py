@@ -21,6 +21,7 @@ from mlops.local.prefect_rest import PrefectRest, wait_for
 from mlops.local.simulate import DriftSpec
 from mlops.local.traffic import send_labels, send_predictions, simulate_traffic
 from mlops.registry import Registry
+from mlops.serving.host import choose_default
 
 T0 = time.monotonic()
 # A new customer population: shorter tenure, higher charges, more month-to-month contracts and
@@ -89,9 +90,11 @@ def second_model(prefect: PrefectRest, registry: Registry, serving: httpx.Client
 def main() -> int:
     settings = Settings()
     catalogue = load_catalogue(settings.catalogue_dir)
-    # The loop is shown on the default model of /predict (the catalogue's first file); every other
-    # model is brought up beside it.
-    name = settings.default_model or next(iter(catalogue.entries))  # entries are in file-name order
+    # The loop is shown on the default model of /predict (MLOPS_DEFAULT_MODEL, else the config with
+    # serving.default: true); every other model is brought up beside it. Without a default, the
+    # first by name: the demo shows one model's loop and says which.
+    configs = [entry.config for entry in catalogue.entries.values()]
+    name = choose_default(configs, settings.default_model)[0] or next(iter(catalogue.entries))
     config = catalogue.get(name).config
     others = [entry.config for entry in catalogue.entries.values() if entry.name != name]
     prefect = PrefectRest(settings.local_prefect_url)

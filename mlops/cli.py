@@ -609,15 +609,22 @@ def cmd_serve(
                                                help="serve only the model of this pipeline config YAML")] = None,
     catalogue: Annotated[str | None, typer.Option("--catalogue", metavar="DIR", show_default=False,
                                                   help="serve every model of this directory (default: MLOPS_CATALOGUE, configs)")] = None,
+    default_model: Annotated[str | None, typer.Option(
+        "--default-model", metavar="NAME", show_default=False,
+        help="the model POST /predict and /labels answer for (default: MLOPS_DEFAULT_MODEL, else the config "
+             "with serving.default: true, else the only model)")] = None,
     host: Annotated[str, typer.Option("--host", metavar="H")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", metavar="N", parser=int)] = 8000,
 ) -> int:
     settings = _settings()
     if config is not None and catalogue is not None:
         raise ConfigError("give --config (one model) or --catalogue (every model), not both")
+    from mlops.serving.host import describe_default
     from mlops.serving.server import run, serving_configs
 
     configs, problems = serving_configs(config, catalogue or settings.catalogue_dir)
+    default_model = default_model or settings.default_model
+    default_line = describe_default(configs, default_model)  # a default that is not served: exit 2 now
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     _configure_infrastructure(settings)
@@ -626,7 +633,8 @@ def cmd_serve(
 
     names = ", ".join(c.model.name for c in configs)
     print(f"serving {names} (champions) from {redact_uri(tracking_uri)} on http://{host}:{port}", file=sys.stderr)
-    run(configs, tracking_uri, host=host, port=port)
+    print(default_line, file=sys.stderr)
+    run(configs, tracking_uri, host=host, port=port, default_model=default_model)
     return EXIT_OK
 
 

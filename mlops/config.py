@@ -284,6 +284,11 @@ class ServingConfig(_Strict):
         description="Most catalogue models one serving app keeps loaded; beyond it the least recently "
         "used idle one is unloaded and reloads on its next request. App-wide: the default model's value applies",
     )
+    default: bool = Field(
+        default=False,
+        description="This model answers the unnamed routes (/predict, /labels) of an app serving several; "
+        "at most one catalogue model sets it (MLOPS_DEFAULT_MODEL overrides it)",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -421,6 +421,11 @@ ROW_STALE = "stale"
 ROW_MISSING_FEATURE = "missing_feature"
 # Python types a join key's value may take, by Feast value type name (JSON has no other kinds).
 _KEY_TYPES: dict[str, tuple[type, ...]] = {"INT64": (int,), "INT32": (int,), "STRING": (str,)}
+# The integers a join key's Feast type holds. JSON integers have no bound, and Feast's conversion of
+# one beyond them raises deep inside the lookup (a 500 that any client could cause): checked at the
+# door instead. A key of another type that takes integers is stored as INT64 at most.
+INT64_RANGE = (-(2**63), 2**63 - 1)
+_KEY_RANGES: dict[str, tuple[int, int]] = {"INT64": INT64_RANGE, "INT32": (-(2**31), 2**31 - 1)}
 
 
 @dataclass(frozen=True)
@@ -435,6 +440,8 @@ class ServiceSchema:
     service: Any = field(default=None, compare=False, repr=False)
     # The direct Redis reader (_RedisReader) when the online store is a plain Redis one; None: Feast reads.
     reader: Any = field(default=None, compare=False, repr=False)
+    # join key -> the integers its Feast type holds (a key missing here: INT64_RANGE).
+    key_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -524,6 +531,7 @@ def describe_service(store: FeatureStore, feature_service: str) -> ServiceSchema
     with _reaching("online features"):
         service = _feature_service(store, feature_service)
         join_keys: dict[str, tuple[type, ...]] = {}
+        key_ranges: dict[str, tuple[int, int]] = {}
         views: dict[str, str] = {}
         ttls: dict[str, int | None] = {}
         for projection in service.feature_view_projections:
@@ -532,10 +540,11 @@ def describe_service(store: FeatureStore, feature_service: str) -> ServiceSchema
             for name in view.entities:
                 entity = store.get_entity(name)
                 join_keys[entity.join_key] = _KEY_TYPES.get(entity.value_type.name, (int, str))
+                key_ranges[entity.join_key] = _KEY_RANGES.get(entity.value_type.name, INT64_RANGE)
             for feature in projection.features:
                 views[feature.name] = projection.name
         reader = _redis_reader(store, service, views)
-    return ServiceSchema(feature_service, join_keys, views, ttls, service, reader)
+    return ServiceSchema(feature_service, join_keys, views, ttls, service, reader, key_ranges)
 
 
 def online_features(

@@ -2,7 +2,9 @@
 
 Only the watched model's series count (label `model`, one serving app hosts many models, and
 their version numbers overlap), and of those only the new champion's (label `model_version`),
-summed over routes. The verdict is
+summed over routes. Its errors are the model's own failures only: the serving app counts refusals,
+client errors, feature-store failures and its own faults in other series (mlops.serving.metrics),
+so no client can raise a version's error rate without the model failing. The verdict is
 `breach` when, with at least `rollback.min_requests` requests in the window, the error rate or the p99
 latency is over its bound; `healthy` when the window ends without that; `no-verdict` when too few
 requests arrived or the service could not be read. An unreachable service is `no-verdict`, never a

@@ -1,4 +1,4 @@
-"""`python -m mlops.serving [--catalogue DIR | --config PATH] [--host H] [--port N]`: the service as a process."""
+"""`python -m mlops.serving [--catalogue DIR | --config PATH] [--default-model NAME] [--host H] [--port N]`: the service as a process."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 
 from mlops.config import Settings
 from mlops.errors import ConfigError
+from mlops.serving.host import describe_default
 from mlops.serving.server import DEFAULT_HOST, DEFAULT_PORT, run, serving_configs
 
 
@@ -17,17 +18,24 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--catalogue", help=f"serve every model of this config directory (default: MLOPS_CATALOGUE, "
                                           f"{settings.catalogue_dir})")
     what.add_argument("--config", help="serve only the model of this pipeline config file (YAML)")
+    parser.add_argument("--default-model", help="the model POST /predict and /labels answer for (default: "
+                                                "MLOPS_DEFAULT_MODEL, else the config with serving.default: true, "
+                                                "else the only model)")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"interface to bind (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     args = parser.parse_args(argv)
     try:
         configs, problems = serving_configs(args.config, args.catalogue or settings.catalogue_dir)
+        default_model = args.default_model or settings.default_model
+        default_line = describe_default(configs, default_model)  # a default that is not served: exit 2 now
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
-    run(configs, settings.mlflow_tracking_uri or settings.default_tracking_uri(), host=args.host, port=args.port)
+    print(default_line, file=sys.stderr)
+    run(configs, settings.mlflow_tracking_uri or settings.default_tracking_uri(), host=args.host, port=args.port,
+        default_model=default_model)
     return 0
 
 

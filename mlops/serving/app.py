@@ -1,6 +1,7 @@
 """The HTTP service: create_app wires the routes to a ServingHost (one ModelService per catalogue model).
 
-Routes, per model ``{name}`` of the catalogue (the default model also answers without a name):
+Routes, per model ``{name}`` of the catalogue (the default model also answers without a name; with
+several models and none chosen as the default, the unnamed routes answer 409 naming the choice):
 
 * ``POST /models/{name}/predict`` (and ``POST /predict``), ``POST /models/{name}/labels`` (and ``POST /labels``)
 * the Open Inference Protocol (KServe V2): ``GET /v2``, ``GET /v2/health/live``, ``GET /v2/health/ready``,
@@ -46,7 +47,7 @@ from starlette.types import Receive, Scope, Send
 from mlops.config import PipelineConfig, Settings
 from mlops.serving import oip, openapi
 from mlops.serving.host import ServingHost
-from mlops.serving.metrics import CONTENT_TYPE, ROUTE_CHAMPION
+from mlops.serving.metrics import CONTENT_TYPE
 from mlops.serving.models import RegistryLike
 from mlops.serving.payload import PayloadError
 from mlops.serving.state import REQUEST_ID_HEADER, ModelService, Reply
@@ -85,10 +86,12 @@ async def _predict(service: ModelService, scope: Scope, receive: Receive) -> Rep
     except ClientDisconnect:
         service.metrics.reject("client_disconnect")
         return None
-    except Exception:  # a bug, not a bad request: answer like any 5xx and count it
+    except Exception:  # a bug around the model, not a bad request: answer like any 5xx and count it
         log.exception("unexpected failure in predict (model %s)", service.name)
-        champion = service.slots.champion
-        service.metrics.observe(champion.version if champion else "none", ROUTE_CHAMPION, 0.0, failed=True)
+        # Not as an error of the champion version: the model's own failures are counted where its
+        # predict call is made (ModelService._prediction_failed); anything a request can trigger
+        # outside it would let any client roll a healthy version back.
+        service.metrics.service_error("internal_error")
         return Reply(500, {"detail": "internal error"})
 
 
@@ -106,6 +109,17 @@ class PredictEndpoint:
         reply = await _predict(self.state, scope, receive)
         if reply is not None:
             await _send(send, reply)
+
+
+class NoDefaultEndpoint:
+    """POST /predict when no model is the default: 409 naming the choice, never another model's answer."""
+
+    def __init__(self, host: ServingHost) -> None:
+        self.host = host
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The key first, as on every model route: the detail names the catalogue's models.
+        await _send(send, self.host.denied(Request(scope, receive)) or self.host.no_default())
 
 
 class ModelPredictEndpoint:
@@ -136,8 +150,9 @@ def create_app(
     """The serving app for one config, a list of configs or a `Catalogue`, reading the registry at `tracking_uri`.
 
     The default model (answering /predict and /labels) is `default_model`, else MLOPS_DEFAULT_MODEL,
-    else the first config (a catalogue's first by file name). `settings` (read from the environment
-    when not given) say where the write-ahead segments live.
+    else the one config with `serving.default: true`, else the only config; otherwise there is none
+    and those routes answer 409 (mlops.serving.host.choose_default). `settings` (read from the
+    environment when not given) say where the write-ahead segments live.
     """
     settings = settings or Settings()
     configs = _configs(config)
@@ -152,8 +167,9 @@ def create_app(
     app.state.serving = host.default  # the default model's state, as when the app served one model
     # The predict routes first: the router tries routes in order, and these are the hot path.
     # (in front of the docs routes FastAPI has already added).
+    default_predict = PredictEndpoint(host.default) if host.default is not None else NoDefaultEndpoint(host)
     app.router.routes[:0] = [
-        Route("/predict", PredictEndpoint(host.default), methods=["POST"]),
+        Route("/predict", default_predict, methods=["POST"]),
         Route("/models/{name}/predict", ModelPredictEndpoint(host), methods=["POST"]),
     ]
     _install_openapi(app, host)
@@ -182,6 +198,8 @@ def create_app(
     @app.post("/labels")
     async def labels(request: Request) -> Response:
         """Ground truth for earlier predictions of the default model, by request_id and row."""
+        if host.default is None:
+            return _response(host.denied(request) or host.no_default())
         return _response(await host.default.add_labels(request))
 
     @app.post("/models/{name}/labels")
@@ -221,7 +239,8 @@ def _install_openapi(app: FastAPI, host: ServingHost) -> None:
             ]
             services = {name: s.entities.schema for name, s in host.services.items()
                         if s.entities is not None and s.entities.schema is not None}
-            cache["doc"] = openapi.add_models(base, models, host.default.name, host.api_key is not None, services)
+            default = host.default.name if host.default is not None else None
+            cache["doc"] = openapi.add_models(base, models, default, host.api_key is not None, services)
             cache["key"] = key
         return cache["doc"]
 
@@ -254,8 +273,9 @@ def _add_open_inference_protocol(app: FastAPI, host: ServingHost) -> None:
 
     @app.get("/v2/health/ready")
     async def v2_ready() -> Response:
-        """Ready to infer: the default model's champion is loaded (the others load on first use)."""
-        ok, _ = host.default.ready()
+        """Ready to infer: the default model's champion is loaded (the others load on first use);
+        without a default model, as /ready says."""
+        ok, _ = host.default.ready() if host.default is not None else host.ready()
         return _response(Reply(200 if ok else 503, {"ready": ok}))
 
     @app.get("/v2/models/{name}/ready")

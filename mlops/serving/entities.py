@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops.features.store import ROW_OK, RowStatus
+from mlops.errors import MlopsError
+from mlops.features.store import INT64_RANGE, ROW_OK, RowStatus
 from mlops.serving.payload import ENTITIES_KEY, PayloadError, describe, shown_name
 from mlops.serving.scoring import LoadedModel, Scores
 
@@ -124,6 +125,14 @@ def check_entities(
                     422, f"record {index}: join key '{key}' must be {wanted}, got {describe(value)}",
                     "invalid_type", record=index, field=key,
                 )
+            if isinstance(value, int):
+                low, high = schema.key_ranges.get(key, INT64_RANGE)
+                if not low <= value <= high:
+                    raise PayloadError(
+                        422, f"record {index}: join key '{key}' must be an integer from {low} to {high} "
+                        f"(what the feature store holds), got {describe(value)}",
+                        "out_of_range", record=index, field=key,
+                    )
         fields = {name: value for name, value in record.items() if name not in schema.join_keys}
         for name in fields:
             if name not in known:
@@ -179,10 +188,27 @@ def score_entities(model: LoadedModel, source: EntitySource, records: list[dict[
     It runs on the event loop like any predict call: run in a worker thread instead, the lookup
     (mostly Feast's own Python) contended for the GIL with the loop, and throughput by entity fell
     (benchmarks/features.py, four alternating runs: 0.56-0.62 of the records baseline in a thread,
-    0.60-0.71 on the loop). Raises what the lookup raised (FeatureStoreUnavailable when the store
-    does not answer).
+    0.60-0.71 on the loop). A failed lookup raises FeatureStoreUnavailable when the store does not
+    answer and FeatureLookupFailed for any other failure: either is the store's, never the model's.
     """
-    return score_looked_up(model, source, records, source.lookup(entity_keys(source, records)))
+    try:
+        online = source.lookup(entity_keys(source, records))
+    except MlopsError:
+        raise
+    except Exception as err:
+        # Feast's own conversion or read failed on values the door let through: a fault of the
+        # lookup, which must not count against the model version (a client could roll it back).
+        raise FeatureLookupFailed(f"online features: lookup failed ({type(err).__name__}: {_one_line(err)})") from err
+    return score_looked_up(model, source, records, online)
+
+
+class FeatureLookupFailed(MlopsError):
+    """The online lookup failed for a reason other than the store being unreachable."""
+
+
+def _one_line(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def entity_keys(source: EntitySource, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

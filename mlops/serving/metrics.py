@@ -5,6 +5,18 @@ their counts apart; refusals that happen before any model is chosen (an unknown 
 missing key on /metrics) are counted under `model="-"` (`NO_MODEL`), never under a name the
 client made up. The rollback watcher reads these names and labels from /metrics, so they are a
 contract: change them only together with the watcher.
+
+Each failed request is counted in exactly one place, by whose fault it is, because the
+post-deployment watch and the rollout judge read `mlops_request_errors_total` as the version's
+error rate and roll it back on it:
+
+* `mlops_request_errors_total`: the model's own predict call raised (the only failures of a version);
+* `mlops_rejected_requests_total{reason}`: the client's request was refused (4xx, or 503 before a
+  champion is loaded);
+* `mlops_service_errors_total{reason}`: a 5xx that is neither: the feature store unreachable
+  (`feature_store_unavailable`) or failing (`feature_store_error`), or a fault of the service's own
+  code around the model (`internal_error`). Anyone can send a request, so nothing a request can
+  cause outside the model may count against a version.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 REQUESTS_TOTAL = "mlops_requests_total"
 REQUEST_ERRORS_TOTAL = "mlops_request_errors_total"
 REJECTED_REQUESTS_TOTAL = "mlops_rejected_requests_total"
+SERVICE_ERRORS_TOTAL = "mlops_service_errors_total"
 REQUEST_LATENCY_SECONDS = "mlops_request_latency_seconds"
 MODEL_INFO = "mlops_model_info"
 BATCH_ROWS = "mlops_batch_rows"
@@ -50,12 +63,16 @@ class ServingMetrics:
             REQUESTS_TOTAL, "Prediction requests routed to a model", labels, registry=self.registry
         )
         self.errors = Counter(
-            REQUEST_ERRORS_TOTAL, "Routed requests whose prediction failed (5xx)", labels,
-            registry=self.registry,
+            REQUEST_ERRORS_TOTAL, "Routed requests whose model predict call failed (500): the version's failures",
+            labels, registry=self.registry,
         )
         self.rejected = Counter(
             REJECTED_REQUESTS_TOTAL, "Requests refused before prediction (4xx)", (LABEL_MODEL, "reason"),
             registry=self.registry,
+        )
+        self.service_errors = Counter(
+            SERVICE_ERRORS_TOTAL, "Requests failed (5xx) outside the model: feature store or the service's own code",
+            (LABEL_MODEL, "reason"), registry=self.registry,
         )
         self.latency = Histogram(
             REQUEST_LATENCY_SECONDS, "Time from request received to response ready", labels,
@@ -122,6 +139,10 @@ class ModelMetrics:
 
     def reject(self, reason: str) -> None:
         self.app.reject(reason, self.model)
+
+    def service_error(self, reason: str) -> None:
+        """A 5xx that is not the model's fault: never counted against its version."""
+        self.app.service_errors.labels(self.model, reason).inc()
 
     def batch_histogram(self, version: str) -> Histogram:
         return self.app.batch_rows.labels(self.model, version)

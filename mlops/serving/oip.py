@@ -134,13 +134,15 @@ def parse_infer_request(
             raise _error(f"each input must be an object, got {describe(tensor)}")
         name = tensor.get("name")
         if not isinstance(name, str):
-            raise _error("an input has no 'name'")
+            raise _error(f"an input's 'name' must be a string, got {describe(name)}")
         if name not in kinds:
             raise PayloadError(400, f"unknown input '{shown_name(name)}' (not a feature of this model)", "unknown_field", field=name)
         if name in columns:
             raise _error(f"input '{shown_name(name)}' is given twice")
         datatype = tensor.get("datatype")
-        if datatype not in DATATYPES:
+        # A client's JSON can put a list or an object anywhere: test the type before set membership
+        # (an unhashable value there was a 500).
+        if not isinstance(datatype, str) or datatype not in DATATYPES:
             raise _error(f"input '{name}': datatype {describe(datatype)} is not a V2 datatype")
         if not _accepts(kinds[name], datatype):
             raise PayloadError(

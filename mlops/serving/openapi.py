@@ -136,7 +136,7 @@ _ERROR = {"description": "refused; `detail` says why",
 
 
 def add_models(document: dict[str, Any], models: list[tuple[str, DataContract | None, int, str | None]],
-               default: str, api_key: bool, services: dict[str, ServiceSchema] | None = None) -> dict[str, Any]:
+               default: str | None, api_key: bool, services: dict[str, ServiceSchema] | None = None) -> dict[str, Any]:
     """`document` with the predict routes of `models` (name, contract or None, max_rows, champion version).
 
     `services` holds the feature service of each store-fed model whose store is open: its request

@@ -39,9 +39,12 @@ def serving_configs(config_path: str | Path | None, catalogue_dir: str | Path) -
 
 def run(
     configs: PipelineConfig | Sequence[PipelineConfig], tracking_uri: str, host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT, settings: Settings | None = None,
+    port: int = DEFAULT_PORT, default_model: str | None = None, settings: Settings | None = None,
 ) -> None:
-    """Serve the models of `configs` until SIGINT/SIGTERM, then flush every prediction log and exit."""
+    """Serve the models of `configs` until SIGINT/SIGTERM, then flush every prediction log and exit.
+
+    `default_model` answers /predict (else MLOPS_DEFAULT_MODEL, serving.default, the only model).
+    """
     import uvicorn
 
     from mlops.serving.app import create_app
@@ -57,7 +60,8 @@ def run(
 
     threadpool_limits(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = uvicorn.Server(server_config(create_app(configs, tracking_uri, settings=settings), host, port, settings))
+    app = create_app(configs, tracking_uri, settings=settings, default_model=default_model)
+    server = uvicorn.Server(server_config(app, host, port, settings))
     server.run()
     if not server.started:  # the port is taken, or the app's startup failed: said above
         sys.exit(3)

@@ -387,13 +387,14 @@ class ModelService:
         except PayloadError as err:
             return self.refuse(err)
         except FeatureStoreUnavailable as err:
-            # The store's outage, not the model's: a refusal, not an error of this model version.
-            self.metrics.reject("feature_store_unavailable")
+            # The store's outage, not the model's: never an error of this model version.
+            self.metrics.service_error("feature_store_unavailable")
             return Reply(503, {"detail": str(err)})
-        except MlopsError as err:  # the feature service or repository is misconfigured
-            self.metrics.reject("feature_store_error")
-            return Reply(500, {"detail": f"feature store: {err}"})
-        except Exception as err:
+        except MlopsError as err:  # the feature service or repository is misconfigured, or the lookup failed
+            log.warning("model %s: feature store failed (request %s): %s", self.name, request_id, err)
+            self.metrics.service_error("feature_store_error")
+            return Reply(500, {"detail": f"feature store: {err}", "request_id": request_id}, {REQUEST_ID_HEADER: request_id})
+        except Exception as err:  # score_entities raised from the model's predict call (the lookup's are MlopsError)
             return self._prediction_failed(err, "prediction by entity", model, route, started, request_id)
         rows = [row for row, used in enumerate(scores.features) if used is not None]
         if rows:

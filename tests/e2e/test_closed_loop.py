@@ -35,7 +35,7 @@ from tests.timing import LENIENT_PROMOTION
 
 REPO = Path(__file__).resolve().parents[2]
 MLOPS = str(Path(sys.executable).parent / "mlops")
-MODEL = "churn-classifier"  # model A: a classifier, the default model of /predict (first file by name)
+MODEL = "churn-classifier"  # model A: a classifier, the default model of /predict (its serving.default)
 RESOURCE = f"mlops.model.{MODEL}"
 SPEND = "spend-regressor"  # model B: a regressor on the same stack, with its own loop
 FEATURES_DROP = ["churned", "event_time"]
@@ -54,7 +54,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "dataset": {"uri": train_uri, "target": "churned", "timestamp": "event_time"},
         "model": {"name": MODEL, "params": {"max_iter": 40}},
         "validation": {"min_rows": 100},
-        "serving": {"prediction_log_uri": str(tmp / "predictions"), "refresh_seconds": 1},
+        "serving": {"prediction_log_uri": str(tmp / "predictions"), "refresh_seconds": 1, "default": True},
         "rollback": {"enabled": False},
         "promotion": LENIENT_PROMOTION,
         "retrain": {"cooldown_minutes": 0},
@@ -68,7 +68,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         model={**spend["model"], "params": {"max_iter": 40}},
         validation={**spend["validation"], "min_rows": 100},
         gates={"min_metrics": {"r2": 0.5}},
-        serving=config["serving"], rollback=config["rollback"], promotion={**spend["promotion"], **LENIENT_PROMOTION},
+        serving={**config["serving"], "default": False}, rollback=config["rollback"], promotion={**spend["promotion"], **LENIENT_PROMOTION},
         retrain=config["retrain"],
     )
     (catalogue / "spend.yaml").write_text(yaml.safe_dump(spend))

@@ -410,7 +410,8 @@ def test_one_app_serves_a_classifier_and_a_regressor_each_with_its_own_model(two
     catalogue.mkdir()
     serving = {"prediction_log_uri": log_uri, "refresh_seconds": 0.5}
     (catalogue / "a-churn.yaml").write_text(yaml.safe_dump({
-        "dataset": {"uri": "unused.parquet", "target": "churned"}, "model": {"name": MODEL}, "serving": serving}))
+        "dataset": {"uri": "unused.parquet", "target": "churned"}, "model": {"name": MODEL},
+        "serving": {**serving, "default": True}}))
     (catalogue / "b-spend.yaml").write_text(yaml.safe_dump({
         "dataset": {"uri": "unused.parquet", "target": "monthly_charges"},
         "model": {"name": SPEND, "task": "regression", "estimator": "sklearn.linear_model.Ridge"}, "serving": serving}))

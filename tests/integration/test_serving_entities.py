@@ -25,7 +25,11 @@ import yaml
 from mlops import features
 from mlops.local import stack
 from mlops.registry import Registry
-from mlops.serving.metrics import REJECTED_REQUESTS_TOTAL, REQUEST_ERRORS_TOTAL
+from mlops.serving.metrics import (
+    REJECTED_REQUESTS_TOTAL,
+    REQUEST_ERRORS_TOTAL,
+    SERVICE_ERRORS_TOTAL,
+)
 from mlops.serving.prediction_log import (
     model_log_uri,
     read_labelled_predictions,
@@ -72,7 +76,7 @@ def serving(tmp_path: Path, repo: Path, tracking_uri: str) -> Iterator[Server]:
     catalogue = tmp_path / "configs"
     catalogue.mkdir(exist_ok=True)
     config = store_fed_config(MODEL, repo, log_uri)
-    (catalogue / "a-store-fed.yaml").write_text(yaml.safe_dump(config))
+    (catalogue / "a-store-fed.yaml").write_text(yaml.safe_dump({**config, "serving": {**config["serving"], "default": True}}))
     flat = {**config, "dataset": {"uri": "unused.parquet", "target": "churned"}, "model": {"name": FLAT}}
     (catalogue / "b-flat.yaml").write_text(yaml.safe_dump(flat))
     with start_server(tracking_uri, tmp_path, ["--catalogue", str(catalogue)], model_log_uri(log_uri, MODEL)) as server:
@@ -211,7 +215,7 @@ def test_an_unreachable_online_store_is_a_503_per_request(tmp_path, redis_client
             assert detail.startswith("online features: feature store unreachable:") and "\n" not in detail
             # The store's outage is a refusal, not an error of the model version (no rollback for it).
             text = client.get("/metrics").text
-            assert metric(text, REJECTED_REQUESTS_TOTAL, model=MODEL, reason="feature_store_unavailable") == 1
+            assert metric(text, SERVICE_ERRORS_TOTAL, model=MODEL, reason="feature_store_unavailable") == 1
             assert metric(text, REQUEST_ERRORS_TOTAL, model=MODEL, model_version="1", route="champion") == 0
             # Records with every feature do not need the store.
             row = {"age": 40, "plan": "basic", "balance": 90.0, "calls": 2}

@@ -305,6 +305,23 @@ def test_prediction_failure_is_a_500_and_an_error_count(tmp_path, monkeypatch):
         assert metric(client, REQUESTS_TOTAL, model_version="1", route="champion") == 2
 
 
+def test_a_failure_outside_the_predict_call_is_a_500_but_not_an_error_of_the_version(tmp_path, monkeypatch):
+    from mlops.serving.metrics import SERVICE_ERRORS_TOTAL
+    from mlops.serving.state import ModelService
+
+    def broken(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug around the model")
+
+    # A fault of the service's own code that a request can reach: counted against the version, any
+    # client could raise the champion's error rate until the post-deployment watch rolled it back.
+    monkeypatch.setattr(ModelService, "log_prediction", broken)
+    with serve(tmp_path, FakeRegistry(aliases={"champion": "1"})) as client:
+        response = client.post("/predict", json={"records": [ROW]})
+        assert response.status_code == 500 and response.json() == {"detail": "internal error"}
+        assert metric(client, REQUEST_ERRORS_TOTAL, model_version="1", route="champion") == 0
+        assert metric(client, SERVICE_ERRORS_TOTAL, reason="internal_error") == 1
+
+
 def test_every_answered_row_and_label_is_logged_on_shutdown(tmp_path):
     with serve(tmp_path, FakeRegistry(aliases={"champion": "1"})) as client:
         bodies = [client.post("/predict", json={"records": [ROW] * n}).json() for n in (1, 3, 2)]

@@ -5,7 +5,7 @@ tests/integration/test_serving_entities.py)."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -18,7 +18,12 @@ from mlops.features import OnlineFeatures, ServiceSchema
 from mlops.features.store import FeatureProblem
 from mlops.serving import openapi
 from mlops.serving.batching import MicroBatcher
-from mlops.serving.entities import check_entities, record_errors, score_entities
+from mlops.serving.entities import (
+    FeatureLookupFailed,
+    check_entities,
+    record_errors,
+    score_entities,
+)
 from mlops.serving.payload import PayloadError, parse_request
 from mlops.serving.scoring import LoadedModel
 from mlops.training import fit_pipeline
@@ -85,11 +90,35 @@ def test_the_body_says_whether_it_holds_records_or_entities():
     ({"customer_id": 1}, "record 0: missing field 'channel' (a feature of this model that feature service 'svc' does not serve)"),
     ({"customer_id": 1, "channel": "web", "x": 1}, "record 0: unknown field 'x' (neither a join key"),
     ({"customer_id": 1, "channel": 3}, "record 0: field 'channel' must be a string, got 3"),
+    # Beyond what the store's INT64 key holds: Feast's conversion raised, a 500 counted against the model.
+    ({"customer_id": 2**63, "channel": "web"},
+     "record 0: join key 'customer_id' must be an integer from -9223372036854775808 to 9223372036854775807"),
+    ({"customer_id": -(2**63) - 1, "channel": "web"}, "record 0: join key 'customer_id' must be an integer from"),
 ])
 def test_what_the_caller_got_wrong_is_a_422_naming_record_and_field(record, message):
     with pytest.raises(PayloadError) as caught:
         check_entities([record], SCHEMA, model())
     assert caught.value.status == 422 and caught.value.detail.startswith(message)
+
+
+def test_a_join_key_is_held_to_the_range_of_its_declared_type():
+    int32 = replace(SCHEMA, key_ranges={"customer_id": (-(2**31), 2**31 - 1)})
+    for value in (2**31 - 1, -(2**31), 2**63 - 1, -(2**63)):  # the edges each type holds
+        fits = int32 if abs(value) < 2**31 else SCHEMA
+        assert check_entities([{"customer_id": value, "channel": "web"}], fits, model())[0]["customer_id"] == value
+    with pytest.raises(PayloadError, match="must be an integer from -2147483648 to 2147483647") as caught:
+        check_entities([{"customer_id": 2**31, "channel": "web"}], int32, model())
+    assert (caught.value.status, caught.value.field, caught.value.record) == (422, "customer_id", 0)
+
+
+def test_a_lookup_that_fails_is_the_stores_failure_not_the_models():
+    class Broken(FakeSource):
+        def lookup(self, rows: list[dict[str, Any]]) -> OnlineFeatures:
+            raise ValueError("Value out of range: 2147483648")
+
+    records = check_entities([{"customer_id": 1, "channel": "web"}], SCHEMA, model())
+    with pytest.raises(FeatureLookupFailed, match=r"^online features: lookup failed \(ValueError: Value out of range"):
+        score_entities(model(), Broken(), records)
 
 
 def test_each_record_is_answered_with_its_status_and_the_rest_are_scored():
@@ -173,17 +202,21 @@ class _Registry:
         return self.models[ref.version][1]
 
 
-def test_shadow_mode_scores_the_looked_up_features_with_the_canary_and_logs_both(tmp_path):
+@dataclass(frozen=True)
+class _StoreFed:
+    repo: Any
+    home: Any
+    models: dict[str, tuple[Any, Any]]
+
+
+@pytest.fixture(scope="module")
+def store_fed_models(tmp_path_factory) -> _StoreFed:
+    """A real Feast repository (SQLite online store) and v1, v2 of a model on its service, made once."""
     from datetime import UTC, datetime
 
-    from starlette.testclient import TestClient
-
-    from mlops.config import Settings, parse_config
-    from mlops.serving.app import create_app
-    from mlops.serving.prediction_log import model_log_uri, read_prediction_log
     from tests import store_fed
-    from tests.unit.test_serving_app import wait_for
 
+    tmp_path = tmp_path_factory.mktemp("store-fed")
     now = datetime.now(UTC)
     repo = store_fed.make_store_repo(tmp_path, 60, now=now)
     store = store_fed.applied_store(repo, tmp_path / "home", now)
@@ -191,10 +224,30 @@ def test_shadow_mode_scores_the_looked_up_features_with_the_canary_and_logs_both
     contract = infer_contract(data, "churned", None, "classification")
     models = {v: (fit_pipeline(data, contract, ModelConfig(name="sf", params={"max_iter": 5 * int(v)})), contract)
               for v in ("1", "2")}
+    return _StoreFed(repo, tmp_path / "home", models)
+
+
+def _store_fed_app(setup: _StoreFed, tmp_path, **serving: Any) -> Any:
+    from mlops.config import Settings, parse_config
+    from mlops.serving.app import create_app
+    from tests import store_fed
+
+    config = parse_config(store_fed.store_fed_config("sf", setup.repo, str(tmp_path / "log"), refresh_seconds=0.05, **serving))
+    # The Feast registry is read from the shared home; the write-ahead segments are this test's own.
+    settings = Settings(MLOPS_HOME=str(setup.home), MLOPS_SERVING_WAL_DIR=str(tmp_path / "wal"))
+    return create_app(config, "unused://", registry_factory=lambda: _Registry(setup.models), settings=settings)
+
+
+def test_shadow_mode_scores_the_looked_up_features_with_the_canary_and_logs_both(tmp_path, store_fed_models):
+    from starlette.testclient import TestClient
+
+    from mlops.serving.prediction_log import model_log_uri, read_prediction_log
+    from tests import store_fed
+    from tests.unit.test_serving_app import wait_for
+
+    models = store_fed_models.models
     log_uri = str(tmp_path / "log")
-    config = parse_config(store_fed.store_fed_config("sf", repo, log_uri, mode="shadow", refresh_seconds=0.05))
-    app = create_app(config, "unused://", registry_factory=lambda: _Registry(models),
-                     settings=Settings(MLOPS_HOME=str(tmp_path / "home")))
+    app = _store_fed_app(store_fed_models, tmp_path, mode="shadow")
     entities = [{"customer_id": store_fed.UNKNOWN}, {"customer_id": 1}, {"customer_id": 2, "calls": 7}]
     with TestClient(app, base_url="http://127.0.0.1") as client:
         wait_for(lambda: client.get("/ready").status_code == 200)
@@ -209,3 +262,43 @@ def test_shadow_mode_scores_the_looked_up_features_with_the_canary_and_logs_both
     shadow = log[log["route"] == "shadow"].sort_values("row")
     assert shadow["prediction"].tolist() == models["2"][0].predict(
         shadow[list(store_fed.FEATURES)].astype({"plan": object})).tolist()
+
+
+def test_only_the_models_own_failures_count_against_its_version(tmp_path, store_fed_models, monkeypatch):
+    """Keys beyond the store's range, bad requests and feature-store failures leave the watch's error rate at 0."""
+    from starlette.testclient import TestClient
+
+    from mlops.config import RollbackConfig
+    from mlops.errors import FeatureStoreUnavailable
+    from mlops.promotion import live, watch
+    from mlops.serving.metrics import SERVICE_ERRORS_TOTAL
+    from tests.unit.test_serving_app import wait_for
+
+    app = _store_fed_app(store_fed_models, tmp_path)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        for customer in range(1, 21):
+            assert client.post("/predict", json={"entities": [{"customer_id": customer}]}).status_code == 200
+        # Found by hostile testing: 2**63 passed the door, failed in Feast's conversion and answered
+        # 500 as an error of v1; 7 of them among 31 requests rolled a healthy champion back.
+        for customer in (2**63, 2**64 - 1, -(2**63) - 1):
+            response = client.post("/predict", json={"entities": [{"customer_id": customer}]})
+            assert response.status_code == 422 and response.json()["field"] == "customer_id", response.text
+        assert client.post("/predict", json={"entities": [{"customer_id": 1, "colour": "red"}]}).status_code == 422
+        # The store failing (unreachable, or its lookup raising) is the store's 5xx, not the model's.
+        source = app.state.host.default.entities
+        for fault, status in ((FeatureStoreUnavailable("online features: feature store unreachable: gone"), 503),
+                              (ValueError("Value out of range"), 500)):
+            def fail(rows: list[dict[str, Any]], fault: Exception = fault) -> Any:
+                raise fault
+            monkeypatch.setattr(source, "lookup", fail)
+            response = client.post("/predict", json={"entities": [{"customer_id": 1}]})
+            assert response.status_code == status and "\n" not in response.json()["detail"], response.text
+        monkeypatch.undo()
+        text = client.get("/metrics").text
+    counters = watch.parse_counters(text, "1", "sf")
+    assert (counters.requests, counters.errors) == (20, 0)
+    assert watch.judge(watch.window_stats(counters), RollbackConfig(min_requests=20), "1").verdict == watch.VERDICT_HEALTHY
+    assert live.version_live(counters, None).errors == 0  # what the rollout judge reads
+    for reason in ("feature_store_unavailable", "feature_store_error"):
+        assert f'{SERVICE_ERRORS_TOTAL}{{model="sf",reason="{reason}"}} 1.0' in text

@@ -17,12 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mlops.catalogue import load_catalogue
 from mlops.config import ModelConfig, Settings, parse_config
 from mlops.contract import DataContract, infer_contract
+from mlops.errors import ConfigError
 from mlops.local.simulate import simulate_churn
 from mlops.serving.app import create_app
+from mlops.serving.host import choose_default
 from mlops.serving.metrics import REJECTED_REQUESTS_TOTAL, REQUESTS_TOTAL
 from mlops.serving.prediction_log import (
     model_log_uri,
@@ -89,7 +93,7 @@ def configs(tmp_path, **serving: Any) -> list:
     common = {"prediction_log_uri": str(tmp_path / "log"), "refresh_seconds": 0.05}
     return [
         parse_config({"dataset": {"uri": "x.parquet", "target": "churned"}, "model": {"name": "churn"},
-                      "serving": {**common, **serving}}),
+                      "serving": {**common, "default": True, **serving}}),
         parse_config({"dataset": {"uri": "y.parquet", "target": "monthly_charges"},
                       "model": {"name": "spend", "task": "regression", "estimator": "sklearn.linear_model.Ridge"},
                       "serving": common}),
@@ -215,15 +219,68 @@ def test_models_load_on_demand_and_the_least_recently_used_is_evicted(tmp_path):
 
 def test_the_default_model_is_chosen_by_setting_or_catalogue_order(tmp_path):
     with serve(tmp_path, Registry(), env={"MLOPS_DEFAULT_MODEL": "spend"}) as client:
-        assert client.get("/ready").json()["default_model"] == "spend"
+        ready = client.get("/ready").json()
+        assert (ready["default_model"], ready["default_model_source"]) == ("spend", "MLOPS_DEFAULT_MODEL")
         assert "classes" not in client.post("/predict", json={"records": [SPEND_ROW]}).json()
-    directory = tmp_path / "catalogue"
+    with serve(tmp_path / "declared", Registry()) as client:
+        assert client.get("/ready").json()["default_model_source"] == "serving.default"
+
+
+def _catalogue(directory, files: dict[str, str]) -> Any:
     directory.mkdir()
-    (directory / "b.yaml").write_text("dataset: {uri: x.parquet, target: churned}\nmodel: {name: churn}\n")
-    (directory / "a.yaml").write_text("dataset: {uri: y.parquet, target: m}\nmodel: {name: spend, task: regression}\n")
-    app = create_app(load_catalogue(directory), "unused://", registry_factory=Registry,
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    return load_catalogue(directory)
+
+
+CHURN_FILE = "dataset: {uri: x.parquet, target: churned}\nmodel: {name: churn}\n"
+SPEND_FILE = "dataset: {uri: y.parquet, target: monthly_charges}\nmodel: {name: spend, task: regression}\n"
+
+
+def test_a_model_that_sorts_first_never_becomes_the_default_unsaid(tmp_path):
+    # Found by hostile testing: a new, never-trained model in `-dash.yaml` sorted first, became the
+    # default, and /predict, /ready and /v2/health/ready answered 503 while churn was healthy.
+    new_model = "dataset: {uri: z.parquet, target: churned}\nmodel: {name: new-model}\n"
+    settings = Settings(MLOPS_HOME=str(tmp_path / "home"))
+    declared = _catalogue(tmp_path / "declared", {
+        "-dash.yaml": new_model, "churn.yaml": CHURN_FILE.replace("}\n", "}\nserving: {default: true}\n", 1),
+        "spend.yaml": SPEND_FILE})
+    app = create_app(declared, "unused://", registry_factory=Registry, settings=settings)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        wait_for(lambda: client.get("/ready").status_code == 200)
+        assert client.get("/ready").json()["default_model"] == "churn"
+        assert client.get("/v2/health/ready").json() == {"ready": True}
+        assert client.post("/predict", json={"records": [ROW]}).json()["classes"] == [0, 1]
+    # Several models and none declared: the unnamed routes name the choice; the named ones answer.
+    undeclared = _catalogue(tmp_path / "undeclared", {"-dash.yaml": new_model, "churn.yaml": CHURN_FILE,
+                                                      "spend.yaml": SPEND_FILE})
+    app = create_app(undeclared, "unused://", registry_factory=Registry,
                      settings=Settings(MLOPS_HOME=str(tmp_path / "home2")))
-    assert app.state.host.default.name == "spend" and list(app.state.host.services) == ["spend", "churn"]
+    assert app.state.host.default is None
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        for path, body in (("/predict", {"records": [ROW]}), ("/labels", {"labels": [{"request_id": "r", "row": 0, "label": 1}]})):
+            response = client.post(path, json=body)
+            assert response.status_code == 409, response.text
+            detail = response.json()["detail"]
+            assert detail.startswith("no default model: 3 models are served (new-model, churn, spend)"), detail
+            assert "serving.default: true" in detail and "MLOPS_DEFAULT_MODEL" in detail and "\n" not in detail
+        ready = client.get("/ready")
+        assert ready.status_code == 200 and ready.json()["default_model"] is None
+        assert ready.json()["default_model_error"] == detail
+        assert client.get("/v2/health/ready").status_code == 200
+        assert client.post("/models/churn/predict", json={"records": [ROW]}).status_code == 200
+        assert metric(client, REJECTED_REQUESTS_TOTAL, model="-", reason="no_default_model") == 2
+    # Two files that both claim it: neither wins by its name.
+    both = [c.model_copy(update={"serving": c.serving.model_copy(update={"default": True})}) for c in configs(tmp_path)]
+    assert choose_default(both, None) == (None, "no default model: churn, spend each set serving.default: true; keep "
+                                          "it in one config, or set MLOPS_DEFAULT_MODEL (mlops serve --default-model); "
+                                          "named routes /models/<name>/predict answer meanwhile")
+
+
+def test_one_model_is_the_default_and_a_configured_default_must_be_served(tmp_path):
+    assert choose_default(configs(tmp_path)[1:], None) == ("spend", "the only model")
+    with pytest.raises(ConfigError, match=r"^default model 'nope' is not among the served models \(churn, spend\)$"):
+        choose_default(configs(tmp_path), "nope")
 
 
 # -- the Open Inference Protocol -------------------------------------------------------------------
@@ -301,6 +358,56 @@ def test_v2_errors_are_400_with_one_line_naming_the_problem(tmp_path):
         nested = changed("age", shape=[1, 1], data=[[40]])
         assert client.post("/v2/models/churn/infer", json={"inputs": nested}).status_code == 200
     assert len(read_prediction_log(model_log_uri(str(tmp_path / "log"), "churn"))) == 1
+
+
+# Any JSON value: what a client can put in any field of a V2 request.
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def _v2_requests(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid V2 infer request with one to three fields (a tensor's or the request's) set to any JSON value."""
+    doc: dict[str, Any] = {"inputs": v2_inputs([ROW], fitted(1)[1])}
+    for _ in range(draw(st.integers(1, 3))):
+        if draw(st.booleans()):
+            tensor = draw(st.sampled_from(doc["inputs"])) if isinstance(doc["inputs"], list) and doc["inputs"] else None
+            if isinstance(tensor, dict):
+                tensor[draw(st.sampled_from(["name", "datatype", "shape", "data", "parameters"]))] = draw(_json_values)
+                continue
+        doc[draw(st.sampled_from(["id", "inputs", "outputs", "parameters"]))] = draw(_json_values)
+    return doc
+
+
+def test_v2_fields_of_any_json_type_are_400_naming_the_input_never_5xx(tmp_path):
+    contract = fitted(1)[1]
+    good = v2_inputs([ROW], contract)
+
+    def changed(**fields: Any) -> list[dict[str, Any]]:
+        return [({**t, **fields} if t["name"] == "age" else t) for t in good]
+
+    with serve(tmp_path, Registry()) as client:
+        # Found by hostile testing: an unhashable datatype was a 500 (TypeError: unhashable type).
+        for datatype in (["FP64"], {"type": "FP64"}, 64, True, None):
+            response = client.post("/v2/models/churn/infer", json={"inputs": changed(datatype=datatype)})
+            assert response.status_code == 400, (datatype, response.text)
+            assert "input 'age'" in response.json()["error"] and "datatype" in response.json()["error"]
+        for shape in ([[1]], [{"n": 1}], "1", [1.0]):
+            response = client.post("/v2/models/churn/infer", json={"inputs": changed(shape=shape)})
+            assert response.status_code == 400 and "input 'age'" in response.json()["error"], (shape, response.text)
+
+        @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(doc=_v2_requests())
+        def check(doc: dict[str, Any]) -> None:
+            response = client.post("/v2/models/churn/infer", json=doc)
+            assert response.status_code in (200, 400), (doc, response.text)
+            if response.status_code == 400:
+                assert set(response.json()) == {"error"} and "\n" not in response.json()["error"]
+
+        check()
 
 
 def test_v2_model_routes_need_the_key_health_does_not(tmp_path):
