@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -32,7 +33,20 @@ TaskType = Literal["classification", "regression"]
 # reading a config must not import scikit-learn).
 DEFAULT_PRIMARY_METRIC: dict[str, str] = {"classification": "roc_auc", "regression": "rmse"}
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+# Used with fullmatch only: `$` also matches before a final newline, and "x\n" passed as a
+# second model beside "x" that split every table it was printed in.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+_NAME_RULE = "must be 1-100 letters, digits, '.', '_' or '-'"
+
+
+def _plain_name(value: str) -> str:
+    """A name printed in tables, report lines and file names: matched whole, no spaces or line breaks."""
+    if not _MODEL_NAME.fullmatch(value):
+        raise ValueError(_NAME_RULE)
+    return value
+
+
+PlainName = Annotated[str, AfterValidator(_plain_name)]
 
 
 # Keys that once named a secret or the endpoint that receives it. What names a secret is
@@ -73,8 +87,8 @@ class DatasetConfig(_Strict):
     timestamp: str | None = Field(
         default=None, description="Optional event-time column; enables the time-based split"
     )
-    feature_service: str | None = Field(
-        default=None, min_length=1,
+    feature_service: PlainName | None = Field(
+        default=None,
         description="Feast feature service joined point-in-time to the entity frame at dataset.uri; "
         "serving then also accepts entity keys (needs timestamp)",
     )
@@ -133,9 +147,7 @@ class ModelConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not _MODEL_NAME.match(value):
-            raise ValueError("must be 1-100 letters, digits, '.', '_' or '-'")
-        return value
+        return _plain_name(value)
 
     @field_validator("estimator")
     @classmethod
@@ -477,7 +489,7 @@ class RetrainConfig(_Strict):
 
 
 class _BehaviourTest(_Strict):
-    name: str = Field(min_length=1, description="Names the test in the report and in the refusal line")
+    name: PlainName = Field(description="Names the test in the report and in the refusal line")
     column: str = Field(min_length=1, description="Feature column the test changes")
 
 
@@ -536,7 +548,7 @@ class MinimumCase(_Strict):
 class MinimumTest(_Strict):
     """Minimum functionality: each case's prediction is the expected class (or within tolerance)."""
 
-    name: str = Field(min_length=1)
+    name: PlainName = Field(description="Names the test in the report and in the refusal line")
     kind: Literal["minimum"]
     cases: list[MinimumCase] = Field(min_length=1)
     tolerance: float | None = Field(
@@ -592,7 +604,7 @@ class PipelineConfig(_Strict):
     @classmethod
     def _plain_experiment_name(cls, value: str | None) -> str | None:
         # The name becomes a directory under the artifact root: '/' or '..' would leave it.
-        if value is not None and not _MODEL_NAME.match(value):
+        if value is not None and not _MODEL_NAME.fullmatch(value):
             raise ValueError("must be 1-100 letters, digits, '.', '_' or '-' (a plain name, not a path)")
         return value
 
