@@ -27,6 +27,7 @@ from typer.core import TyperCommand, TyperGroup
 from mlops.config import PipelineConfig
 from mlops.errors import ConfigError, MlopsError, PromotionRefused
 from mlops.progress import Say, progress, stderr_handlers
+from mlops.text import printable
 
 if TYPE_CHECKING:
     from mlops.catalogue import ResolvedConfig
@@ -130,7 +131,9 @@ def _fail(err: BaseException, as_json: bool, extra: dict[str, Any] | None = None
     line = str(err).splitlines()[0] if str(err) else type(err).__name__
     if not isinstance(err, MlopsError):
         line = f"{type(err).__name__}: {line}"
-    print(f"error: {line}", file=sys.stderr)
+    # Messages quote what people typed (a ref, a reason, a name): escaped, it stays one line and
+    # cannot drive the terminal. The JSON line keeps it as given (JSON escapes it).
+    print(f"error: {printable(line)}", file=sys.stderr)
     if as_json:
         payload = {"status": "failed", "exit_code": code, "error": line, "error_type": type(err).__name__}
         print(json.dumps({**payload, **(extra or {})}))
@@ -864,10 +867,12 @@ def cmd_ci(
             _isolate_for_ci(Path(tmp))
             checks += [_ci_check(entry, sample_rows, Path(tmp), champions.get(entry.name), no_registry, as_json)
                        for entry in entries]
-    report = ci.CiReport(changed_since, checks, selection.unchanged)
+    report = ci.CiReport(changed_since, checks, selection.unchanged, [_shown_path(p) for p in selection.unchecked])
     for check in checks:
         if check.exit_code:
-            print(f"error: {check.name}: {check.error}", file=sys.stderr)
+            print(f"error: {check.name}: {printable(check.error)}", file=sys.stderr)
+    if report.error:
+        print(f"error: {report.error}", file=sys.stderr)
     markdown = report.to_markdown()
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
