@@ -277,7 +277,7 @@ class _OneLineErrors(TyperGroup):
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as err:  # Click's usage errors (exit code 2)
             # Some messages list choices on further lines: one line still, so callers can read it.
-            print(f"error: {' '.join(err.format_message().split())}", file=sys.stderr)
+            print(f"error: {printable(' '.join(err.format_message().split()))}", file=sys.stderr)
             code = err.exit_code
         if standalone_mode:
             sys.exit(code)
@@ -425,10 +425,8 @@ def cmd_deploy(
         return _fail(result, as_json, {"model_name": run_config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
     code = EXIT_OK
     if result.status in (STATUS_REFUSED, STATUS_ROLLED_BACK):
-        what = "promotion refused" if result.status == STATUS_REFUSED else "promotion rolled back"
-        refused = PromotionRefused(f"{what}: {run_config.model.name} v{result.candidate_version}: {result.reason}")
-        code = refused.exit_code
-        print(f"error: {str(refused).splitlines()[0]}", file=sys.stderr)
+        code = PromotionRefused.exit_code
+        print(f"error: {result.error_line()}", file=sys.stderr)
     if as_json:
         print(json.dumps({**result.to_dict(), "exit_code": code}, default=str))
         return code
@@ -474,7 +472,7 @@ def _answer(config: str | None, model: str | None, approve: bool, reviewer: str 
     if as_json:
         print(json.dumps({"status": verdict, "model_name": name, "flow_run_id": run_id, "reviewer": who, "reason": reason}))
     else:
-        print(f"{verdict} the deploy of {name} waiting in flow run {run_id} (as {who}); it goes on from here")
+        print(printable(f"{verdict} the deploy of {name} waiting in flow run {run_id} (as {who}); it goes on from here"))
     return EXIT_OK
 
 
@@ -622,7 +620,7 @@ def cmd_serve(
 
     configs, problems = serving_configs(config, catalogue or settings.catalogue_dir)
     for problem in problems:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"warning: {printable(problem)}", file=sys.stderr)
     _configure_infrastructure(settings)
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.default_tracking_uri()
     from mlops.lineage import redact_uri
@@ -654,7 +652,8 @@ def cmd_monitor(
         print(json.dumps(result.to_dict(), default=str))
         return EXIT_OK
     print(f"{result.status}: {run_config.model.name} champion v{result.champion_version}, {result.rows} rows of {result.window}")
-    print(f"  drift share {result.drift_share:.2f}; drifted: {', '.join(result.drifted_columns) or 'none'}")
+    # Column names come from the data: escaped, they cannot break the line or drive the terminal.
+    print(printable(f"  drift share {result.drift_share:.2f}; drifted: {', '.join(result.drifted_columns) or 'none'}"))
     if result.performance:
         p = result.performance
         print(f"  {p['metric']}: live {p['current']:.4f} vs trained {p['reference']:.4f}{' (degraded)' if p['degraded'] else ''}")
@@ -756,7 +755,7 @@ def cmd_catalogue(as_json: JsonListFlag = False) -> int:
     settings = _settings()
     catalogue = load_catalogue(settings.catalogue_dir)
     for problem in catalogue.problems:
-        print(f"{'error: refused' if problem.refused else 'warning:'} {problem.message}", file=sys.stderr)
+        print(f"{'error: refused' if problem.refused else 'warning:'} {printable(problem.message)}", file=sys.stderr)
     _configure_infrastructure(settings)
     settings = _settings()
     statuses = model_statuses(catalogue, open_registry(settings),

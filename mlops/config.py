@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from mlops.errors import ConfigError
 from mlops.files import read_regular_file
+from mlops.text import printable
 
 TaskType = Literal["classification", "regression"]
 # promotion.primary_metric when the config names none (names from mlops.metrics, not imported here:
@@ -668,7 +669,7 @@ def _first_error(err: ValidationError) -> str:
     parts = [p for i, p in enumerate(loc) if not (i and isinstance(loc[i - 1], int) and p in _UNION_TAGS)]
     key = ".".join(str(p) for p in parts) or "<root>"
     # Keys come from the file: a newline in one must not break the one-line error.
-    key = "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
+    key = printable(key)
     if first["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
     if first["type"] == "moved_key":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlops import audit
+from mlops.text import printable
 
 
 def rollout_status(registry: Any, name: str) -> dict[str, Any]:
@@ -60,4 +61,5 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"{name}: no rollout in progress; the latest began {status['rollout_started_at']}")
     for step in status["steps"]:
         lines.append(f"  {step['recorded_at']}  v{step['version']}  {step['reason']}")
-    return "\n".join(lines)
+    # Tag values and reasons are whatever was written to the registry: each line escaped stays one line.
+    return "\n".join(printable(line) for line in lines)

@@ -8,6 +8,7 @@ import sys
 from mlops.config import Settings
 from mlops.errors import ConfigError
 from mlops.serving.server import DEFAULT_HOST, DEFAULT_PORT, run, serving_configs
+from mlops.text import printable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,10 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configs, problems = serving_configs(args.config, args.catalogue or settings.catalogue_dir)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(err)}", file=sys.stderr)
         return 2
     for problem in problems:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"warning: {printable(problem)}", file=sys.stderr)
     run(configs, settings.mlflow_tracking_uri or settings.default_tracking_uri(), host=args.host, port=args.port)
     return 0
 
