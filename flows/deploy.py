@@ -19,6 +19,7 @@ from mlops.promotion.approval import request_markdown
 from mlops.promotion.outcome import Comparison, DeployCase, compared_metrics, holdout_info
 from mlops.registry import Registry, open_registry
 from mlops.results import STATUS_PROMOTED, STATUS_REFUSED, STATUS_ROLLED_BACK, DeployResult
+from mlops.text import printable
 from tasks.approval import wait_for_approval
 from tasks.catalogue import ensure_model_lock, load_model_config
 from tasks.data import load_dataset, load_training_data
@@ -149,7 +150,7 @@ def deploy(
     )
 
     def refuse(reason: str, smoke_report: dict[str, Any] | None = None) -> DeployResult:
-        logger.warning("promotion refused: %s", reason)
+        logger.warning("promotion refused: %s", printable(reason))
         path = _record(registry, audit.ACTION_REFUSED, name, from_version=champion_version,
                        to_version=candidate.version, decision=decision.to_dict(), reason=reason,
                        evidence=comparison.evidence(smoke_report), actor=actor)
@@ -161,7 +162,7 @@ def deploy(
         return refuse(decision.reason)
 
     def aborted(reason: str, smoke_report: dict[str, Any]) -> DeployResult:
-        logger.warning("rollout aborted, champion v%s keeps all traffic: %s", champion_version, reason)
+        logger.warning("rollout aborted, champion v%s keeps all traffic: %s", champion_version, printable(reason))
         path = _record(registry, audit.ACTION_ROLLED_BACK, name, from_version=candidate.version,
                        to_version=champion_version, decision=decision.to_dict(), reason=reason,
                        evidence=comparison.evidence(smoke_report), actor=actor)
@@ -224,7 +225,7 @@ def deploy(
     reason = decision.reason
     if approval is not None:
         reason = f"{reason}; approved by {approval.reviewer}" + (f": {approval.reason}" if approval.reason else "")
-    logger.info("promoted v%s: %s", candidate.version, reason)
+    logger.info("promoted v%s: %s", candidate.version, printable(reason))
     paths = [
         _record(registry, audit.ACTION_PROMOTED, name, from_version=previous, to_version=candidate.version,
                 decision=decision.to_dict(), reason=reason, evidence=comparison.evidence(report.to_dict()), actor=actor)
@@ -235,11 +236,11 @@ def deploy(
     window = config.rollback.window_seconds if watch_seconds is None else watch_seconds
     if config.rollback.enabled and window > 0:
         verdict = watch_deployment(config.model.name, config.rollback, candidate.version, window)
-        logger.info("post-deployment watch: %s", verdict.reason)
+        logger.info("post-deployment watch: %s", printable(verdict.reason))
         if verdict.breached:
             if previous is None:
                 # A first champion has nothing to fall back to; removing it would leave serving empty.
-                logger.warning("breach on the first champion, nothing to roll back to: %s", verdict.reason)
+                logger.warning("breach on the first champion, nothing to roll back to: %s", printable(verdict.reason))
             else:
                 rolled = rollback(config=config, reason=f"post-deployment watch: {verdict.reason}",
                                   trigger={"watch": verdict.to_dict()}, expected_champion=candidate.version)

@@ -16,6 +16,7 @@ from mlops.config import PipelineConfig, Settings
 from mlops.errors import QualityGateFailed
 from mlops.registry import Registry, open_registry
 from mlops.results import STATUS_REFUSED, STATUS_SKIPPED, DeployResult, RetrainResult, TrainResult
+from mlops.text import printable
 from tasks.catalogue import load_model_config, model_slot
 from tasks.deploy import current_champion, emit_model_event, record_audit
 from tasks.retraining import assemble_training_data, check_retrain_needed, publish_retrain_summary
@@ -115,7 +116,7 @@ def _retrain_holding_slot(
     deployed: DeployResult = deploy(
         config=config, challenger_version=trained.model_version, trigger=retraining.trigger_evidence(trigger, started)
     )
-    logger.info(f"retrained {name} v{trained.model_version}: deploy {deployed.status} ({deployed.reason})")
+    logger.info(printable(f"retrained {name} v{trained.model_version}: deploy {deployed.status} ({deployed.reason})"))
     result = RetrainResult(
         status=deployed.status, model_name=name, reason=deployed.reason, model_version=trained.model_version,
         champion_version=deployed.champion_version, data_uri=training_data.uri, trigger=trigger, flow_run_id=run_id,

@@ -14,6 +14,7 @@ from mlops.config import PipelineConfig
 from mlops.errors import ModelNotFound
 from mlops.registry import ALIAS_CHAMPION, ALIAS_PREVIOUS_CHAMPION, open_registry
 from mlops.results import RollbackResult
+from mlops.text import printable
 from tasks.catalogue import load_model_config
 from tasks.deploy import (
     current_champion,
@@ -74,7 +75,8 @@ def rollback(
     )
     path = record_audit(registry, record)
     emit_model_event(record)
-    logger.warning("rolled back %s: champion v%s -> v%s (%s)", name, demoted, restored, reason)
+    # The reason is as typed (`--reason`): escaped, it is one log line that cannot drive a terminal.
+    logger.warning("rolled back %s: champion v%s -> v%s (%s)", name, demoted, restored, printable(reason))
     return RollbackResult(
         status="rolled-back", model_name=name, from_version=demoted, to_version=restored, reason=reason,
         audit_record=path, flow_run_id=str(run_id) if run_id else None,

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from mlops.text import printable
+
 ACTION_PROMOTED = "promoted"
 ACTION_REFUSED = "refused"
 ACTION_ROLLED_BACK = "rolled-back"
@@ -193,7 +195,10 @@ def render_table(records: Iterable[AuditRecord]) -> str:
     rows = [("time (UTC)", "action", "from", "to", "actor", "reason")]
     for r in sort_records(records):
         when = r.recorded_at.replace("T", " ")[:19]
-        rows.append((when, r.action, _version(r.from_version), _version(r.to_version), r.actor, r.reason))
+        # Actor and reason are as people typed them: escaped, a record is one row that cannot
+        # forge another (an LF in a reason once printed a second, made-up record) or drive the terminal.
+        cells = (when, r.action, _version(r.from_version), _version(r.to_version), r.actor, r.reason)
+        rows.append(tuple(printable(cell) for cell in cells))
     if len(rows) == 1:
         return "no audit records"
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]

@@ -15,10 +15,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops.catalogue import Catalogue
+from mlops.catalogue import CONFIG_SUFFIXES, Catalogue
 from mlops.errors import ConfigError
+from mlops.text import printable
 
 STATUS_PASSED = "passed"
+STATUS_NOTHING = "nothing-to-check"  # no model's config or features changed (exit 0), never "passed"
 STATUS_REFUSED = "refused"  # data validation, a gate or a behavioural test said no (exit 3 or 4)
 STATUS_INVALID = "invalid"  # the config file is refused (exit 2)
 STATUS_FAILED = "failed"  # anything else that ended the run (exit 1 or 2)
@@ -33,10 +35,24 @@ def changed_files(ref: str, paths: Sequence[str | Path], cwd: str | Path = ".") 
     """
     where = Path(cwd).resolve()
     spec = [str(p) for p in paths]
-    diff = _git(["diff", "--name-only", "--relative", ref, "--", *spec], where, f"--changed-since: unknown git ref '{ref}'")
+    commit = resolve_commit(ref, where)
+    diff = _git(["diff", "--name-only", "--relative", "--end-of-options", commit, "--", *spec], where, "git diff failed")
     untracked = _git(["ls-files", "--others", "--exclude-standard", "--", *spec], where, "git ls-files failed")
     names = dict.fromkeys(line for line in (diff + untracked).splitlines() if line.strip())
     return [(where / name).resolve() for name in names]
+
+
+def resolve_commit(ref: str, cwd: Path) -> str:
+    """The commit `ref` names, as a full sha: the only form of a user's ref handed on to git.
+
+    `--end-of-options` makes git read the value as a revision even when it looks like an option
+    (`--output=FILE` emptied FILE through `git diff`); anything that is not a commit is refused.
+    """
+    refused = f"--changed-since: unknown git ref '{printable(ref)}'"
+    sha = _git(["rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}"], cwd, refused).strip()
+    if len(sha) not in (40, 64) or any(c not in "0123456789abcdef" for c in sha):
+        raise ConfigError(f"{refused} (git answered '{printable(sha[:80])}')")
+    return sha
 
 
 def _git(args: list[str], cwd: Path, refused: str) -> str:
@@ -46,17 +62,22 @@ def _git(args: list[str], cwd: Path, refused: str) -> str:
         raise ConfigError("--changed-since needs git, which is not on PATH") from None
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no reason given"])[0]
-        raise ConfigError(f"{refused} ({reason})")
+        raise ConfigError(f"{refused} ({printable(reason)})")
     return done.stdout
 
 
 @dataclass(frozen=True)
 class Selection:
-    """The models to check, and the changed config files the catalogue refused (with the reason)."""
+    """The models to check, the changed config files the catalogue refused (with the reason), and
+    the changed files no checked model accounts for."""
 
     models: list[str]
     refused: list[tuple[Path, str]]
     unchanged: list[str]
+    # Changed files that should trigger a check but select no model: a removed or hidden config
+    # file, a feature definition no store-fed model reads. A run that checks nothing because of
+    # them must not say it passed.
+    unchecked: list[Path] = field(default_factory=list)
 
 
 def select_models(catalogue: Catalogue, changed: Iterable[Path] | None, feature_repo: str | Path) -> Selection:
@@ -67,13 +88,19 @@ def select_models(catalogue: Catalogue, changed: Iterable[Path] | None, feature_
         return Selection(list(catalogue.entries), refused_all, [])
     changed = {Path(p).resolve() for p in changed}
     repo = Path(feature_repo).resolve()
-    features_changed = any(p == repo or repo in p.parents for p in changed)
+    feature_files = {p for p in changed if p == repo or repo in p.parents}
     picked = [
         name for name, entry in catalogue.entries.items()
-        if entry.path.resolve() in changed or (features_changed and entry.config.dataset.feature_service)
+        if entry.path.resolve() in changed or (feature_files and entry.config.dataset.feature_service)
     ]
     refused = [(path, message) for path, message in refused_all if path in changed]
-    return Selection(picked, refused, [n for n in catalogue.entries if n not in picked])
+    accounted = {catalogue.entries[name].path.resolve() for name in picked} | {path for path, _ in refused}
+    if picked and any(catalogue.entries[name].config.dataset.feature_service for name in picked):
+        accounted |= feature_files
+    directory = catalogue.directory.resolve()
+    configs = {p for p in changed if p.parent == directory and p.suffix in CONFIG_SUFFIXES}
+    unchecked = sorted((configs | feature_files) - accounted)
+    return Selection(picked, refused, [n for n in catalogue.entries if n not in picked], unchecked)
 
 
 @dataclass(frozen=True)
@@ -189,24 +216,46 @@ class ModelCheck:
 
 @dataclass
 class CiReport:
-    """Every checked model, the unchanged ones skipped, and the exit code of the whole check."""
+    """Every checked model, the unchanged ones skipped, the changed files no model accounts for,
+    and the exit code of the whole check."""
 
     changed_since: str | None
     models: list[ModelCheck]
     unchanged: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        """The first failed model's exit code (catalogue order), else 0."""
+        """The first failed model's exit code (catalogue order); 2 when files changed but no model
+        was checked (nothing vouches for them); else 0."""
+        if not self.models and self.unchecked:
+            return ConfigError.exit_code
         return next((m.exit_code for m in self.models if m.exit_code), 0)
+
+    @property
+    def status(self) -> str:
+        """`passed` only when a model was checked: a run that checked nothing says so."""
+        if self.exit_code:
+            return "failed"
+        return STATUS_PASSED if self.models else STATUS_NOTHING
+
+    @property
+    def error(self) -> str | None:
+        """The one line for a run that checked no model although files changed, else None."""
+        if self.models or not self.unchecked:
+            return None
+        return (f"changed since {printable(self.changed_since)} but no model checked: "
+                f"{', '.join(printable(p) for p in self.unchecked)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "status": "passed" if self.exit_code == 0 else "failed",
+            "status": self.status,
             "exit_code": self.exit_code,
+            "error": self.error,
             "changed_since": self.changed_since,
             "models": [m.to_dict() for m in self.models],
             "unchanged": self.unchanged,
+            "unchecked": self.unchecked,
         }
 
     def to_json(self) -> str:
@@ -214,12 +263,16 @@ class CiReport:
 
     def to_markdown(self) -> str:
         """One Markdown document, fit for a pull-request comment or a job summary."""
-        scope = f"changed since `{self.changed_since}`" if self.changed_since else "in the catalogue"
-        verdict = "passed" if self.exit_code == 0 else f"failed (exit {self.exit_code})"
+        scope = f"changed since `{printable(self.changed_since)}`" if self.changed_since else "in the catalogue"
+        verdict = {"failed": f"failed (exit {self.exit_code})", STATUS_NOTHING: "nothing to check"}.get(self.status, self.status)
         lines = [f"# Model CI: {verdict}", "", f"Models checked ({scope}): {len(self.models)}."]
         if self.unchanged:
             lines.append(f"Unchanged, not checked: {', '.join(self.unchanged)}.")
-        if not self.models:
+        if self.unchecked:
+            lines.append(f"Changed, but no model checked for them: {', '.join(f'`{printable(p)}`' for p in self.unchecked)}.")
+        if self.error:
+            lines += ["", f"**{self.error}**"]
+        elif not self.models:
             lines += ["", "No model's config or features changed."]
         for check in self.models:
             lines += ["", f"## {check.name} (`{check.config_file}`)", "", "### Summary", ""]

@@ -27,6 +27,7 @@ from typer.core import TyperCommand, TyperGroup
 from mlops.config import PipelineConfig
 from mlops.errors import ConfigError, MlopsError, PromotionRefused
 from mlops.progress import Say, progress, stderr_handlers
+from mlops.text import printable
 
 if TYPE_CHECKING:
     from mlops.catalogue import ResolvedConfig
@@ -130,7 +131,9 @@ def _fail(err: BaseException, as_json: bool, extra: dict[str, Any] | None = None
     line = str(err).splitlines()[0] if str(err) else type(err).__name__
     if not isinstance(err, MlopsError):
         line = f"{type(err).__name__}: {line}"
-    print(f"error: {line}", file=sys.stderr)
+    # Messages quote what people typed (a ref, a reason, a name): escaped, it stays one line and
+    # cannot drive the terminal. The JSON line keeps it as given (JSON escapes it).
+    print(f"error: {printable(line)}", file=sys.stderr)
     if as_json:
         payload = {"status": "failed", "exit_code": code, "error": line, "error_type": type(err).__name__}
         print(json.dumps({**payload, **(extra or {})}))
@@ -274,7 +277,7 @@ class _OneLineErrors(TyperGroup):
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as err:  # Click's usage errors (exit code 2)
             # Some messages list choices on further lines: one line still, so callers can read it.
-            print(f"error: {' '.join(err.format_message().split())}", file=sys.stderr)
+            print(f"error: {printable(' '.join(err.format_message().split()))}", file=sys.stderr)
             code = err.exit_code
         if standalone_mode:
             sys.exit(code)
@@ -422,10 +425,8 @@ def cmd_deploy(
         return _fail(result, as_json, {"model_name": run_config.model.name, "flow_run_id": str(state.state_details.flow_run_id)})
     code = EXIT_OK
     if result.status in (STATUS_REFUSED, STATUS_ROLLED_BACK):
-        what = "promotion refused" if result.status == STATUS_REFUSED else "promotion rolled back"
-        refused = PromotionRefused(f"{what}: {run_config.model.name} v{result.candidate_version}: {result.reason}")
-        code = refused.exit_code
-        print(f"error: {str(refused).splitlines()[0]}", file=sys.stderr)
+        code = PromotionRefused.exit_code
+        print(f"error: {result.error_line()}", file=sys.stderr)
     if as_json:
         print(json.dumps({**result.to_dict(), "exit_code": code}, default=str))
         return code
@@ -471,7 +472,7 @@ def _answer(config: str | None, model: str | None, approve: bool, reviewer: str 
     if as_json:
         print(json.dumps({"status": verdict, "model_name": name, "flow_run_id": run_id, "reviewer": who, "reason": reason}))
     else:
-        print(f"{verdict} the deploy of {name} waiting in flow run {run_id} (as {who}); it goes on from here")
+        print(printable(f"{verdict} the deploy of {name} waiting in flow run {run_id} (as {who}); it goes on from here"))
     return EXIT_OK
 
 
@@ -626,7 +627,7 @@ def cmd_serve(
     default_model = default_model or settings.default_model
     default_line = describe_default(configs, default_model)  # a default that is not served: exit 2 now
     for problem in problems:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"warning: {printable(problem)}", file=sys.stderr)
     _configure_infrastructure(settings)
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.default_tracking_uri()
     from mlops.lineage import redact_uri
@@ -659,7 +660,8 @@ def cmd_monitor(
         print(json.dumps(result.to_dict(), default=str))
         return EXIT_OK
     print(f"{result.status}: {run_config.model.name} champion v{result.champion_version}, {result.rows} rows of {result.window}")
-    print(f"  drift share {result.drift_share:.2f}; drifted: {', '.join(result.drifted_columns) or 'none'}")
+    # Column names come from the data: escaped, they cannot break the line or drive the terminal.
+    print(printable(f"  drift share {result.drift_share:.2f}; drifted: {', '.join(result.drifted_columns) or 'none'}"))
     if result.performance:
         p = result.performance
         print(f"  {p['metric']}: live {p['current']:.4f} vs trained {p['reference']:.4f}{' (degraded)' if p['degraded'] else ''}")
@@ -761,7 +763,7 @@ def cmd_catalogue(as_json: JsonListFlag = False) -> int:
     settings = _settings()
     catalogue = load_catalogue(settings.catalogue_dir)
     for problem in catalogue.problems:
-        print(f"{'error: refused' if problem.refused else 'warning:'} {problem.message}", file=sys.stderr)
+        print(f"{'error: refused' if problem.refused else 'warning:'} {printable(problem.message)}", file=sys.stderr)
     _configure_infrastructure(settings)
     settings = _settings()
     statuses = model_statuses(catalogue, open_registry(settings),
@@ -872,10 +874,12 @@ def cmd_ci(
             _isolate_for_ci(Path(tmp))
             checks += [_ci_check(entry, sample_rows, Path(tmp), champions.get(entry.name), no_registry, as_json)
                        for entry in entries]
-    report = ci.CiReport(changed_since, checks, selection.unchanged)
+    report = ci.CiReport(changed_since, checks, selection.unchanged, [_shown_path(p) for p in selection.unchecked])
     for check in checks:
         if check.exit_code:
-            print(f"error: {check.name}: {check.error}", file=sys.stderr)
+            print(f"error: {check.name}: {printable(check.error)}", file=sys.stderr)
+    if report.error:
+        print(f"error: {report.error}", file=sys.stderr)
     markdown = report.to_markdown()
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

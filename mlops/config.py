@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,13 +27,27 @@ from pydantic_core import PydanticCustomError
 
 from mlops.errors import ConfigError
 from mlops.files import read_regular_file
+from mlops.text import printable
 
 TaskType = Literal["classification", "regression"]
 # promotion.primary_metric when the config names none (names from mlops.metrics, not imported here:
 # reading a config must not import scikit-learn).
 DEFAULT_PRIMARY_METRIC: dict[str, str] = {"classification": "roc_auc", "regression": "rmse"}
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+# Used with fullmatch only: `$` also matches before a final newline, and "x\n" passed as a
+# second model beside "x" that split every table it was printed in.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+_NAME_RULE = "must be 1-100 letters, digits, '.', '_' or '-'"
+
+
+def _plain_name(value: str) -> str:
+    """A name printed in tables, report lines and file names: matched whole, no spaces or line breaks."""
+    if not _MODEL_NAME.fullmatch(value):
+        raise ValueError(_NAME_RULE)
+    return value
+
+
+PlainName = Annotated[str, AfterValidator(_plain_name)]
 
 
 # Keys that once named a secret or the endpoint that receives it. What names a secret is
@@ -73,8 +88,8 @@ class DatasetConfig(_Strict):
     timestamp: str | None = Field(
         default=None, description="Optional event-time column; enables the time-based split"
     )
-    feature_service: str | None = Field(
-        default=None, min_length=1,
+    feature_service: PlainName | None = Field(
+        default=None,
         description="Feast feature service joined point-in-time to the entity frame at dataset.uri; "
         "serving then also accepts entity keys (needs timestamp)",
     )
@@ -133,9 +148,7 @@ class ModelConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not _MODEL_NAME.match(value):
-            raise ValueError("must be 1-100 letters, digits, '.', '_' or '-'")
-        return value
+        return _plain_name(value)
 
     @field_validator("estimator")
     @classmethod
@@ -491,7 +504,7 @@ class RetrainConfig(_Strict):
 
 
 class _BehaviourTest(_Strict):
-    name: str = Field(min_length=1, description="Names the test in the report and in the refusal line")
+    name: PlainName = Field(description="Names the test in the report and in the refusal line")
     column: str = Field(min_length=1, description="Feature column the test changes")
 
 
@@ -550,7 +563,7 @@ class MinimumCase(_Strict):
 class MinimumTest(_Strict):
     """Minimum functionality: each case's prediction is the expected class (or within tolerance)."""
 
-    name: str = Field(min_length=1)
+    name: PlainName = Field(description="Names the test in the report and in the refusal line")
     kind: Literal["minimum"]
     cases: list[MinimumCase] = Field(min_length=1)
     tolerance: float | None = Field(
@@ -606,7 +619,7 @@ class PipelineConfig(_Strict):
     @classmethod
     def _plain_experiment_name(cls, value: str | None) -> str | None:
         # The name becomes a directory under the artifact root: '/' or '..' would leave it.
-        if value is not None and not _MODEL_NAME.match(value):
+        if value is not None and not _MODEL_NAME.fullmatch(value):
             raise ValueError("must be 1-100 letters, digits, '.', '_' or '-' (a plain name, not a path)")
         return value
 
@@ -670,7 +683,7 @@ def _first_error(err: ValidationError) -> str:
     parts = [p for i, p in enumerate(loc) if not (i and isinstance(loc[i - 1], int) and p in _UNION_TAGS)]
     key = ".".join(str(p) for p in parts) or "<root>"
     # Keys come from the file: a newline in one must not break the one-line error.
-    key = "".join(c if c.isprintable() else repr(c)[1:-1] for c in key)
+    key = printable(key)
     if first["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
     if first["type"] == "moved_key":

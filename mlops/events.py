@@ -16,6 +16,7 @@ from mlops.audit import (
     AuditRecord,
 )
 from mlops.features.freshness import Freshness
+from mlops.text import printable
 
 # A monitoring breach: the retrain automation in prefect.yaml listens to both.
 DRIFT_DETECTED = "mlops.drift.detected"
@@ -58,7 +59,8 @@ def event_for(record: AuditRecord) -> tuple[str, dict[str, str], dict[str, Any]]
         "action": record.action,
         "from_version": record.from_version,
         "to_version": record.to_version,
-        "reason": record.reason,
+        # Notification bodies quote it: escaped, one line; the audit record keeps it as given.
+        "reason": printable(record.reason),
         "metrics": metrics,
         "primary_metric": record.evidence.get("primary_metric"),
         "flow_run_id": record.flow_run_id,
@@ -85,5 +87,5 @@ def approval_requested(model_name: str, candidate: str, champion: str | None, re
                        timeout_minutes: float) -> tuple[str, dict[str, str], dict[str, Any]]:
     """(event name, resource, payload) asking a person to approve or reject a promotion."""
     payload = {"model_name": model_name, "candidate_version": candidate, "champion_version": champion,
-               "reason": reason, "timeout_minutes": timeout_minutes}
+               "reason": printable(reason), "timeout_minutes": timeout_minutes}
     return APPROVAL_REQUESTED, model_resource(model_name), payload

@@ -7,6 +7,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mlops.text import printable
+
 if TYPE_CHECKING:
     from mlops.registry import ModelRef
 
@@ -99,7 +101,7 @@ class TrainResult:
         if self.behaviour:
             lines += ["", "## Behavioural tests", "", "| test | kind | result | detail |", "|---|---|---|---|"]
             lines += [f"| {t.name} | {t.kind} | {'pass' if t.passed else 'FAIL'} | {t.detail} |" for t in self.behaviour]
-        return "\n".join(lines) + "\n"
+        return _lines(lines) + "\n"
 
     def to_text(self) -> str:
         """The short human summary the CLI prints at the end of a run."""
@@ -123,7 +125,7 @@ class TrainResult:
             lines.append(f"  run:     {self.run_url}")
         if self.model_url:
             lines.append(f"  model:   {self.model_url}")
-        return "\n".join(lines)
+        return _lines(lines)
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ class DeployResult:
             lines += [f"| {c['name']} | {'pass' if c['passed'] else 'FAIL'} | {c['detail']} |" for c in checks]
         if self.watch:
             lines += ["", f"**Post-deployment watch**: {self.watch.get('verdict')}: {self.watch.get('reason')}"]
-        return "\n".join(lines) + "\n"
+        return _lines(lines) + "\n"
 
     def to_text(self) -> str:
         """The short human summary the CLI prints."""
@@ -198,7 +200,12 @@ class DeployResult:
             rows.append(("holdout", f"{self.holdout.get('uri')} ({self.holdout.get('rows')} rows)"))
         if self.watch:
             rows.append(("watch", f"{self.watch.get('verdict')}: {self.watch.get('reason')}"))
-        return "\n".join([head, *(f"  {label + ':':12s}{text}" for label, text in rows)])
+        return _lines([head, *(f"  {label + ':':12s}{text}" for label, text in rows)])
+
+    def error_line(self) -> str:
+        """The one `error:` line of a refused or rolled-back deploy (without the prefix), escaped."""
+        what = "promotion refused" if self.status == "refused" else "promotion rolled back"
+        return printable(f"{what}: {self.model_name} v{self.candidate_version}: {self.reason}")
 
 
 @dataclass(frozen=True)
@@ -217,10 +224,8 @@ class RollbackResult:
         return asdict(self)
 
     def to_text(self) -> str:
-        return (
-            f"rolled back: model {self.model_name} champion {_v(self.from_version)} -> {_v(self.to_version)}\n"
-            f"  {'reason:':12s}{self.reason}"
-        )
+        return _lines([f"rolled back: model {self.model_name} champion {_v(self.from_version)} -> {_v(self.to_version)}",
+                       f"  {'reason:':12s}{self.reason}"])
 
 
 @dataclass(frozen=True)
@@ -266,7 +271,13 @@ class RetrainResult:
             lines.append(f"- **Labelled rows left out** (breaking the contract): {self.dropped_rows} ({reasons})")
         if self.unreadable_parts:
             lines.append(f"- **Unreadable log parts skipped**: {', '.join(self.unreadable_parts)}")
-        return "\n".join(lines) + "\n"
+        return _lines(lines) + "\n"
+
+
+def _lines(lines: list[str]) -> str:
+    """Lines joined for a terminal or the Prefect UI, each escaped: a reason or a name with a line
+    break or an escape code in it (typed by a person) stays on its own line and stays inert."""
+    return "\n".join(printable(line) for line in lines)
 
 
 def _v(version: str | None) -> str:
@@ -314,6 +325,7 @@ def render_versions(model_name: str, rows: list[dict[str, Any]], metric_names: l
         cells += [_num(row["key_metrics"].get(name)) for name in metric_names]
         cells.append(row["last_action"] or "-")
         table.append(cells)
+    table = [[printable(cell) for cell in r] for r in table]  # aliases and tags anyone may have set
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = [f"model {model_name}"]
     lines += ["  " + "  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip() for r in table]

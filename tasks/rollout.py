@@ -35,6 +35,7 @@ from mlops.serving.prediction_log import (
     read_labels,
     read_prediction_log,
 )
+from mlops.text import printable
 from tasks.deploy import emit_model_event
 
 
@@ -103,7 +104,7 @@ class ServiceRollout:
         )
         self.registry.append_audit(record)
         emit_model_event.fn(record)
-        self.logger.info("rollout step %s: %s (%s)", split.describe_step(), verdict.action, verdict.reason())
+        self.logger.info("rollout step %s: %s (%s)", printable(split.describe_step()), verdict.action, printable(verdict.reason()))
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)

@@ -14,6 +14,7 @@ from typing import Any
 from mlops.cards.card import ModelCard
 from mlops.evaluation import SliceReport
 from mlops.metrics import higher_is_better
+from mlops.text import printable
 
 # Section titles, in card order: tests and the CI report look them up by these names.
 SECTIONS = (
@@ -226,7 +227,8 @@ def _title(card: ModelCard) -> str:
 
 
 def _md_cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    # A reason or actor as typed: escaped, one table row each (CR and escape codes included).
+    return printable(value).replace("|", "\\|")
 
 
 def render_markdown(card: ModelCard) -> str:

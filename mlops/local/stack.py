@@ -62,6 +62,13 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def _option(name: str, value: object) -> str:
+    """`--name=value`: one token, so a setting that starts with '-' (a host, a path, a URI from the
+    environment) is read as the option's value, never as another option; argparse refuses
+    `--host -x` and Click takes the next token whatever it is."""
+    return f"{name}={value}"
+
+
 def prefect_service(home: Path, host: str, port: int, database_url: str | None = None) -> Service:
     """A Prefect server with its services (events, automations) in-process.
 
@@ -71,7 +78,7 @@ def prefect_service(home: Path, host: str, port: int, database_url: str | None =
     prefect_home = home / "prefect"
     service = Service(
         name="prefect",
-        command=[_bin("prefect"), "server", "start", "--host", host, "--port", str(port)],
+        command=[_bin("prefect"), "server", "start", _option("--host", host), _option("--port", port)],
         health_url=f"http://{host}:{port}/api/health",
         url=f"http://{host}:{port}",
         env={
@@ -97,9 +104,9 @@ def mlflow_service(home: Path, host: str, port: int) -> Service:
         name="mlflow",
         command=[
             _bin("mlflow"), "server",
-            "--host", host, "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-            "--default-artifact-root", (home / "mlartifacts").as_uri(),
+            _option("--host", host), _option("--port", port),
+            _option("--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}"),
+            _option("--default-artifact-root", (home / "mlartifacts").as_uri()),
             "--no-serve-artifacts",
             "--workers", "1",
         ],
@@ -123,12 +130,12 @@ def mlflow_server_service(
     """
     command = [
         _bin("mlflow"), "server",
-        "--host", host, "--port", str(port),
-        "--serve-artifacts", "--artifacts-destination", artifacts_destination,
+        _option("--host", host), _option("--port", port),
+        "--serve-artifacts", _option("--artifacts-destination", artifacts_destination),
         "--workers", "1",
     ]
     if allowed_hosts:
-        command += ["--allowed-hosts", allowed_hosts]
+        command += [_option("--allowed-hosts", allowed_hosts)]
     env = {"MLFLOW_BACKEND_STORE_URI": backend_uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     if s3_endpoint_url:
         env["MLFLOW_S3_ENDPOINT_URL"] = s3_endpoint_url  # MLflow's own boto3 reads this, not AWS_ENDPOINT_URL
@@ -199,7 +206,8 @@ def serving_service(settings: Settings, project: Path, catalogue: Path) -> Servi
     host, port = settings.stack_host, settings.serving_port
     return Service(
         name="serving",
-        command=[sys.executable, "-m", "mlops.serving", "--catalogue", str(catalogue), "--host", host, "--port", str(port)],
+        command=[sys.executable, "-m", "mlops.serving", _option("--catalogue", catalogue), _option("--host", host),
+                 _option("--port", port)],
         health_url=f"http://{host}:{port}/health",
         url=f"http://{host}:{port}",
         env=_stack_env(settings),
@@ -242,7 +250,7 @@ def deploy_flows(settings: Settings, project: Path) -> list[str]:
     env = {**os.environ, **_stack_env(settings), "PWD": str(project.resolve())}
     _run([_bin("prefect"), "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"], env, project,
          f"creating work pool {WORK_POOL}")
-    _run([_bin("prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)], env, project,
+    _run([_bin("prefect"), "--no-prompt", "deploy", "--all", _option("--prefect-file", prefect_file)], env, project,
          f"prefect deploy --all ({prefect_file})")
     apply_automations(settings, project)
     from mlops.local.notifications import apply_notifications

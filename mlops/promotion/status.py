@@ -6,6 +6,7 @@ from typing import Any
 
 from mlops import audit
 from mlops.errors import BrokenSplit
+from mlops.text import printable
 
 
 def rollout_status(registry: Any, name: str) -> dict[str, Any]:
@@ -65,4 +66,5 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"{name}: no rollout in progress; the latest began {status['rollout_started_at']}")
     for step in status["steps"]:
         lines.append(f"  {step['recorded_at']}  v{step['version']}  {step['reason']}")
-    return "\n".join(lines)
+    # Tag values and reasons are whatever was written to the registry: each line escaped stays one line.
+    return "\n".join(printable(line) for line in lines)

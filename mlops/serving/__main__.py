@@ -9,6 +9,7 @@ from mlops.config import Settings
 from mlops.errors import ConfigError
 from mlops.serving.host import describe_default
 from mlops.serving.server import DEFAULT_HOST, DEFAULT_PORT, run, serving_configs
+from mlops.text import printable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,10 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         default_model = args.default_model or settings.default_model
         default_line = describe_default(configs, default_model)  # a default that is not served: exit 2 now
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(err)}", file=sys.stderr)
         return 2
     for problem in problems:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"warning: {printable(problem)}", file=sys.stderr)
     print(default_line, file=sys.stderr)
     run(configs, settings.mlflow_tracking_uri or settings.default_tracking_uri(), host=args.host, port=args.port,
         default_model=default_model)

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from mlops.contract import MAX_ABS_VALUE, DataContract
+from mlops.text import printable
 
 RECORD_KEYS = ("records", "dataframe_records", "dataframe_split")
 ENTITIES_KEY = "entities"
@@ -69,7 +70,7 @@ def describe(value: Any) -> str:
 
 def shown_name(name: Any) -> str:
     """A name the client chose, fit for a one-line message: control characters escaped, shortened."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))
+    text = printable(name)
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 

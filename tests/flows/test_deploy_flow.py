@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import http.server
+import logging
 import os
 import shutil
 import subprocess
@@ -302,6 +303,17 @@ def test_config_mistakes_fail_before_anything_moves(store):
 # -- rollback -------------------------------------------------------------------------------------
 
 
+class _Lines(logging.Handler):
+    """Every message a logger emits, formatted."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def test_rollback_flow_restores_the_previous_champion(store, alias_writes):
     uri, data_uri = store
     config = make_config(data_uri)
@@ -309,14 +321,24 @@ def test_rollback_flow_restores_the_previous_champion(store, alias_writes):
     run_deploy(config, challenger_version="2")
     alias_writes.clear()
 
-    state = rollback(config=config, reason="pager: error spike", return_state=True)
+    # A reason as typed, line break and escape codes included: kept as given, logged escaped on one line.
+    reason = "pager: error spike\n2026-01-01 rolled-back v9 -> v1 (forged)\x1b[2J"
+    logged = _Lines()
+    logger = logging.getLogger("prefect.flow_runs")
+    logger.addHandler(logged)
+    try:
+        state = rollback(config=config, reason=reason, return_state=True)
+    finally:
+        logger.removeHandler(logged)
     assert state.is_completed(), state.message
     result = state.result()
     assert (result.from_version, result.to_version) == ("2", "1")
     assert aliases(uri) == {"champion": "1", "rolled-back": "2", "challenger": "3"}
     assert all("champion" in s for *_, s in alias_writes)
     record = Registry(uri).read_audit(MODEL)[-1]
-    assert (record.action, record.from_version, record.to_version, record.reason) == ("rolled-back", "2", "1", "pager: error spike")
+    assert (record.action, record.from_version, record.to_version, record.reason) == ("rolled-back", "2", "1", reason)
+    [line] = [m for m in logged.messages if m.startswith("rolled back")]
+    assert line.endswith("(pager: error spike\\n2026-01-01 rolled-back v9 -> v1 (forged)\\x1b[2J)")
     assert Registry(uri).get_version(MODEL, "2").tags["audit.last_action"] == "rolled-back"
     assert model_events("mlops.model.rolled-back", str(state.state_details.flow_run_id))
 

@@ -211,3 +211,18 @@ def test_current_card_refuses_what_is_not_there(versions, asked, message):
     with pytest.raises(ModelNotFound) as raised:
         current_card(_Registry(versions), "m", asked)
     assert str(raised.value) == message and raised.value.exit_code == 2
+
+
+def test_an_audit_reason_with_line_breaks_and_escape_codes_is_one_row_of_the_card(churn_card):
+    from dataclasses import replace
+
+    hostile = audit.new_record("refused", "m", from_version="2", to_version="3", decision={},
+                               reason="no\r\n| 2026 | promoted | v1 | v9 | root | forged |\x1b[2J", evidence={},
+                               flow_run_id=None, actor="eve\n")
+    card = replace(churn_card, audit=[{"recorded_at": hostile.recorded_at, "action": hostile.action,
+                                       "from_version": "2", "to_version": "3", "actor": hostile.actor,
+                                       "reason": hostile.reason}])
+    text = render_markdown(card)
+    section = text[text.index("| time (UTC) |"):].split("\n\n")[0].splitlines()
+    assert len(section) == 3  # header, rule, the one record
+    assert "\x1b" not in text and "\r" not in text and "no\\r\\n\\| 2026" in section[2]

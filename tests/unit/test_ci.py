@@ -138,3 +138,73 @@ def test_report_markdown_has_each_models_summary_card_place_and_failing_cases():
     assert "| calls | directional | FAIL | support_calls +2: ... |" in text
     assert '{"support_calls": 1, "before": 0.4, "after": 0.3}' in text
     assert "No model's config or features changed." in ci.CiReport("HEAD", []).to_markdown()
+
+
+@pytest.mark.parametrize("option", ["--output={victim}", "--output=../victim.txt", "-O{victim}", "--no-index"])
+def test_a_ref_that_reads_as_a_git_option_is_an_unknown_ref_and_writes_nothing(repo, option):
+    # `--changed-since=--output=FILE` emptied FILE through `git diff` and the run said "passed".
+    victim = repo / "victim.txt"
+    victim.write_text("kept\n")
+    ref = option.format(victim=victim)
+    with pytest.raises(ConfigError) as caught:
+        ci.changed_files(ref, ["configs", "features"], cwd=repo / "configs")
+    assert str(caught.value).startswith(f"--changed-since: unknown git ref '{ref}'")
+    assert "\n" not in str(caught.value)
+    assert victim.read_text() == "kept\n"
+
+
+def test_a_ref_is_resolved_to_its_commit_before_the_diff(repo):
+    (repo / "configs" / "spend.yaml").write_text((repo / "configs" / "spend.yaml").read_text() + "\n")
+    git(repo, "commit", "-q", "-am", "touch")
+    git(repo, "tag", "base", "HEAD~1")
+    assert select(repo, "base").models == ["spend-regressor"]
+    with pytest.raises(ConfigError, match="unknown git ref 'base:configs'"):
+        ci.changed_files("base:configs", ["configs"], cwd=repo)  # a tree, not a commit
+
+
+def test_a_change_no_model_checks_is_not_passed(repo):
+    # Feature definitions changed, but no model reads the store: nothing was checked, and the
+    # run must not say it passed (exit 2 naming what changed).
+    for path in (repo / "configs").glob("*.yaml"):
+        raw = yaml.safe_load(path.read_text())
+        raw["dataset"].pop("feature_service", None)
+        path.write_text(yaml.safe_dump(raw))
+    git(repo, "commit", "-q", "-am", "no store-fed model")
+    (repo / "features" / "customers.py").write_text("# features, changed\n")
+    (repo / "configs" / ".draft.yaml").write_text("model: {name: draft}\n")  # skipped by the catalogue
+    picked = select(repo, "HEAD")
+    assert picked.models == []
+    assert sorted(p.name for p in picked.unchecked) == [".draft.yaml", "customers.py"]
+    report = ci.CiReport("HEAD", [], picked.unchanged, [str(p) for p in picked.unchecked])
+    payload = json.loads(report.to_json())
+    assert (payload["status"], payload["exit_code"]) == ("failed", 2)
+    assert report.to_markdown().startswith("# Model CI: failed (exit 2)")
+    assert report.error.startswith("changed since HEAD but no model checked: ")
+
+
+def test_a_removed_config_is_a_change_no_model_checks(repo):
+    (repo / "configs" / "spend.yaml").unlink()
+    picked = select(repo, "HEAD")
+    assert (picked.models, [p.name for p in picked.unchecked]) == ([], ["spend.yaml"])
+
+
+def test_nothing_changed_is_not_called_passed_either():
+    payload = json.loads(ci.CiReport("HEAD", [], ["churn-classifier"]).to_json())
+    assert (payload["status"], payload["exit_code"]) == ("nothing-to-check", 0)
+    assert ci.CiReport("HEAD", []).to_markdown().startswith("# Model CI: nothing to check")
+
+
+def test_the_command_refuses_an_option_as_ref_in_one_line_exit_2(repo, monkeypatch, capsys):
+    from mlops import cli
+
+    monkeypatch.chdir(repo)
+    monkeypatch.delenv("MLOPS_CATALOGUE", raising=False)
+    monkeypatch.delenv("MLOPS_FEATURE_REPO", raising=False)
+    victim = repo / "victim.txt"
+    victim.write_text("kept\n")
+    assert cli.main(["ci", f"--changed-since=--output={victim}", "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"error: --changed-since: unknown git ref '--output={victim}' "
+                                         "(fatal: Needed a single revision)"]
+    assert json.loads(captured.out)["exit_code"] == 2
+    assert victim.read_text() == "kept\n"

@@ -291,3 +291,29 @@ def test_behaviour_defaults_and_bundled_tests():
     assert parse_config(BASE).behaviour.tests == []
     churn = load_config(Path(__file__).resolve().parents[2] / "configs" / "churn.yaml")
     assert {t.kind for t in churn.behaviour.tests} == {"invariance", "directional", "minimum"}
+
+
+_DIRECTIONAL = {"kind": "directional", "column": "c", "delta": 1}
+
+
+@pytest.mark.parametrize("padded", ["x\n", "x ", " x", "x\r", "x\t", "x\n\n"])
+@pytest.mark.parametrize(
+    ("key", "place"),
+    [
+        ("model.name", lambda raw, v: raw["model"].update(name=v)),
+        ("experiment", lambda raw, v: raw.update(experiment=v)),
+        ("dataset.feature_service", lambda raw, v: raw["dataset"].update(feature_service=v)),
+        ("behaviour.tests.0.name", lambda raw, v: raw.update(behaviour={"tests": [{"name": v, **_DIRECTIONAL}]})),
+        ("behaviour.tests.0.name", lambda raw, v: raw.update(behaviour={"tests": [
+            {"name": v, "kind": "minimum", "cases": [{"row": {"x": 1}, "expected": 1}]}]})),
+    ],
+)
+def test_a_name_with_surrounding_whitespace_is_refused_whole(key, place, padded):
+    # `$` matches before a final newline: "x\n" passed, split tables and made a second model
+    # beside "x". A name is matched whole.
+    raw = copy.deepcopy(BASE)
+    place(raw, padded)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, source="c.yaml")
+    assert f"invalid value for '{key}'" in str(caught.value)
+    assert "\n" not in str(caught.value) and "\r" not in str(caught.value)
