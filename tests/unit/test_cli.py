@@ -212,3 +212,37 @@ def test_with_no_prefect_server_the_temporary_one_gets_time_to_start(tmp_path, m
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "45")
     cli._configure_infrastructure(Settings())
     assert cli.os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "45"
+
+
+def test_the_console_command_hides_library_deprecations_and_keeps_our_warnings(monkeypatch):
+    import warnings
+
+    from mlops.progress import quiet_library_warnings
+
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_library_warnings()
+        warnings.warn("numpy.core is deprecated", DeprecationWarning, stacklevel=1)
+        warnings.warn("a future default", FutureWarning, stacklevel=1)
+        warnings.warn("a window with too few rows", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == ["a window with too few rows"]
+    # An explicit PYTHONWARNINGS is the user's choice: nothing is hidden then.
+    monkeypatch.setenv("PYTHONWARNINGS", "default")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_library_warnings()
+        warnings.warn("numpy.core is deprecated", DeprecationWarning, stacklevel=1)
+    assert len(seen) == 1
+
+
+def test_the_stacks_processes_hide_library_deprecations_unless_the_caller_says(monkeypatch, tmp_path):
+    from mlops.config import Settings
+    from mlops.local import stack
+
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+    env = stack.worker_service(Settings(), tmp_path).env
+    assert "ignore::DeprecationWarning" in env["PYTHONWARNINGS"].split(",")
+    monkeypatch.setenv("PYTHONWARNINGS", "error")
+    assert stack.serving_service(Settings(), tmp_path, tmp_path).env["PYTHONWARNINGS"] == "error"
