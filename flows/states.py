@@ -12,10 +12,14 @@ from typing import Any
 
 from prefect.states import Completed
 
+from mlops.drift import INSUFFICIENT_DATA
 from mlops.results import STATUS_REFUSED, STATUS_ROLLED_BACK, STATUS_SKIPPED
 
 # A run's result status -> the name of its Completed state; other statuses keep "Completed".
-STATE_NAMES = {STATUS_REFUSED: "Refused", STATUS_ROLLED_BACK: "RolledBack", STATUS_SKIPPED: "Skipped"}
+STATE_NAMES = {
+    STATUS_REFUSED: "Refused", STATUS_ROLLED_BACK: "RolledBack", STATUS_SKIPPED: "Skipped",
+    INSUFFICIENT_DATA: "NoVerdict",  # a monitor window too small to judge: not the same as no drift
+}
 
 
 def completed_as_status(result: Any) -> Any:
