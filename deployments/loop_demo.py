@@ -143,11 +143,17 @@ def main() -> int:
     wait_for("the prediction log", lambda: serving.get("/ready").json()["prediction_log"]["written_rows"] >= logged + 1, 30)
     say(f"    {sent.rows} rows predicted and logged, {labelled} labels posted")
 
-    hours = max((datetime.now(UTC) - drift_start).total_seconds() / 3600, 0.01)
-    say(f"5/6 monitor/scheduled (the model's own schedule; started now) on the last {hours * 60:.1f} minutes of traffic")
-    run = follow(prefect, prefect.start_run("monitor", "scheduled", {"model": name, "window_hours": hours})["id"])
+    say(f"5/6 monitor/scheduled (the model's own schedule; started now) on the traffic since {drift_start:%H:%M:%S} UTC")
+    # The window is anchored at the drifted traffic: "the last N minutes" measured when the run
+    # starts missed it whenever the run waited for a busy worker.
+    run = follow(prefect, prefect.start_run("monitor", "scheduled",
+                                            {"model": name, "window_start": drift_start.isoformat()})["id"])
     if run["state_type"] != "COMPLETED":
         say(f"monitor ended {run['state_name']}: see {ui}/runs/flow-run/{run['id']}")
+        return 1
+    if run["state_name"] == "NoVerdict":
+        say(f"    no verdict: fewer logged rows since the drifted traffic than monitoring.min_rows; "
+            f"the loop did not close: see {ui}/runs/flow-run/{run['id']}")
         return 1
     try:
         # The run emits its event before it ends; the server stores it a moment later.
@@ -155,8 +161,9 @@ def main() -> int:
             prefect.events(DRIFT_DETECTED, drift_start) + prefect.events(PERFORMANCE_DEGRADED, drift_start)
         ), 20)[0]
     except TimeoutError:
-        say("    no breach, so no event and no retrain: the loop stays quiet")
-        return 0
+        say(f"    the monitor found no breach in {sent.rows} drifted rows, so no event and no retrain: the loop "
+            f"did not close (see the drift report: {ui}/runs/flow-run/{run['id']})")
+        return 1
     payload = event["payload"]
     say(f"    {event['event']} for {event['resource']['prefect.resource.id']}: drift share "
         f"{payload.get('drift_share')}, drifted {', '.join(payload.get('drifted_columns', []))}")

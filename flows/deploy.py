@@ -9,6 +9,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from flows.rollback import rollback
+from flows.states import completed_as_status
 from mlops import audit, promotion
 from mlops.cards import card_link
 from mlops.catalogue import ConfigOverrides
@@ -81,7 +82,8 @@ def deploy(
     It is then staged (`staging`), smoke-tested as serving loads it, and made `champion`;
     the old champion becomes `previous-champion`. With `rollback.enabled`, the serving app is watched
     for `watch_seconds` (default `rollback.window_seconds`) and a breach rolls the promotion back.
-    A refusal completes the run with status `refused`; every outcome is in the model's audit log.
+    A refusal completes the run with status `refused` (its state named `Refused` in the Prefect UI,
+    `RolledBack` after a rollback); every outcome is in the model's audit log.
 
     Args:
         config: The pipeline config; `promotion`, `gates` and `rollback` set the decision.
@@ -90,6 +92,18 @@ def deploy(
         holdout_uri: Labelled data both models are scored on (default: the dataset's holdout).
         watch_seconds: Post-deployment watch length (default `rollback.window_seconds`; 0 skips it).
     """
+    result = _deploy_in_run(config, challenger_version, trigger, holdout_uri, watch_seconds)
+    return completed_as_status(result)
+
+
+def _deploy_in_run(
+    config: PipelineConfig,
+    challenger_version: str | None,
+    trigger: dict[str, Any] | None,
+    holdout_uri: str | None,
+    watch_seconds: float | None,
+) -> DeployResult:
+    """The deploy flow's decisions, inside its run: every branch returns the run's result."""
     logger = get_run_logger()
     if holdout_uri:
         config = config.model_copy(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
 from prefect import flow, get_run_logger
 
+from flows.states import completed_as_status
 from mlops.catalogue import ConfigOverrides
 from mlops.config import PipelineConfig
 from mlops.drift import INSUFFICIENT_DATA, too_few_rows
@@ -29,7 +31,8 @@ from tasks.monitoring import (
 
 @flow(name="monitor", log_prints=True)
 def monitor(
-    config: PipelineConfig, current_uri: str | None = None, window_hours: float | None = None
+    config: PipelineConfig, current_uri: str | None = None, window_hours: float | None = None,
+    window_start: datetime | None = None,
 ) -> MonitorResult:
     """Compare recent traffic (or a dataset) with the champion's training data, as Evidently would.
 
@@ -50,13 +53,14 @@ def monitor(
         config: The pipeline config; `monitoring` sets methods, thresholds and the window.
         current_uri: Data to check instead of the prediction log (local path or s3://).
         window_hours: Hours of prediction log to check (default `monitoring.window_hours`).
+        window_start: Check the prediction log from this time (UTC) until now, instead of `window_hours`.
     """
     logger = get_run_logger()
     registry = open_registry()
     champion, model, contract, reference, profile = load_champion(registry, config.model.name)
     freshness = _check_feature_freshness(config)
     hours = window_hours or config.monitoring.window_hours
-    current, window = read_window(config, contract, current_uri, hours)
+    current, window = read_window(config, contract, current_uri, hours, window_start)
     if window.unreadable_parts:
         logger.warning(f"{len(window.unreadable_parts)} unreadable prediction-log part(s) skipped: "
                        + ", ".join(window.unreadable_parts))
@@ -66,10 +70,11 @@ def monitor(
     no_verdict = too_few_rows(len(current), config.monitoring)
     if no_verdict is not None:
         logger.info(f"{window.describe()}: {no_verdict}")
-        return MonitorResult(status=INSUFFICIENT_DATA, model_name=config.model.name,
-                             champion_version=champion.version, window=window.describe(), rows=len(current),
-                             unreadable_parts=window.unreadable_parts, dead_letter_rows=dead,
-                             feature_freshness=freshness)
+        # Named NoVerdict in the runs list: a quiet window is not a window without drift.
+        return completed_as_status(MonitorResult(
+            status=INSUFFICIENT_DATA, model_name=config.model.name, champion_version=champion.version,
+            window=window.describe(), rows=len(current), unreadable_parts=window.unreadable_parts,
+            dead_letter_rows=dead, feature_freshness=freshness))
 
     html = html_report_path()
     report = check_window(reference, current, contract, model, config, champion, html, profile)
@@ -106,7 +111,7 @@ def _check_feature_freshness(config: PipelineConfig) -> dict | None:
 @flow(name="monitor", log_prints=True)
 def monitor_model(
     model: str, overrides: ConfigOverrides | None = None, current_uri: str | None = None,
-    window_hours: float | None = None,
+    window_hours: float | None = None, window_start: datetime | None = None,
 ) -> MonitorResult:
     """Check a catalogue model's live window for drift (the same run as `monitor`); each model's
     schedule (`monitoring.schedule`) starts this with its name.
@@ -116,6 +121,8 @@ def monitor_model(
         overrides: Config keys to change for this run only; keys left empty keep the file's value.
         current_uri: Data to check instead of the prediction log (local path or s3://).
         window_hours: Hours of prediction log to check (default `monitoring.window_hours`).
+        window_start: Check the prediction log from this time (UTC) until now, instead of `window_hours`.
     """
     resolved = load_model_config(model, overrides)
-    return monitor.fn(config=resolved.config, current_uri=current_uri, window_hours=window_hours)
+    return monitor.fn(config=resolved.config, current_uri=current_uri, window_hours=window_hours,
+                      window_start=window_start)

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.deploy import deploy
+from flows.states import completed_as_status
 from flows.train import train
 from mlops import retraining
 from mlops.catalogue import ConfigOverrides
@@ -82,8 +83,9 @@ def retrain(
             result = RetrainResult(status=STATUS_SKIPPED, model_name=name, reason=reason, champion_version=None,
                                    trigger=trigger, flow_run_id=run_id)
             publish_retrain_summary(result)
-            return result
-        return _retrain_holding_slot(config, trigger, include_recent_labels, cooldown_minutes, run_id, config_source)
+            return completed_as_status(result)
+        result = _retrain_holding_slot(config, trigger, include_recent_labels, cooldown_minutes, run_id, config_source)
+        return completed_as_status(result)
 
 
 def _retrain_holding_slot(

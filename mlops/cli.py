@@ -26,7 +26,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from mlops.config import PipelineConfig
 from mlops.errors import ConfigError, MlopsError, PromotionRefused
-from mlops.progress import Say, progress, stderr_handlers
+from mlops.progress import Say, progress, quiet_library_warnings, stderr_handlers
 from mlops.text import printable
 
 if TYPE_CHECKING:
@@ -1075,6 +1075,8 @@ def _ci_sample(config: PipelineConfig, rows: int, tmp: Any) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `mlops` entry point: the command's exit code (argv defaults to the process's arguments)."""
+    if argv is None:
+        quiet_library_warnings()
     code = typer.main.get_command(app).main(args=argv, prog_name="mlops", standalone_mode=False)
     if argv is None:
         # The process is about to exit: frozen objects are left out of the collections that

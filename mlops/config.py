@@ -277,6 +277,14 @@ class PromotionConfig(_Strict):
     )
 
 
+def _home_default(name: str) -> str:
+    """A default location under the stack's home, absolute: two homes never share state, and a
+    process started from another directory (a worker, the serving app) finds the same files."""
+    from mlops.settings import Settings
+
+    return str((Settings().home / name).resolve())
+
+
 class ServingConfig(_Strict):
     """The prediction service: routing, limits, logging."""
 
@@ -285,7 +293,8 @@ class ServingConfig(_Strict):
     canary_alias: str = Field(default="challenger", description="Alias the canary/shadow scores with")
     sticky_header: str = Field(default="X-Request-Key", description="Header that pins a caller to a route")
     prediction_log_uri: str = Field(
-        default=".mlops/predictions", description="Directory or s3://bucket/prefix of the prediction log"
+        default_factory=lambda: _home_default("predictions"),
+        description="Directory or s3://bucket/prefix of the prediction log (default: $MLOPS_HOME/predictions)",
     )
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     max_rows: int = Field(default=1000, ge=1)

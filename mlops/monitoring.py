@@ -43,9 +43,16 @@ class Window:
         return f"{self.source} [{self.start.isoformat()} .. {self.end.isoformat() if self.end else 'now'})"
 
 
-def log_window(log_uri: str, hours: float, now: datetime | None = None) -> Window:
-    """The last `hours` of the prediction log, ending now (UTC)."""
+def log_window(log_uri: str, hours: float, now: datetime | None = None, start: datetime | None = None) -> Window:
+    """The last `hours` of the prediction log, ending now (UTC); from `start` instead, when given.
+
+    A window anchored at a known moment (the demo's drifted traffic) does not depend on how long
+    the run waited for a worker: "the last N minutes" measured from the run's start missed it.
+    """
     end = now or datetime.now(UTC)
+    if start is not None:
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+        return Window(source=log_uri, start=min(start, end), end=end)
     return Window(source=log_uri, start=end - timedelta(hours=hours), end=end)
 
 

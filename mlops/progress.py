@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +19,21 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 Say = Callable[[str], None]
+
+# Warnings a user of the command cannot act on: deprecations inside Evidently (numpy.core),
+# Litestar, Great Expectations (sre_constants) and pandas. The test run (which calls `main` with
+# arguments, or runs the libraries directly) keeps them, where they are actionable.
+LIBRARY_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+# The same for the stack's worker, its flow runs and the serving app (Python's -W syntax).
+LIBRARY_WARNINGS_ENV = ",".join(f"ignore::{w.__name__}" for w in LIBRARY_WARNINGS)
+
+
+def quiet_library_warnings() -> None:
+    """Hide the libraries' deprecation warnings from the user's terminal (PYTHONWARNINGS still wins)."""
+    if os.environ.get("PYTHONWARNINGS"):
+        return
+    for category in LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", category=category)
 
 
 def _silent(_: str) -> None:

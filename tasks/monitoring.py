@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ def load_champion(
 
 @task(name="read-window", **_IO)
 def read_window(
-    config: PipelineConfig, contract: DataContract, current_uri: str | None, window_hours: float
+    config: PipelineConfig, contract: DataContract, current_uri: str | None, window_hours: float,
+    window_start: datetime | None = None,
 ) -> tuple[pd.DataFrame, monitoring.Window]:
     """The data to check: a dataset URI when given, else the prediction log's recent window.
 
@@ -53,7 +55,8 @@ def read_window(
     )
 
     # Only this model's partition: other models' rows sharing the log never enter its window.
-    window = monitoring.log_window(model_log_uri(config.serving.prediction_log_uri, config.model.name), window_hours)
+    log_uri = model_log_uri(config.serving.prediction_log_uri, config.model.name)
+    window = monitoring.log_window(log_uri, window_hours, start=window_start)
     skipped: list[str] = []
     log = read_prediction_log(window.source, since=window.start, until=window.end, skipped=skipped)
     labelled = join_labels(log, read_labels(window.source, skipped=skipped, since=window.start))

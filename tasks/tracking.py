@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from sklearn.pipeline import Pipeline
 
 from mlops import drift, evaluation, monitoring, search, training, validation
-from mlops.config import PipelineConfig
+from mlops.config import CardConfig, PipelineConfig
 from mlops.contract import DataContract
 from mlops.registry import ModelRef, Registry
 from mlops.results import TrainResult, artifact_key
@@ -105,6 +105,8 @@ def register_model(
         input_example=training.feature_frame(example, contract),
         trusted_types=training.skops_trusted_types(pipeline),
         tags=tags,
+        # MLflow's registered-models page shows it; the default "not stated" would say nothing.
+        description=config.card.purpose if config.card.purpose != CardConfig().purpose else None,
     )
 
 

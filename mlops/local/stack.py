@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mlops.config import Settings
 from mlops.errors import ConfigError
+from mlops.progress import LIBRARY_WARNINGS_ENV
 
 
 @dataclass
@@ -176,6 +177,9 @@ def _stack_env(settings: Settings) -> dict[str, str]:
         "PREFECT_API_URL": settings.local_prefect_url,
         "MLFLOW_TRACKING_URI": settings.local_mlflow_url,
         "MLOPS_HOME": str(settings.home.resolve()),
+        # The worker log and the serving log are read by people who cannot act on a library's
+        # deprecation warning; an explicit PYTHONWARNINGS in the caller's environment wins.
+        "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS") or LIBRARY_WARNINGS_ENV,
     }
 
 

@@ -19,6 +19,8 @@ from mlops.training import feature_frame
 
 LATENCY_CALLS = 20
 LATENCY_QUANTILE = 95
+# First calls pay lazy imports and caches (validation, BLAS set-up): not the model's steady cost.
+LATENCY_WARMUP_CALLS = 3
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,18 @@ def check_signature(model: ServedModel) -> SmokeCheck:
 
 
 def measure_latency(
-    model: ServedModel, row: pd.DataFrame, calls: int = LATENCY_CALLS, clock: Callable[[], float] = time.perf_counter
+    model: ServedModel, row: pd.DataFrame, calls: int = LATENCY_CALLS, clock: Callable[[], float] = time.process_time
 ) -> float:
-    """p95 of single-row predict latency in milliseconds, after one warm-up call."""
-    model.pipeline.predict(row)
+    """p95 of single-row predict time in milliseconds of CPU, after a few warm-up calls.
+
+    CPU time, not wall time: the gate judges what the model costs, not the machine's load. On the
+    2-core machine with three busy loops beside it, a logistic pipeline's wall-clock p95 went
+    from 4.5 to 8.8 ms (and a demo's to 682 ms, refusing v1) while its CPU p95 stayed 0.5-0.7 ms,
+    so the same version gets the same verdict on a busy worker. The process's CPU time counts
+    the threads a model predicts on (OpenMP), which the calling thread's alone would miss.
+    """
+    for _ in range(LATENCY_WARMUP_CALLS):
+        model.pipeline.predict(row)
     timings = []
     for _ in range(calls):
         start = clock()
@@ -139,7 +149,7 @@ def smoke_test(
     sample_rows: int,
     max_latency_ms: float,
     seed: int = 0,
-    clock: Callable[[], float] = time.perf_counter,
+    clock: Callable[[], float] = time.process_time,
 ) -> SmokeReport:
     """Load the staged model and check signature, outputs on the example and a sample, and latency."""
     try:
@@ -171,6 +181,7 @@ def smoke_test(
         ok = latency <= max_latency_ms
         relation = "<=" if ok else ">"
         checks.append(
-            SmokeCheck("latency", ok, f"single-row p{LATENCY_QUANTILE} {latency:.3f} ms {relation} max {max_latency_ms:g} ms")
+            SmokeCheck("latency", ok,
+                       f"single-row p{LATENCY_QUANTILE} {latency:.3f} ms of CPU {relation} max {max_latency_ms:g} ms")
         )
     return SmokeReport(model.version, tuple(checks), None if latency is None else round(latency, 4))

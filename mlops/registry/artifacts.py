@@ -69,8 +69,12 @@ class ModelArtifacts(VersionLookup):
         trusted_types: list[str],
         tags: Mapping[str, Any],
         alias: str = ALIAS_CHALLENGER,
+        description: str | None = None,
     ) -> ModelRef:
         """Log the fitted pipeline (skops, signature, example, contract) and register it.
+
+        `description` (the config's `card.purpose`) is the registered model's description in
+        MLflow's UI, kept up to date with the config by every registration.
 
         Registration is all-or-nothing: if tagging or aliasing fails, the new version is deleted
         again so no half-registered version is left behind.
@@ -104,10 +108,12 @@ class ModelArtifacts(VersionLookup):
                 pip_requirements=_pip_requirements(),
             )
             try:
-                self.client.create_registered_model(model_name)
+                self.client.create_registered_model(model_name, description=description)
             except MlflowException as err:
                 if err.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
+                if description is not None and self.client.get_registered_model(model_name).description != description:
+                    self.client.update_registered_model(model_name, description=description)
             version = self.client.create_model_version(
                 model_name,
                 source=info.model_uri,

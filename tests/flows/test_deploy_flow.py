@@ -102,7 +102,10 @@ def aliases(uri: str) -> dict[str, str]:
 def run_deploy(config: PipelineConfig, **params):
     state = deploy(config=config, return_state=True, **params)
     assert state.is_completed(), state.message
-    return state.result(), str(state.state_details.flow_run_id)
+    result = state.result()
+    # The runs list tells a refusal or a rollback from a promotion: the Completed state is named.
+    assert state.name == {"refused": "Refused", "rolled-back": "RolledBack"}.get(result.status, "Completed")
+    return result, str(state.state_details.flow_run_id)
 
 
 def _state(client: MlflowClient, name: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -145,8 +146,11 @@ def test_undrifted_window_emits_nothing(champion, tmp_path):
 
 def test_too_few_rows_give_no_verdict(champion, tmp_path):
     small = write_frame(simulate_churn(50, "strong", seed=54), str(tmp_path / "small.parquet"))
-    result = monitor(config=champion, current_uri=small)
+    state = monitor(config=champion, current_uri=small, return_state=True)
+    result = state.result()
     assert result.status == "insufficient-data" and result.event is None
+    # The runs list says so: a window too small to judge is not a window without drift.
+    assert state.is_completed() and state.name == "NoVerdict"
 
 
 def test_an_unreadable_log_part_is_skipped_named_and_the_window_still_checked(champion, tmp_path):
@@ -154,6 +158,9 @@ def test_an_unreadable_log_part_is_skipped_named_and_the_window_still_checked(ch
     result = monitor(config=champion)
     assert result.status in ("ok", "breach") and result.rows == 300
     assert result.unreadable_parts == (bad,) and result.to_dict()["unreadable_part_count"] == 1
+    # A window anchored after the logged traffic holds none of it, whatever window_hours says.
+    later = monitor(config=champion, window_hours=24, window_start=datetime.now(UTC) + timedelta(seconds=1))
+    assert later.status == "insufficient-data" and later.rows == 0
 def test_rows_the_log_dead_lettered_are_reported(champion, tmp_path):
     from mlops.serving.prediction_log import label_writer
 

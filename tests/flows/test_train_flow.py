@@ -194,10 +194,13 @@ def test_new_data_is_checked_against_the_champion_contract(champion_store, tmp_p
 def test_second_training_records_champion_contract_source(champion_store, tmp_path):
     store, raw = champion_store
     uri = write_frame(simulate_churn(3000, seed=14), str(tmp_path / "next.parquet"))
-    result = train(config=_with_data(raw, uri), return_state=True).result()
+    purpose = "Which customers leave next cycle."
+    result = train(config=_with_data({**raw, "card": {"purpose": purpose}}, uri), return_state=True).result()
     assert result.model_version == "2"
     assert result.contract_source == "champion v1"
     client = MlflowClient(tracking_uri=store, registry_uri=store)
+    # MLflow's registered-models page describes the model with the config's card purpose.
+    assert client.get_registered_model(CHAMPION_MODEL).description == purpose
     assert str(client.get_model_version_by_alias(CHAMPION_MODEL, "challenger").version) == "2"
     assert str(client.get_model_version_by_alias(CHAMPION_MODEL, ALIAS_CHAMPION).version) == "1"
 

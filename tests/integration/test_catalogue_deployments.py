@@ -80,6 +80,10 @@ def test_the_catalogue_sets_choices_schedules_and_triggers_and_follows_its_files
     wait_for("scheduled monitor runs of both models", lambda: {
         r["parameters"].get("model") for r in rest.runs_of("monitor", "scheduled")} >= {"model-a", "model-b"}, 60)
 
+    # The Automations page names the retrain trigger and says what it does (not "A custom trigger").
+    (automation,) = [a for a in rest.automations() if a["name"] == "retrain-on-drift-or-degradation"]
+    assert "mlops.drift.detected" in automation["description"]
+
     # A drift event of a catalogue model starts its retrain with the model taken from the event;
     # an event of a model the catalogue does not have starts nothing (the schema refuses it).
     started = datetime.now(UTC)

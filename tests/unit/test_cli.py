@@ -239,3 +239,37 @@ def test_rollout_status_on_a_broken_tag_is_one_error_line_and_exit_2(tmp_path, c
         assert err.startswith("error: model churn: tag mlops.rollout is not a traffic split: ") and err.count("\n") == 1
         assert err.rstrip("\n").isprintable() and err.rstrip().endswith("serving routes to the champion only")
     assert json.loads(out)["exit_code"] == 2
+
+
+def test_the_console_command_hides_library_deprecations_and_keeps_our_warnings(monkeypatch):
+    import warnings
+
+    from mlops.progress import quiet_library_warnings
+
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_library_warnings()
+        warnings.warn("numpy.core is deprecated", DeprecationWarning, stacklevel=1)
+        warnings.warn("a future default", FutureWarning, stacklevel=1)
+        warnings.warn("a window with too few rows", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == ["a window with too few rows"]
+    # An explicit PYTHONWARNINGS is the user's choice: nothing is hidden then.
+    monkeypatch.setenv("PYTHONWARNINGS", "default")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_library_warnings()
+        warnings.warn("numpy.core is deprecated", DeprecationWarning, stacklevel=1)
+    assert len(seen) == 1
+
+
+def test_the_stacks_processes_hide_library_deprecations_unless_the_caller_says(monkeypatch, tmp_path):
+    from mlops.config import Settings
+    from mlops.local import stack
+
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+    env = stack.worker_service(Settings(), tmp_path).env
+    assert "ignore::DeprecationWarning" in env["PYTHONWARNINGS"].split(",")
+    monkeypatch.setenv("PYTHONWARNINGS", "error")
+    assert stack.serving_service(Settings(), tmp_path, tmp_path).env["PYTHONWARNINGS"] == "error"

@@ -317,3 +317,20 @@ def test_a_name_with_surrounding_whitespace_is_refused_whole(key, place, padded)
         parse_config(raw, source="c.yaml")
     assert f"invalid value for '{key}'" in str(caught.value)
     assert "\n" not in str(caught.value) and "\r" not in str(caught.value)
+
+
+def test_the_prediction_log_defaults_under_the_home_wherever_the_process_starts(monkeypatch, tmp_path):
+    # It defaulted to ./.mlops/predictions: two homes shared one log, a stack started elsewhere wrote elsewhere.
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    assert parse_config(BASE).serving.prediction_log_uri == str(home.resolve() / "predictions")
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "other"))
+    assert parse_config(BASE).serving.prediction_log_uri == str((tmp_path / "other").resolve() / "predictions")
+    # A configured location is kept as written, and a config passed as a flow parameter keeps its value.
+    configured = parse_config(_with("serving.prediction_log_uri", "s3://bucket/log"))
+    assert configured.serving.prediction_log_uri == "s3://bucket/log"
+    dumped = parse_config(BASE).model_dump(mode="json")
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    assert PipelineConfig.model_validate(dumped).serving.prediction_log_uri.endswith("other/predictions")

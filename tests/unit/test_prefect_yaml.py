@@ -64,6 +64,7 @@ def test_retrain_listens_to_the_monitor_events_of_every_model_and_takes_the_mode
     assert trigger["match"]["prefect.resource.id"] == events.model_resource("*")["prefect.resource.id"]
     assert trigger["for_each"] == ["prefect.resource.id"]
     assert trigger["posture"] == "Reactive" and trigger["threshold"] == 1
+    assert trigger["name"] == "retrain-on-drift-or-degradation" and trigger["description"]
     # The model is the matched resource id without its prefix (what Prefect's Jinja renders).
     import jinja2
 
