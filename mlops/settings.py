@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     serving_wal: bool = Field(default=True, alias="MLOPS_SERVING_WAL")
     serving_wal_dir: Path | None = Field(default=None, alias="MLOPS_SERVING_WAL_DIR")
     serving_wal_fsync: bool = Field(default=False, alias="MLOPS_SERVING_WAL_FSYNC")
+    # How long logged rows may wait for the destination before /ready answers 503 (docs/serving.md).
+    serving_log_retry_seconds: float = Field(default=300.0, ge=0, alias="MLOPS_SERVING_LOG_RETRY_SECONDS")
     # The serving app's API key (auth is on when set and non-empty) and the serving app the deploy
     # watch reads /metrics from, sending that key. Both are fixed names here, never config: see MOVED_KEYS.
     api_key: SecretStr | None = Field(default=None, alias="MLOPS_API_KEY")
