@@ -90,8 +90,11 @@ def write_table(
     seconds = table.column(TIMESTAMP).cast(pa.int64()).to_numpy(zero_copy_only=False) // 1_000_000_000
     days = seconds // _DAY
     written = []
-    for day in np.unique(days):
-        part = table if len(days) and days[0] == days[-1] == day else table.filter(pa.array(days == day))
+    unique = np.unique(days)
+    for day in unique:
+        # Rows are not sorted by time (concurrent requests, a clock step): only one date in the
+        # whole table lets it go as it is.
+        part = table if len(unique) == 1 else table.filter(pa.array(days == day))
         stamp = datetime.fromtimestamp(int(day) * _DAY, UTC).strftime("%Y-%m-%d")
         uri = join(root, f"{PARTITION_PREFIX}{stamp}", f"{PART_PREFIX}{name}{PART_SUFFIX}")
         if keep_existing and exists(uri, client):

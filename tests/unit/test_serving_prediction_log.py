@@ -102,6 +102,20 @@ def test_rows_are_partitioned_by_utc_date_and_read_back(tmp_path):
     assert frame["timestamp"].dt.date.astype(str).tolist() == ["2026-11-25", "2026-11-25", "2026-11-26"]
 
 
+def test_rows_out_of_time_order_across_midnight_are_written_once(tmp_path):
+    # Concurrent requests hand rows over out of order: first and last row on one date says
+    # nothing about the rows between.
+    root = str(tmp_path / "log")
+    writer = prediction_writer(root)
+    log_rows(writer, "a", at=DAY1)
+    log_rows(writer, "b", at=DAY2)
+    log_rows(writer, "c", at=DAY1)
+    assert writer.flush() == 3
+    frame = read_prediction_log(root)
+    assert sorted(frame["request_id"]) == ["a", "b", "c"]
+    assert len(list(Path(root).rglob("part-*.parquet"))) == 2
+
+
 def test_since_and_until_filter_by_timestamp(tmp_path):
     root = str(tmp_path / "log")
     writer = prediction_writer(root)
@@ -580,9 +594,27 @@ def test_rows_the_full_disk_cannot_keep_are_refused_and_the_rest_logged_once(tmp
     assert segment_files(wal_dir) == []
 
 
+class Store:
+    """The destination: down after `files` more part files (None: up), as an outage starts mid-write."""
+
+    def __init__(self) -> None:
+        self.files: int | None = None
+        self._write = logstore.write_bytes
+
+    def write_bytes(self, uri: str, payload: bytes, client: Any = None) -> str:
+        if self.files is not None:
+            if self.files == 0:
+                raise OSError("store down")
+            self.files -= 1
+        return self._write(uri, payload, client=client)
+
+
 ACTIONS = st.lists(
     st.one_of(
         st.tuples(st.just("predict"), st.integers(1, 3)),
+        st.tuples(st.just("predict-two-days"), st.integers(2, 3)),  # one file per date: two per segment
+        st.tuples(st.just("store-down-after"), st.integers(0, 2)),
+        st.tuples(st.just("store-up"), st.just(0)),
         st.tuples(st.just("fill"), st.integers(0, 600)),  # bytes left free on the write-ahead disk
         st.tuples(st.just("free"), st.just(0)),
         st.tuples(st.just("flush"), st.just(0)),
@@ -596,11 +628,13 @@ ACTIONS = st.lists(
 @settings(max_examples=40, deadline=None)
 @given(ACTIONS)
 def test_every_acknowledged_row_is_logged_exactly_once_whatever_the_disk_does(actions):
-    """Full disk, freed disk, flushes, SIGTERM (close) and kill -9 (memory lost), in any order."""
+    """Full disk, freed disk, store outages (mid-write too), flushes, SIGTERM (close) and kill -9
+    (memory lost), in any order."""
     with tempfile.TemporaryDirectory() as tmp:
         root, wal_dir = str(Path(tmp) / "log"), Path(tmp) / "wal"
         acknowledged: dict[str, int] = {}
-        with wal_disk(wal_dir) as disk:
+        store = Store()
+        with wal_disk(wal_dir) as disk, mock.patch.object(logstore, "write_bytes", store.write_bytes):
 
             def boot() -> PartitionWriter:
                 # A new process: it writes what the last one left, then serves (no thread: the
@@ -614,12 +648,20 @@ def test_every_acknowledged_row_is_logged_exactly_once_whatever_the_disk_does(ac
 
             writer = boot()
             for step, (action, value) in enumerate(actions):
-                if action == "predict":
+                if action.startswith("predict"):
+                    # Across midnight, a request's rows fall in two date partitions.
+                    rows = columns(f"r{step}", value, at=DAY1)
+                    if action == "predict-two-days":
+                        rows[logstore.TIMESTAMP] = [DAY1] + [DAY2] * (value - 1)
                     try:
-                        log_rows(writer, f"r{step}", value)
+                        writer.append(rows, value, float_columns=NUMERIC)
                     except logstore.LogUnavailable:
                         continue  # refused: the client was told, nothing to keep
                     acknowledged[f"r{step}"] = value
+                elif action == "store-down-after":
+                    store.files = value
+                elif action == "store-up":
+                    store.files = None
                 elif action == "fill":
                     disk.free = value
                 elif action == "free":
@@ -632,7 +674,7 @@ def test_every_acknowledged_row_is_logged_exactly_once_whatever_the_disk_does(ac
                 else:  # kill -9: memory is gone, the segments stay
                     writer.segments.release()
                     writer = boot()
-            disk.free = None
+            disk.free = store.files = None
             writer.close()
             boot().close()
         logged = read_prediction_log(root).groupby("request_id").size().to_dict()
