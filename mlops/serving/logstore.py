@@ -363,17 +363,18 @@ class PartitionWriter:
     microsecond a value) and seals the segment every `flush_seconds` or `flush_rows` rows, and
     on `close`: a sealed segment's rows are written (one file per date, named after the segment)
     and then the segment file is deleted. When the segment cannot take a request's rows (a full
-    disk), `append` raises LogUnavailable and keeps none of them. Converting in small slices matters: whatever this thread
-    holds the GIL for is added to the latency of requests being served at that moment, so many
-    small bursts keep the service's tail flat where one big flush would spike it.
+    disk), `append` raises LogUnavailable and keeps none of them. Converting in small slices
+    matters: whatever this thread holds the GIL for is added to the latency of requests being
+    served at that moment, so many small bursts keep the service's tail flat where one big flush
+    would spike it.
 
     A row that no Arrow type can hold goes to a dead-letter file under `dead_letter_root` with
     the reason, and so does a segment record that is not a row batch, the torn tail of a segment
     and the name of a segment that cannot be read (set aside beside the others); nothing that
-    happens in the thread stops it. A failed write keeps its rows for
-    the next attempt; beyond `max_buffered_rows` in memory the oldest rows are let go: those in
-    a segment stay on disk and are re-read when the destination is back (or at the next start),
-    without segments they are dropped and counted.
+    happens in the thread stops it. A failed write keeps its rows for the next attempt; beyond
+    `max_buffered_rows` in memory the oldest rows are let go: those in a segment stay on disk and
+    are re-read when the destination is back (or at the next start), without segments they are
+    dropped and counted.
     """
 
     def __init__(
@@ -623,7 +624,7 @@ class PartitionWriter:
         assert self.segments is not None
         path = self.segments.path(unit.id)
         try:
-            records, torn = wal.read_segment(path)
+            data = path.read_bytes()
         except OSError as err:
             try:
                 where = self.segments.set_aside(unit.id)
@@ -633,6 +634,7 @@ class PartitionWriter:
             unit.tables, unit.rows = [], 0
             unit.dead = [{"reason": f"unreadable segment: {_reason(err)}; set aside as {where}"}]
             return
+        records, torn = wal.parse_segment(data)
         buffer = _Buffer()
         bad: list[dict[str, Any]] = []
         for record in records:
@@ -649,10 +651,9 @@ class PartitionWriter:
             else:
                 buffer.add(columns, rows, floats)
         if torn:
-            tail = path.read_bytes()[-torn:]
             bad.append({
                 "reason": f"torn segment: {torn} bytes after record {len(records)} form no record",
-                "tail_base64": base64.b64encode(tail).decode(),
+                "tail_base64": base64.b64encode(data[-torn:]).decode(),
             })
         if bad:
             log.error(

@@ -83,14 +83,17 @@ def encode(record: dict[str, Any]) -> bytes:
 
 
 def read_segment(path: Path) -> tuple[list[Any], int]:
+    """`parse_segment` of a segment file; raises OSError when it cannot be read."""
+    return parse_segment(path.read_bytes())
+
+
+def parse_segment(data: bytes) -> tuple[list[Any], int]:
     """The records of a segment (a Garbled for each whole one that is not JSON) and the count of
     trailing bytes that form no whole record.
 
-    Raises OSError when the file cannot be read. A torn tail can only come from a machine crash
-    without fsync or a damaged disk (a killed process does not half-finish a write to a regular
-    file, and a failed append is cut off again).
+    A torn tail can only come from a machine crash without fsync or a damaged disk (a killed
+    process does not half-finish a write to a regular file, and a failed append is cut off again).
     """
-    data = path.read_bytes()
     records, offset = [], 0
     while offset + _LENGTH.size <= len(data):
         (length,) = _LENGTH.unpack_from(data, offset)
