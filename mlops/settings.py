@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     # serving.max_body_bytes' default in 8 s.
     serving_request_timeout: float = Field(default=30.0, gt=0.0, alias="MLOPS_SERVING_REQUEST_TIMEOUT")
     serving_max_connections: int = Field(default=512, ge=1, alias="MLOPS_SERVING_MAX_CONNECTIONS")
+    # How long logged rows may wait for the destination before /ready answers 503 (docs/serving.md).
+    serving_log_retry_seconds: float = Field(default=300.0, ge=0, alias="MLOPS_SERVING_LOG_RETRY_SECONDS")
     # The serving app's API key (auth is on when set and non-empty) and the serving app the deploy
     # watch reads /metrics from, sending that key. Both are fixed names here, never config: see MOVED_KEYS.
     api_key: SecretStr | None = Field(default=None, alias="MLOPS_API_KEY")

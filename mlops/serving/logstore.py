@@ -4,12 +4,15 @@ Layout: ``<root>/date=YYYY-MM-DD/part-<id>.parquet``. Files are only ever added,
 atomically (a hidden temporary file renamed into place; one S3 put), so a reader never sees half
 a file and writers never lock. `PartitionWriter` buffers rows in memory and writes them from a
 background thread; with a write-ahead directory (`mlops.serving.wal`) every row is on local disk
-before `append` returns, and a file's id is the id of the segment its rows came from, so writing
-a segment twice (a crash between the write and the segment's removal) replaces, never duplicates.
+before `append` returns (or `append` raises LogUnavailable and the caller refuses the request),
+and a file's id is the id of the segment its rows came from. A file is never replaced: writing a
+segment again (a crash between the write and the segment's removal, a retried write) only adds
+the files still missing, so no row is written twice and no file ever shrinks.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -29,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlops.data import DataLocation, parse_uri, read_bytes, s3_client, s3_errors, write_bytes
+from mlops.errors import MlopsError
 from mlops.serving import wal
 
 log = logging.getLogger(__name__)
@@ -42,8 +46,18 @@ _DAY = 86_400
 # Writer health, as /ready reports it.
 OK = "ok"
 RETRYING = "retrying"  # the destination refuses writes; every row is kept in the write-ahead segments
-FAILING = "failing"  # rows can be lost: the thread died, the segments cannot be written, or no segments
+FAILING = "failing"  # rows can be lost or are stuck: see PartitionWriter.health
 FAILING_AFTER = 3  # consecutive failed writes before a writer is no longer "ok"
+# How long rows may wait for the destination before the writer is "failing" (and /ready 503):
+# long enough to ride out a store's restart, short enough that a log that stopped moving
+# (a destination down for good, a write that fails the same way every time) is seen.
+RETRY_WINDOW = 300.0
+
+
+class LogUnavailable(MlopsError):
+    """The write-ahead segment cannot keep these rows (a full disk): the request must be refused."""
+
+    transient = True
 
 
 def _is_s3(root: str) -> bool:
@@ -61,11 +75,14 @@ def partition(day: date) -> str:
     return f"{PARTITION_PREFIX}{day.isoformat()}"
 
 
-def write_table(table: pa.Table, root: str, client: Any | None = None, name: str | None = None) -> list[str]:
+def write_table(
+    table: pa.Table, root: str, client: Any | None = None, name: str | None = None, keep_existing: bool = False,
+) -> list[str]:
     """Write `table` as one Parquet file per UTC date of its TIMESTAMP column; return the URIs.
 
-    The files are ``part-<name>.parquet`` (a fresh id when no name is given): writing the same
-    rows again under the same name replaces them.
+    The files are ``part-<name>.parquet`` (a fresh id when no name is given). With
+    `keep_existing`, a file already there is left as it is and not returned: each file is
+    written whole, so one that exists holds every row of its name and date already.
     """
     if table.num_rows == 0:
         return []
@@ -73,10 +90,15 @@ def write_table(table: pa.Table, root: str, client: Any | None = None, name: str
     seconds = table.column(TIMESTAMP).cast(pa.int64()).to_numpy(zero_copy_only=False) // 1_000_000_000
     days = seconds // _DAY
     written = []
-    for day in np.unique(days):
-        part = table if len(days) and days[0] == days[-1] == day else table.filter(pa.array(days == day))
+    unique = np.unique(days)
+    for day in unique:
+        # Rows are not sorted by time (concurrent requests, a clock step): only one date in the
+        # whole table lets it go as it is.
+        part = table if len(unique) == 1 else table.filter(pa.array(days == day))
         stamp = datetime.fromtimestamp(int(day) * _DAY, UTC).strftime("%Y-%m-%d")
         uri = join(root, f"{PARTITION_PREFIX}{stamp}", f"{PART_PREFIX}{name}{PART_SUFFIX}")
+        if keep_existing and exists(uri, client):
+            continue
         buffer = io.BytesIO()
         pq.write_table(part, buffer)
         write_bytes(uri, buffer.getvalue(), client=client)
@@ -111,6 +133,16 @@ def put_file(uri: str, payload: bytes, client: Any | None = None) -> None:
 
 def get_file(uri: str, client: Any | None = None) -> bytes:
     return read_bytes(_location(uri), client)
+
+
+def exists(uri: str, client: Any | None = None) -> bool:
+    """Whether a log file is there (on S3: listed under its exact key)."""
+    loc = _location(uri)
+    if not loc.is_s3:
+        return Path(uri).exists()
+    with s3_errors(uri, "list"):
+        found = (client or s3_client()).list_objects_v2(Bucket=loc.bucket, Prefix=loc.key, MaxKeys=1)
+    return any(obj["Key"] == loc.key for obj in found.get("Contents", []))
 
 
 def _partition_day(name: str) -> date | None:
@@ -292,6 +324,34 @@ class _Unit:
     tables: list[pa.Table] | None  # None: only on disk (left by a crashed process, or spilled)
     dead: list[dict[str, Any]]
     on_disk: bool  # every row is in the segment file, so memory may let go of them
+    tried: bool = False  # a write was attempted (here or by an earlier process): files may exist
+
+
+def _row_batch(record: Any, time_columns: tuple[str, ...]) -> tuple[dict[str, list[Any]], int, list[str]]:
+    """The columns, row count and float columns of a segment record; ValueError saying what is wrong.
+
+    `append` only ever writes good ones; anything else in a segment (a bug, a damaged disk, a
+    hand-made file) must cost its own record, never stop the log.
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"a {type(record).__name__}, not an object")
+    missing = [key for key in ("c", "n", "f") if key not in record]
+    if missing:
+        raise ValueError(f"no {', '.join(repr(k) for k in missing)}")
+    columns, rows, floats = record["c"], record["n"], record["f"]
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+        raise ValueError(f"'n' is {rows!r}, not a row count")
+    if not isinstance(columns, dict):
+        raise ValueError(f"'c' is a {type(columns).__name__}, not columns")
+    for name, values in columns.items():
+        if not isinstance(values, list) or len(values) != rows:
+            raise ValueError(f"column {name!r} is not a list of {rows} value(s)")
+    for name in time_columns:
+        if rows and name not in columns:
+            raise ValueError(f"no {name!r} column")
+    if not isinstance(floats, list) or not all(isinstance(name, str) for name in floats):
+        raise ValueError("'f' is not a list of column names")
+    return columns, rows, floats
 
 
 class PartitionWriter:
@@ -302,15 +362,19 @@ class PartitionWriter:
     writer thread turns them into Arrow tables every `convert_seconds` (in C, a fraction of a
     microsecond a value) and seals the segment every `flush_seconds` or `flush_rows` rows, and
     on `close`: a sealed segment's rows are written (one file per date, named after the segment)
-    and then the segment file is deleted. Converting in small slices matters: whatever this thread
-    holds the GIL for is added to the latency of requests being served at that moment, so many
-    small bursts keep the service's tail flat where one big flush would spike it.
+    and then the segment file is deleted. When the segment cannot take a request's rows (a full
+    disk), `append` raises LogUnavailable and keeps none of them. Converting in small slices
+    matters: whatever this thread holds the GIL for is added to the latency of requests being
+    served at that moment, so many small bursts keep the service's tail flat where one big flush
+    would spike it.
 
     A row that no Arrow type can hold goes to a dead-letter file under `dead_letter_root` with
-    the reason; nothing that happens in the thread stops it. A failed write keeps its rows for
-    the next attempt; beyond `max_buffered_rows` in memory the oldest rows are let go: those in
-    a segment stay on disk and are re-read when the destination is back (or at the next start),
-    without segments they are dropped and counted.
+    the reason, and so does a segment record that is not a row batch, the torn tail of a segment
+    and the name of a segment that cannot be read (set aside beside the others); nothing that
+    happens in the thread stops it. A failed write keeps its rows for the next attempt; beyond
+    `max_buffered_rows` in memory the oldest rows are let go: those in a segment stay on disk and
+    are re-read when the destination is back (or at the next start), without segments they are
+    dropped and counted.
     """
 
     def __init__(
@@ -326,6 +390,7 @@ class PartitionWriter:
         segments: wal.SegmentDir | None = None,
         dead_letter_root: str | None = None,
         on_dead_letter: Callable[[int], None] | None = None,
+        retry_window: float = RETRY_WINDOW,
     ) -> None:
         self.root = root
         self.time_columns = time_columns
@@ -333,6 +398,7 @@ class PartitionWriter:
         self.flush_seconds = flush_seconds
         self.convert_seconds = min(convert_seconds, flush_seconds)
         self.max_buffered_rows = max_buffered_rows
+        self.retry_window = retry_window
         self._on_error = on_error
         self._on_dead_letter = on_dead_letter
         self.name = name
@@ -341,10 +407,11 @@ class PartitionWriter:
         self._buffer = _Buffer()
         self._segment: wal.Segment | None = None
         self._segment_id = wal.new_segment_id()
-        self._segment_complete = True
         self._tables: list[pa.Table] = []  # converted rows of the open segment
         self._dead: list[dict[str, Any]] = []
         self._units: list[_Unit] = []  # sealed, not yet written (or failed to)
+        self._waiting_since: float | None = None  # monotonic: units pending, none written since
+        self._refused_bytes = 0  # the last record the segment could not take (what the disk must fit)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -365,34 +432,52 @@ class PartitionWriter:
         """Add `rows` rows given as equal-length column lists; `float_columns` stay float when all null.
 
         Time columns hold epoch seconds; they are written as UTC timestamps. With segments, the
-        rows are in the open segment file when this returns (one `os.write`).
+        rows are in the open segment file when this returns (one `os.write`); when they cannot be
+        put there, this raises LogUnavailable and keeps none of them: the caller must not
+        acknowledge what a restart could lose (or a client's retry would log twice).
         """
+        segments = self.segments
         record = None
-        if self.segments is not None:
+        if segments is not None:
             try:
                 record = wal.encode({"c": columns, "n": rows, "f": list(float_columns)})
-            except Exception as err:  # a value JSON cannot hold: kept in memory only, and said so
-                self._wal_failed(err)
+            except (TypeError, ValueError) as err:
+                raise self._wal_failed(err, 0) from err
         with self._lock:
-            self._buffer.add(columns, rows, float_columns)
-            if record is not None:
+            if segments is not None and record is not None:
                 try:
                     if self._segment is None:
-                        self._segment = self.segments.open(self._segment_id)  # type: ignore[union-attr]
+                        self._segment = segments.open(self._segment_id)
                     self._segment.append(record)
                 except OSError as err:
-                    self._wal_failed(err)
+                    raise self._wal_failed(err, len(record)) from err
+                self.wal_error = None
+            self._buffer.add(columns, rows, float_columns)
             full = self._buffer.rows >= self.flush_rows
         if full:
             self._wake.set()
 
-    def _wal_failed(self, err: BaseException) -> None:
+    def _wal_failed(self, err: BaseException, size: int) -> LogUnavailable:
         if self.wal_error is None:
             log.error("%s: cannot append to the write-ahead segment: %s", self.name, _reason(err))
         self.wal_error = _reason(err)
-        self._segment_complete = False
+        self._refused_bytes = size
         if self._on_error is not None:
             self._on_error(err)
+        return LogUnavailable(f"the {self.name.replace('-', ' ')} cannot keep these rows: {self.wal_error}")
+
+    def _probe(self) -> None:
+        """After a refused append: clear the error once the disk can take that record again.
+
+        Requests find out too, but a replica out of its Service gets none to find out with.
+        """
+        if self.wal_error is None or self.segments is None:
+            return
+        try:
+            self.segments.probe(max(self._refused_bytes, 4096))
+        except OSError:
+            return
+        self.wal_error = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -403,7 +488,7 @@ class PartitionWriter:
                 self.segments.acquire()
                 leftovers = self.segments.leftovers()
             except OSError as err:
-                self._wal_failed(err)
+                self._wal_failed(err, 0)
                 self.segments = None
             else:
                 if leftovers:
@@ -411,7 +496,9 @@ class PartitionWriter:
                         "%s: %d write-ahead segment(s) left by a previous process in %s; writing them to %s",
                         self.name, len(leftovers), self.segments.directory, self.root,
                     )
-                self._units.extend(_Unit(i, 0, None, [], on_disk=True) for i in leftovers)
+                self._units.extend(_Unit(i, 0, None, [], on_disk=True, tried=True) for i in leftovers)
+                if leftovers:
+                    self._waiting_since = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name=f"{self.name}-writer", daemon=True)
         self._thread.start()
 
@@ -442,14 +529,27 @@ class PartitionWriter:
             self.segments.release()
 
     def health(self) -> str:
-        """OK, RETRYING (destination refusing, rows safe on local disk) or FAILING (rows at risk)."""
+        """OK, RETRYING (destination refusing, rows safe on local disk) or FAILING.
+
+        FAILING: the thread died, the segments cannot take rows (requests are refused), or rows
+        have waited for the destination longer than `retry_window` (whatever the cause: the
+        store down for good, a write that fails the same way every time, a write that hangs).
+        """
         if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
             return FAILING
         if self.wal_error is not None:
             return FAILING
+        waiting = self.waiting_seconds()
+        if waiting is not None and waiting > self.retry_window:
+            return FAILING
         if self.failed_writes >= FAILING_AFTER:
             return RETRYING if self.segments is not None else FAILING
         return OK
+
+    def waiting_seconds(self) -> float | None:
+        """How long rows have waited for the destination with none written since (None: none waiting)."""
+        waiting = self._waiting_since
+        return None if waiting is None else time.monotonic() - waiting
 
     def pending_rows(self) -> int:
         """Rows accepted and not yet written (replayed segments count once they are read)."""
@@ -469,6 +569,7 @@ class PartitionWriter:
                 if self._stop.is_set():
                     return
             try:
+                self._probe()
                 self._convert()
                 pending = sum(t.num_rows for t in self._tables)
                 if first or pending >= self.flush_rows or time.monotonic() - sealed >= self.flush_seconds:
@@ -505,29 +606,62 @@ class PartitionWriter:
             buffer, self._buffer = self._buffer, _Buffer()
             segment, self._segment = self._segment, None
             segment_id, self._segment_id = self._segment_id, wal.new_segment_id()
-            complete, self._segment_complete = self._segment_complete, True
         if segment is not None:
             segment.close()
         self._take(buffer)
         tables, dead, self._tables, self._dead = self._tables, self._dead, [], []
         rows = sum(t.num_rows for t in tables)
         if rows or dead:
-            self._units.append(_Unit(segment_id, rows, tables, dead, on_disk=segment is not None and complete))
+            # A segment holds exactly the rows acknowledged into it (a refused append is cut off).
+            self._units.append(_Unit(segment_id, rows, tables, dead, on_disk=segment is not None))
+            if self._waiting_since is None:
+                self._waiting_since = time.monotonic()
         elif segment is not None and self.segments is not None:
             self.segments.remove(segment_id)
-        if self.wal_error is not None and self.segments is not None:
-            self.wal_error = None  # try the disk again with the next segment
 
     def _load(self, unit: _Unit) -> None:
-        """Read a unit's rows back from its segment file."""
+        """Read a unit's rows back from its segment file; what is not rows becomes dead letters."""
         assert self.segments is not None
-        records, torn = wal.read_segment(self.segments.path(unit.id))
-        if torn:
-            log.warning("%s: segment %s ends in %d bytes of an incomplete record (not written)", self.name, unit.id, torn)
+        path = self.segments.path(unit.id)
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            try:
+                where = self.segments.set_aside(unit.id)
+            except OSError:
+                where = path
+            log.error("%s: segment %s cannot be read (%s); set aside as %s", self.name, unit.id, _reason(err), where)
+            unit.tables, unit.rows = [], 0
+            unit.dead = [{"reason": f"unreadable segment: {_reason(err)}; set aside as {where}"}]
+            return
+        records, torn = wal.parse_segment(data)
         buffer = _Buffer()
+        bad: list[dict[str, Any]] = []
         for record in records:
-            buffer.add(record["c"], record["n"], record["f"])
-        unit.tables, unit.dead = convert_rows(buffer.columns, buffer.rows, buffer.floats, self.time_columns)
+            if isinstance(record, wal.Garbled):
+                bad.append({
+                    "reason": f"not JSON: {record.reason}"[:300],
+                    "payload_base64": base64.b64encode(record.payload).decode(),
+                })
+                continue
+            try:
+                columns, rows, floats = _row_batch(record, self.time_columns)
+            except ValueError as err:
+                bad.append({"reason": f"not a row batch: {err}", "record": record})
+            else:
+                buffer.add(columns, rows, floats)
+        if torn:
+            bad.append({
+                "reason": f"torn segment: {torn} bytes after record {len(records)} form no record",
+                "tail_base64": base64.b64encode(data[-torn:]).decode(),
+            })
+        if bad:
+            log.error(
+                "%s: segment %s: %d record(s) not written, sent to the dead letters (first: %s)",
+                self.name, unit.id, len(bad), bad[0]["reason"],
+            )
+        unit.tables, dead = convert_rows(buffer.columns, buffer.rows, buffer.floats, self.time_columns)
+        unit.dead = bad + dead
         unit.rows = sum(t.num_rows for t in unit.tables)
 
     def _write_units(self) -> int:
@@ -539,6 +673,7 @@ class PartitionWriter:
                     self._load(unit)
                 self._write_unit(unit)
             except Exception as err:  # storage down: keep the rows and retry on the next write
+                unit.tried = True
                 self.failed_writes += 1
                 self.last_error = _reason(err)
                 if self._stop.is_set():
@@ -552,6 +687,7 @@ class PartitionWriter:
             self._units.pop(0)
             if unit.on_disk and self.segments is not None:
                 self.segments.remove(unit.id)
+            self._waiting_since = time.monotonic() if self._units else None
             self.failed_writes = 0
             self.written_rows += unit.rows
             written += unit.rows
@@ -575,7 +711,7 @@ class PartitionWriter:
                 self.name, len(unit.dead), uri, unit.dead[0]["reason"],
             )
         if unit.tables:
-            write_table(unify(unit.tables), self.root, client=self._client, name=unit.id)
+            write_table(unify(unit.tables), self.root, client=self._client, name=unit.id, keep_existing=unit.tried)
 
     def _bound(self) -> None:
         """Let go of the oldest rows in memory beyond `max_buffered_rows`."""
@@ -609,9 +745,10 @@ def _drop_first(tables: list[pa.Table], rows: int) -> list[pa.Table]:
 
 
 def _dead_letter_line(store: str, segment_id: str, dead: dict[str, Any]) -> str:
-    row = dead["row"]
-    stamp = row.get(TIMESTAMP)
+    """One line: a row with its reason, or a segment record, torn tail or unreadable segment with its reason."""
+    row = dead.get("row")
+    stamp = row.get(TIMESTAMP) if isinstance(row, dict) else None
     at = stamp if isinstance(stamp, int | float) and not isinstance(stamp, bool) else wal.segment_time(segment_id)
     # The standard library's encoder: it takes any integer, and str() whatever else it cannot.
-    doc = {"store": store, "segment": segment_id, TIMESTAMP: at, "reason": dead["reason"], "row": row}
+    doc = {"store": store, "segment": segment_id, TIMESTAMP: at, **dead}
     return json.dumps(doc, default=str) + "\n"

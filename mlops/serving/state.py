@@ -116,11 +116,13 @@ class ModelService:
             self.log_uri, self.wal_dir, settings.serving_wal_fsync,
             on_error=lambda _: self.metrics.log_error("predictions"),
             on_dead_letter=self.metrics.dead_letter("predictions").inc,
+            retry_window=settings.serving_log_retry_seconds,
         )
         self.labels = label_writer(
             self.log_uri, self.wal_dir, settings.serving_wal_fsync,
             on_error=lambda _: self.metrics.log_error("labels"),
             on_dead_letter=self.metrics.dead_letter("labels").inc,
+            retry_window=settings.serving_log_retry_seconds,
         )
         self._batchers: weakref.WeakKeyDictionary[LoadedModel, MicroBatcher] = weakref.WeakKeyDictionary()
         self._entity_batchers: weakref.WeakKeyDictionary[LoadedModel, MicroBatcher] = weakref.WeakKeyDictionary()
@@ -355,7 +357,10 @@ class ModelService:
             scores = await self.batcher(model).submit(clean)
         except Exception as err:
             return self._prediction_failed(err, "prediction", model, route, started, request_id)
-        self.log_prediction(request_id, clean, scores, model, alias, route)
+        try:
+            self.log_prediction(request_id, clean, scores, model, alias, route)
+        except logstore.LogUnavailable as err:
+            return self.unlogged(err)
         if self.router.shadows and canary is not None:
             self.spawn_shadow(canary, records, request_id)
         self.metrics.observe(model.version, route, time.perf_counter() - started, failed=False)
@@ -405,7 +410,10 @@ class ModelService:
                 [probabilities[row] for row in rows] if probabilities is not None else None,
                 scores.classes,
             )
-            self.log_prediction(request_id, used, answered, model, alias, route, rows)
+            try:
+                self.log_prediction(request_id, used, answered, model, alias, route, rows)
+            except logstore.LogUnavailable as err:
+                return self.unlogged(err)
             if self.router.shadows and canary is not None:
                 self.spawn_shadow(canary, used, request_id, rows)
         self.metrics.observe(model.version, route, time.perf_counter() - started, failed=False)
@@ -424,8 +432,20 @@ class ModelService:
             items = parse_labels(await self.read_body(request), self.serving.max_rows, champion.contract)
         except PayloadError as err:
             return self.refuse(err)
-        self.labels.append(label_columns(items, time.time()), len(items))
+        try:
+            self.labels.append(label_columns(items, time.time()), len(items))
+        except logstore.LogUnavailable as err:
+            return self.unlogged(err)
         return Reply(200, {"accepted": len(items)})
+
+    def unlogged(self, err: logstore.LogUnavailable) -> Reply:
+        """A 503 for rows the log cannot keep (its write-ahead disk is full): never acknowledged.
+
+        Refused, not failed: the model answered, so it is not counted against its version; the
+        client may try again (another replica, or this one once the disk has room).
+        """
+        self.metrics.reject("log_unavailable")
+        return Reply(503, {"detail": str(err)})
 
     def log_prediction(
         self, request_id: str, records: list[dict[str, Any]], scores: Scores, model: LoadedModel, alias: str, route: str,
@@ -460,14 +480,18 @@ class ModelService:
             self.metrics.observe(model.version, ROUTE_SHADOW, time.perf_counter() - started, failed=True)
             return
         self.metrics.observe(model.version, ROUTE_SHADOW, time.perf_counter() - started, failed=False)
-        self.log_prediction(request_id, clean, scores, model, self.canary_alias or ROUTE_SHADOW, ROUTE_SHADOW, rows)
+        try:
+            self.log_prediction(request_id, clean, scores, model, self.canary_alias or ROUTE_SHADOW, ROUTE_SHADOW, rows)
+        except logstore.LogUnavailable:
+            self.metrics.reject("shadow_log_unavailable")  # the caller has its answer; the writer logged why
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
-        """Ready: a champion is loaded and no log writer is FAILING (rows it accepts could be lost).
+        """Ready: a champion is loaded and no log writer is FAILING (rows at risk, refused or stuck).
 
         A destination that refuses writes while the write-ahead segments hold every row is
-        RETRYING and stays ready: a shared store's outage must not take every replica out of
-        service at once, and nothing is lost meanwhile.
+        RETRYING and stays ready for the writers' retry window: a shared store's short outage must
+        not take every replica out of service at once, and nothing is lost meanwhile. Past it the
+        log is not moving, and a replica that keeps acknowledging rows nobody can read is not ready.
         """
         status = self.slots.status()
         health = {self.predictions.health(), self.labels.health()}
@@ -501,7 +525,9 @@ def _writer_status(writer: logstore.PartitionWriter) -> dict[str, Any]:
         "pending_rows": writer.pending_rows(),
         "dropped_rows": writer.dropped_rows,
         "dead_letter_rows": writer.dead_letter_rows,
-        "last_error": writer.last_error or writer.wal_error,
+        "waiting_seconds": writer.waiting_seconds(),
+        # A refused append first: it is what makes requests fail now.
+        "last_error": writer.wal_error or writer.last_error,
     }
 
 

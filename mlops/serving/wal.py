@@ -1,10 +1,12 @@
 """Write-ahead segments: the prediction log's rows on local disk before a response goes out.
 
 A segment is an append-only file of length-prefixed records (a 4-byte little-endian length, then
-an orjson document). The request path appends one record per answered request with one
+a JSON document). The request path appends one record per answered request with one
 `os.write`; the writer thread later turns a closed segment into Parquet partitions named after
 it and only then deletes it. A process killed in between leaves its segments behind, and the next
-start writes them under the same names: every acknowledged row lands exactly once.
+start writes them under the same names, never replacing a file already there: every
+acknowledged row lands exactly once. An append that fails (a full disk) is cut off the file
+again, and the request that made it is refused: a segment holds exactly the rows acknowledged.
 
 What it guarantees: without fsync, a record is in the kernel's page cache when `append`
 returns, so it survives the death of the process (kill -9, OOM kill), not of the machine. With
@@ -15,11 +17,13 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import struct
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +32,21 @@ import orjson
 log = logging.getLogger(__name__)
 
 SUFFIX = ".wal"
+SET_ASIDE = ".unreadable"  # a segment that could not be read, kept for a person (never replayed)
 _LENGTH = struct.Struct("<I")
+# The length's top bit marks a record orjson could not encode (an integer beyond 64 bits) and the
+# standard library did: orjson would read its big integers back as floats.
+_STDLIB = 1 << 31
 _LOCK = ".lock"
+_PROBE = ".probe"
+
+
+@dataclass(frozen=True)
+class Garbled:
+    """A whole record (its frame intact) whose bytes are not JSON: a damaged disk, a bug."""
+
+    payload: bytes
+    reason: str
 
 
 class SegmentDirInUse(OSError):
@@ -53,27 +70,42 @@ def segment_time(segment_id: str) -> float:
 
 
 def encode(record: dict[str, Any]) -> bytes:
-    payload = orjson.dumps(record)
-    return _LENGTH.pack(len(payload)) + payload
+    """One framed record; raises TypeError or ValueError for a value no JSON encoder takes."""
+    try:
+        payload = orjson.dumps(record)
+        flag = 0
+    except TypeError:
+        payload = json.dumps(record, default=str).encode()
+        flag = _STDLIB
+    if len(payload) >= _STDLIB:
+        raise ValueError(f"a record of {len(payload)} bytes is too large for a segment")
+    return _LENGTH.pack(len(payload) | flag) + payload
 
 
-def read_segment(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """The records of a segment and the count of trailing bytes that form no whole record.
+def read_segment(path: Path) -> tuple[list[Any], int]:
+    """`parse_segment` of a segment file; raises OSError when it cannot be read."""
+    return parse_segment(path.read_bytes())
 
-    A torn or garbled tail can only come from a machine crash without fsync or a damaged disk
-    (a killed process does not half-finish a write to a regular file); what it held is lost.
+
+def parse_segment(data: bytes) -> tuple[list[Any], int]:
+    """The records of a segment (a Garbled for each whole one that is not JSON) and the count of
+    trailing bytes that form no whole record.
+
+    A torn tail can only come from a machine crash without fsync or a damaged disk (a killed
+    process does not half-finish a write to a regular file, and a failed append is cut off again).
     """
-    data = path.read_bytes()
     records, offset = [], 0
     while offset + _LENGTH.size <= len(data):
         (length,) = _LENGTH.unpack_from(data, offset)
+        flag, length = length & _STDLIB, length & ~_STDLIB
         end = offset + _LENGTH.size + length
         if end > len(data):
             break
+        payload = data[offset + _LENGTH.size : end]
         try:
-            records.append(orjson.loads(data[offset + _LENGTH.size : end]))
-        except orjson.JSONDecodeError:
-            break
+            records.append(json.loads(payload) if flag else orjson.loads(payload))
+        except ValueError as err:  # orjson.JSONDecodeError and json.JSONDecodeError both are
+            records.append(Garbled(payload, str(err)))
         offset = end
     return records, len(data) - offset
 
@@ -115,6 +147,24 @@ class SegmentDir:
     def remove(self, segment_id: str) -> None:
         self.path(segment_id).unlink(missing_ok=True)
 
+    def set_aside(self, segment_id: str) -> Path:
+        """Rename a segment that cannot be read out of the replay's way; returns where it went."""
+        target = self.path(segment_id).with_name(f"{segment_id}{SUFFIX}{SET_ASIDE}")
+        os.replace(self.path(segment_id), target)
+        return target
+
+    def probe(self, size: int) -> None:
+        """Raise OSError unless `size` bytes can be written here now (a disk that was full, freed?)."""
+        path = self.directory / _PROBE
+        try:
+            segment = Segment(path, fsync=False)
+            try:
+                segment.append(bytes(size))
+            finally:
+                segment.close()
+        finally:
+            path.unlink(missing_ok=True)
+
 
 class Segment:
     """One open segment file, appended to with single `os.write` calls."""
@@ -123,16 +173,28 @@ class Segment:
         self.path = path
         self.fsync = fsync
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._size = os.fstat(self._fd).st_size  # where the last whole record ends
 
     def append(self, data: bytes) -> None:
+        """Append one record whole, or raise OSError and leave the file as it was."""
         if self._fd is None:
             raise OSError(f"segment {self.path} is closed")
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        if self.fsync:
-            os.fsync(self._fd)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError:
+            # A full disk takes part of a record: cut it off, or the records appended after it
+            # would be unreadable. A file that cannot even be cut takes no more records.
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                self.close()
+            raise
+        self._size += len(data)
 
     def close(self) -> None:
         if self._fd is not None:

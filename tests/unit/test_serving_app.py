@@ -397,3 +397,39 @@ def test_dead_lettered_rows_are_counted_in_metrics(tmp_path):
     text = state.metrics.render().decode()
     assert f'{DEAD_LETTER_ROWS_TOTAL}{{model="churn",store="labels"}} 1.0' in text
     assert state.labels.written_rows == 1
+
+
+def test_predict_and_labels_refuse_with_503_while_the_write_ahead_disk_is_full(tmp_path):
+    from tests.unit.test_serving_prediction_log import wal_disk
+
+    labels = {"labels": [{"request_id": "a", "row": 0, "label": 1}]}
+    with wal_disk((tmp_path / "home" / "serving-wal").resolve()) as disk:
+        with serve(tmp_path, FakeRegistry(aliases={"champion": "1"})) as client:
+            assert client.post("/predict", json={"records": [ROW]}).status_code == 200
+            disk.free = 0
+            refused = client.post("/predict", json={"records": [ROW, ROW]})
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["detail"].startswith("the prediction log cannot keep these rows: OSError: [Errno 28]")
+            assert client.post("/labels", json=labels).status_code == 503
+            assert metric(client, REJECTED_REQUESTS_TOTAL, reason="log_unavailable") == 2
+            assert metric(client, REQUEST_ERRORS_TOTAL, model_version="1", route="champion") == 0  # not the model's fault
+            ready = client.get("/ready")
+            assert ready.status_code == 503 and ready.json()["prediction_log"]["status"] == "failing"
+            disk.free = None
+            wait_for(lambda: client.get("/ready").status_code == 200)  # the writer finds room again
+            assert client.post("/predict", json={"records": [ROW]}).status_code == 200
+    assert len(read_prediction_log(log_of(tmp_path))) == 2  # the two acknowledged rows, once each
+
+
+def test_a_segment_record_that_is_not_rows_is_a_counted_dead_letter_and_the_log_goes_on(tmp_path):
+    from tests.unit.test_serving_prediction_log import good_record, leave_segment
+
+    # What a previous process (or a damaged disk) left: the meaningless record that stalled the log.
+    wal_dir = (tmp_path / "home" / "serving-wal").resolve()
+    leave_segment(wal_dir, log_of(tmp_path), {"c": 1, "n": 1, "f": []}, good_record("left"))
+    with serve(tmp_path, FakeRegistry(aliases={"champion": "1"})) as client:
+        wait_for(lambda: metric(client, DEAD_LETTER_ROWS_TOTAL, store="predictions") == 1)
+        assert client.post("/predict", json={"records": [ROW]}).status_code == 200
+        log = client.get("/ready").json()["prediction_log"]
+        assert log["status"] == "ok" and log["dead_letter_rows"] == 1 and log["written_rows"] == 1
+    assert read_prediction_log(log_of(tmp_path))["request_id"].str.len().tolist() == [4, 32]  # "left", then ours

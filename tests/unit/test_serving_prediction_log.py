@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import errno
+import os
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import orjson
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mlops.serving import logstore
+from mlops.serving import logstore, wal
 from mlops.serving.logstore import PartitionWriter
 from mlops.serving.prediction_log import (
     RESERVED_COLUMNS,
@@ -91,6 +100,20 @@ def test_rows_are_partitioned_by_utc_date_and_read_back(tmp_path):
     frame = read_prediction_log(root)
     assert list(frame["request_id"]) == ["a", "a", "b"]
     assert frame["timestamp"].dt.date.astype(str).tolist() == ["2026-11-25", "2026-11-25", "2026-11-26"]
+
+
+def test_rows_out_of_time_order_across_midnight_are_written_once(tmp_path):
+    # Concurrent requests hand rows over out of order: first and last row on one date says
+    # nothing about the rows between.
+    root = str(tmp_path / "log")
+    writer = prediction_writer(root)
+    log_rows(writer, "a", at=DAY1)
+    log_rows(writer, "b", at=DAY2)
+    log_rows(writer, "c", at=DAY1)
+    assert writer.flush() == 3
+    frame = read_prediction_log(root)
+    assert sorted(frame["request_id"]) == ["a", "b", "c"]
+    assert len(list(Path(root).rglob("part-*.parquet"))) == 2
 
 
 def test_since_and_until_filter_by_timestamp(tmp_path):
@@ -177,11 +200,11 @@ def test_failed_write_keeps_rows_for_the_next_flush(tmp_path, monkeypatch):
     real = logstore.write_table
     calls = {"n": 0}
 
-    def flaky(table, uri, client=None, name=None):
+    def flaky(table, uri, **options):
         calls["n"] += 1
         if calls["n"] == 1:
             raise OSError("store down")
-        return real(table, uri, client=client, name=name)
+        return real(table, uri, **options)
 
     monkeypatch.setattr(logstore, "write_table", flaky)
     log_rows(writer, "a")
@@ -244,6 +267,15 @@ def test_s3_prefix_works_like_a_directory(s3_prefix):
     assert list(read_prediction_log(s3_prefix)["request_id"]) == ["a", "a", "b"]
     assert list(read_prediction_log(s3_prefix, since="2026-11-26")["request_id"]) == ["b"]
     assert read_labelled_predictions(s3_prefix)[["request_id", "label"]].values.tolist() == [["b", 1]]
+    # A retried write adds only the files still missing: the one there is neither rewritten nor shrunk.
+    part = next(f"s3://prediction-logs/{k}" for k in keys if k.startswith("serving/predictions/date=2026-11-25/"))
+    assert logstore.exists(part) and not logstore.exists(part[:-1])
+    fewer = read_prediction_log(s3_prefix).iloc[:1]
+    name = part.rsplit("part-", 1)[1][: -len(".parquet")]
+    import pyarrow as pa
+
+    assert logstore.write_table(pa.Table.from_pandas(fewer, preserve_index=False), s3_prefix, name=name, keep_existing=True) == []
+    assert len(read_prediction_log(s3_prefix)) == 3
 
 
 # -- features named like log columns: one mapping for the writer and every reader ----------------------
@@ -483,3 +515,271 @@ def test_rows_spilled_from_memory_are_read_back_from_their_segment(tmp_path, mon
     monkeypatch.setattr(logstore, "write_table", real)
     writer.close()
     assert sorted(read_prediction_log(root)["request_id"]) == [f"r{i}" for i in range(5)]
+
+
+# -- a full write-ahead disk, and segments that are not row batches (issue 23, classes 1 and 2) --
+
+
+class Disk:
+    """The write-ahead directory's free space: writes to files under it stop at `free` bytes.
+
+    A write that crosses the limit is cut short and the next one raises ENOSPC, as a full
+    filesystem answers; `free=None` is a disk with room. Only files under `directory` count.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = str(directory)
+        self.free: int | None = None
+        self._write = os.write
+
+    def write(self, fd: int, data: Any) -> int:
+        if self.free is None or not os.readlink(f"/proc/self/fd/{fd}").startswith(self.directory):
+            return self._write(fd, data)
+        if self.free == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = self._write(fd, bytes(data)[: self.free])
+        self.free -= written
+        return written
+
+
+@contextmanager
+def wal_disk(wal_dir: Path) -> Iterator[Disk]:
+    disk = Disk(wal_dir)
+    with mock.patch.object(os, "write", disk.write):
+        yield disk
+
+
+def test_replay_never_replaces_a_part_file_with_fewer_rows(tmp_path):
+    # A segment that holds fewer rows than its part file (left by an earlier process whose segment
+    # appends failed, or cut by a machine crash) must not shrink what was already written.
+    root, wal_dir = str(tmp_path / "log"), tmp_path / "wal"
+    writer = prediction_writer(root, wal_dir=wal_dir)
+    writer.start()
+    log_rows(writer, "a", 3)
+    (segment,) = segment_files(wal_dir)
+    short = segment.read_bytes()
+    log_rows(writer, "b", 2)
+    writer.close()
+    assert len(read_prediction_log(root)) == 5
+    segment.write_bytes(short)
+    again = prediction_writer(root, wal_dir=wal_dir)
+    again.start()
+    again.close()
+    assert read_prediction_log(root).groupby("request_id").size().to_dict() == {"a": 3, "b": 2}
+    assert segment_files(wal_dir) == []
+
+
+def test_rows_the_full_disk_cannot_keep_are_refused_and_the_rest_logged_once(tmp_path):
+    root, wal_dir = str(tmp_path / "log"), tmp_path / "wal"
+    acknowledged = []
+    with wal_disk(wal_dir) as disk:
+        writer = prediction_writer(root, wal_dir=wal_dir)
+        writer.start()
+        log_rows(writer, "kept", 2)
+        acknowledged.append("kept")
+        disk.free = 100  # part of the next record fits: the segment must not keep a torn record
+        for i in range(3):
+            with pytest.raises(logstore.LogUnavailable, match="No space left on device"):
+                log_rows(writer, f"refused{i}", 2)
+        assert writer.health() == logstore.FAILING and "No space left" in writer.wal_error
+        disk.free = None
+        log_rows(writer, "after", 1)
+        acknowledged.append("after")
+        assert writer.health() == logstore.OK
+        writer.close()
+        again = prediction_writer(root, wal_dir=wal_dir)
+        again.start()
+        again.close()
+    assert read_prediction_log(root).groupby("request_id").size().to_dict() == {"kept": 2, "after": 1}
+    assert segment_files(wal_dir) == []
+
+
+class Store:
+    """The destination: down after `files` more part files (None: up), as an outage starts mid-write."""
+
+    def __init__(self) -> None:
+        self.files: int | None = None
+        self._write = logstore.write_bytes
+
+    def write_bytes(self, uri: str, payload: bytes, client: Any = None) -> str:
+        if self.files is not None:
+            if self.files == 0:
+                raise OSError("store down")
+            self.files -= 1
+        return self._write(uri, payload, client=client)
+
+
+ACTIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("predict"), st.integers(1, 3)),
+        st.tuples(st.just("predict-two-days"), st.integers(2, 3)),  # one file per date: two per segment
+        st.tuples(st.just("store-down-after"), st.integers(0, 2)),
+        st.tuples(st.just("store-up"), st.just(0)),
+        st.tuples(st.just("fill"), st.integers(0, 600)),  # bytes left free on the write-ahead disk
+        st.tuples(st.just("free"), st.just(0)),
+        st.tuples(st.just("flush"), st.just(0)),
+        st.tuples(st.just("sigterm"), st.just(0)),
+        st.tuples(st.just("kill"), st.just(0)),
+    ),
+    max_size=14,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ACTIONS)
+def test_every_acknowledged_row_is_logged_exactly_once_whatever_the_disk_does(actions):
+    """Full disk, freed disk, store outages (mid-write too), flushes, SIGTERM (close) and kill -9
+    (memory lost), in any order."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root, wal_dir = str(Path(tmp) / "log"), Path(tmp) / "wal"
+        acknowledged: dict[str, int] = {}
+        store = Store()
+        with wal_disk(wal_dir) as disk, mock.patch.object(logstore, "write_bytes", store.write_bytes):
+
+            def boot() -> PartitionWriter:
+                # A new process: it writes what the last one left, then serves (no thread: the
+                # test drives the flushes).
+                previous = prediction_writer(root, wal_dir=wal_dir)
+                previous.start()
+                previous.close()
+                writer = prediction_writer(root, wal_dir=wal_dir)
+                writer.segments.acquire()
+                return writer
+
+            writer = boot()
+            for step, (action, value) in enumerate(actions):
+                if action.startswith("predict"):
+                    # Across midnight, a request's rows fall in two date partitions.
+                    rows = columns(f"r{step}", value, at=DAY1)
+                    if action == "predict-two-days":
+                        rows[logstore.TIMESTAMP] = [DAY1] + [DAY2] * (value - 1)
+                    try:
+                        writer.append(rows, value, float_columns=NUMERIC)
+                    except logstore.LogUnavailable:
+                        continue  # refused: the client was told, nothing to keep
+                    acknowledged[f"r{step}"] = value
+                elif action == "store-down-after":
+                    store.files = value
+                elif action == "store-up":
+                    store.files = None
+                elif action == "fill":
+                    disk.free = value
+                elif action == "free":
+                    disk.free = None
+                elif action == "flush":
+                    writer.flush()
+                elif action == "sigterm":
+                    writer.close()
+                    writer = boot()
+                else:  # kill -9: memory is gone, the segments stay
+                    writer.segments.release()
+                    writer = boot()
+            disk.free = store.files = None
+            writer.close()
+            boot().close()
+        logged = read_prediction_log(root).groupby("request_id").size().to_dict()
+        assert logged == acknowledged
+
+
+POISON = [
+    {"c": 1, "n": 1, "f": []},  # the case found: columns that are not columns
+    {"c": {"request_id": "x"}, "n": 1, "f": []},  # a column that is not a list
+    {"c": {"request_id": ["x", "y"]}, "n": 1, "f": []},  # lengths that disagree with n
+    {"c": {"request_id": ["x"]}, "n": "1", "f": []},  # a count that is not a number
+    {"c": {"request_id": ["x"]}, "n": 1},  # a key missing
+    [1, 2, 3],  # not an object at all
+]
+
+
+def leave_segment(wal_dir: Path, root: str, *records: Any, tail: bytes = b"") -> Path:
+    """A segment a previous process left, holding `records` (and `tail` bytes after them)."""
+    directory = wal.destination_dir(wal_dir, root) / "predictions"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{wal.new_segment_id()}{wal.SUFFIX}"
+    path.write_bytes(b"".join(wal.encode(r) for r in records) + tail)
+    return path
+
+
+def good_record(request_id: str, n: int = 1) -> dict[str, Any]:
+    return {"c": columns(request_id, n), "n": n, "f": sorted(NUMERIC)}
+
+
+@pytest.mark.parametrize("poison", POISON, ids=range(len(POISON)))
+def test_a_segment_record_that_is_not_a_row_batch_is_dead_lettered_and_the_log_goes_on(tmp_path, poison):
+    root, wal_dir = str(tmp_path / "log"), tmp_path / "wal"
+    leave_segment(wal_dir, root, good_record("before"), poison, good_record("same-segment"))
+    leave_segment(wal_dir, root, good_record("next-segment", 2))
+    counted: list[int] = []
+    writer = prediction_writer(root, wal_dir=wal_dir, on_dead_letter=counted.append)
+    writer.start()
+    log_rows(writer, "live")
+    writer.close()
+    logged = read_prediction_log(root).groupby("request_id").size().to_dict()
+    assert logged == {"before": 1, "same-segment": 1, "next-segment": 2, "live": 1}
+    assert writer.dead_letter_rows == 1 and counted == [1] and writer.health() == logstore.OK
+    (dead,) = (tmp_path / "log" / "dead-letter" / "predictions").rglob("dead-*.jsonl")
+    line = orjson.loads(dead.read_bytes())
+    assert line["record"] == poison and line["reason"].startswith("not a row batch")
+    assert count_dead_letters(root) == 1
+    assert segment_files(wal_dir) == []
+
+
+def test_a_segment_that_cannot_be_read_is_moved_aside_with_its_reason(tmp_path):
+    root, wal_dir = str(tmp_path / "log"), tmp_path / "wal"
+    unreadable = leave_segment(wal_dir, root)
+    unreadable.unlink()
+    unreadable.mkdir()  # reading it fails whoever runs the test (root reads a file of mode 000)
+    torn = leave_segment(wal_dir, root, good_record("whole"), tail=b"\x05\x00\x00\x00{\"c\"")
+    garbled = leave_segment(wal_dir, root, tail=b"\x03\x00\x00\x00{x}" + wal.encode(good_record("after-garbled")))
+    leave_segment(wal_dir, root, good_record("next"))
+    writer = prediction_writer(root, wal_dir=wal_dir)
+    writer.start()
+    writer.close()
+    logged = read_prediction_log(root).groupby("request_id").size().to_dict()
+    assert logged == {"whole": 1, "after-garbled": 1, "next": 1}
+    assert writer.dead_letter_rows == 3 and count_dead_letters(root) == 3
+    lines = sorted(
+        (orjson.loads(line) for f in (tmp_path / "log" / "dead-letter").rglob("dead-*.jsonl") for line in f.read_bytes().splitlines()),
+        key=lambda line: line["segment"],
+    )
+    assert lines[0]["segment"] == unreadable.stem and lines[0]["reason"].startswith("unreadable segment: IsADirectoryError")
+    assert lines[1]["segment"] == torn.stem and lines[1]["reason"].startswith("torn segment: 8 bytes after record 1")
+    assert lines[2]["segment"] == garbled.stem and lines[2]["reason"].startswith("not JSON: ")
+    assert base64.b64decode(lines[2]["payload_base64"]) == b"{x}"
+    assert segment_files(wal_dir) == []  # nothing replayed again at the next start
+    assert list((wal_dir).rglob(f"{unreadable.name}*")) != []  # kept aside for a person to look at
+
+
+def test_rows_that_do_not_reach_the_destination_for_the_retry_window_make_the_writer_failing(tmp_path, monkeypatch):
+    root, wal_dir = str(tmp_path / "log"), tmp_path / "wal"
+    writer = prediction_writer(root, wal_dir=wal_dir, retry_window=0.0)
+    writer.start()
+    try:
+        assert writer.health() == logstore.OK  # nothing waiting: an idle log is not a stalled one
+        take_store_down(monkeypatch)
+        log_rows(writer, "a")
+        writer.flush()
+        assert writer.health() == logstore.FAILING and "store down" in writer.last_error
+        monkeypatch.undo()
+        writer.flush()
+        assert writer.health() == logstore.OK
+    finally:
+        writer.close()
+    assert len(read_prediction_log(root)) == 1
+
+
+def test_a_value_orjson_cannot_encode_is_kept_in_the_segment_exactly(tmp_path):
+    # An integer beyond 64 bits passes orjson by; the segment keeps it whole (not as a float), and
+    # the replay sends its row to the dead letters like the live writer would.
+    root, wal_dir = str(tmp_path / "log"), tmp_path / "wal"
+    crashed = label_writer(root, wal_dir=wal_dir)
+    crashed.segments.acquire()
+    label_rows(crashed, ("a", 0, 1), ("b", 2**64 - 1, 1))
+    assert crashed.health() == logstore.OK
+    crashed.segments.release()
+    restarted = label_writer(root, wal_dir=wal_dir)
+    restarted.start()
+    restarted.close()
+    assert list(read_labels(root)["request_id"]) == ["a"] and count_dead_letters(root) == 1
+    (dead,) = (tmp_path / "log" / "dead-letter" / "labels").rglob("dead-*.jsonl")
+    assert orjson.loads(dead.read_bytes())["row"]["row"] == 2**64 - 1
