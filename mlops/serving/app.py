@@ -160,7 +160,7 @@ def create_app(
         configs, tracking_uri, registry_factory, settings, default_model or settings.default_model,
     )
     app = FastAPI(
-        title="mlops serving", lifespan=host.lifespan, docs_url="/docs", redoc_url=None, openapi_url="/openapi.json",
+        title="mlops serving", lifespan=host.lifespan, docs_url=None, redoc_url=None, openapi_url="/openapi.json",
         description="Predictions from every model of the catalogue; request schemas come from each model's data contract.",
     )
     app.state.host = host
@@ -173,6 +173,7 @@ def create_app(
         Route("/models/{name}/predict", ModelPredictEndpoint(host), methods=["POST"]),
     ]
     _install_openapi(app, host)
+    _install_docs_page(app)
 
     @app.get("/health")
     async def health() -> Response:
@@ -221,6 +222,36 @@ def _configs(config: Any) -> list[PipelineConfig]:
     if entries is not None:  # a Catalogue: its models in file-name order
         return [entry.config for entry in entries.values()]
     return list(config)
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def _install_docs_page(app: FastAPI) -> None:
+    """/docs: Swagger UI with its script and style served from the installed swagger-ui-py package.
+
+    FastAPI's own page loads them from a CDN, which a machine without internet (or a locked-down
+    network) never reaches: the page stayed white. The package is found without importing it.
+    """
+    from importlib.util import find_spec
+
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from starlette.responses import HTMLResponse
+    from starlette.staticfiles import StaticFiles
+
+    spec = find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the swagger-ui-py package is not installed: /docs has no assets to serve")
+    static = f"{list(spec.submodule_search_locations)[0]}/static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=static), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title=f"{app.title} - API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js", swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
 
 
 def _install_openapi(app: FastAPI, host: ServingHost) -> None:

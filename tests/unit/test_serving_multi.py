@@ -418,6 +418,12 @@ def test_v2_model_routes_need_the_key_health_does_not(tmp_path):
         assert denied.status_code == 401 and "X-API-Key" in denied.json()["error"]
         assert client.post("/models/spend/predict", json={"records": [SPEND_ROW]}).status_code == 401
         assert client.get("/docs").status_code == 200 and client.get("/openapi.json").status_code == 200
+        # The page's script and style come from the app (no CDN), and need no key either.
+        page = client.get("/docs").text
+        assert "https://" not in page and "http://" not in page
+        script = client.get("/docs/assets/swagger-ui-bundle.js")
+        assert script.status_code == 200 and "SwaggerUIBundle" in script.text[:2000]
+        assert client.get("/docs/assets/swagger-ui.css").status_code == 200
 
 
 # -- OpenAPI ---------------------------------------------------------------------------------------
