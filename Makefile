@@ -22,6 +22,23 @@ $(VENV)/.installed: $(UV) uv.lock pyproject.toml
 
 install: $(VENV)/.installed
 
+# Mermaid for the docs site's diagrams, from the npm registry (npm checks the package's integrity),
+# as uv takes the Python packages from PyPI: Material loads it from a CDN otherwise, and no
+# machine here reaches one. Mermaid 11, the major Material asks for. A failed download only
+# warns: the site still builds, and its browser test says it skipped.
+MERMAID_VERSION := 11.17.2
+MERMAID_JS := docs/javascripts/mermaid.min.js
+
+$(MERMAID_JS):
+	@mkdir -p $(TOOLS)/npm $(dir $@)
+	@if (cd $(TOOLS)/npm && npm pack --silent mermaid@$(MERMAID_VERSION) >/dev/null) && \
+	    tar -xzf $(TOOLS)/npm/mermaid-$(MERMAID_VERSION).tgz -O package/dist/mermaid.min.js > $@.part; then \
+	    mv $@.part $@; rm -f $(TOOLS)/npm/mermaid-$(MERMAID_VERSION).tgz; \
+	else rm -f $@.part; echo "warning: mermaid $(MERMAID_VERSION) not fetched from npm: the docs' diagrams need a CDN"; fi
+
+.PHONY: docs-assets
+docs-assets: $(MERMAID_JS)
+
 up: install
 	$(BIN)/mlops stack up
 
@@ -39,7 +56,7 @@ demo: up
 	@echo "MLflow UI:  http://$${MLOPS_STACK_HOST:-127.0.0.1}:$${MLOPS_MLFLOW_PORT:-5000}   (runs, metrics, plots, registered models)"
 	@echo "The stack keeps running (monitor/scheduled checks each model on its own schedule); 'make down' stops it."
 
-test: install
+test: install docs-assets
 	$(BIN)/pytest -q
 
 # The loop to run while you work: every test that starts no server process (the unit tier),
@@ -57,7 +74,7 @@ lint: install
 # The reference site (docs/, mkdocs.yml) into site/. --strict turns a broken link or anchor into a
 # failure (never add --quiet: it hides the warnings strict mode counts). The variable silences
 # Material's banner about MkDocs 2, which mkdocs<2 in pyproject.toml already answers.
-docs: install
+docs: install docs-assets
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # Rewrite the bundled datasets (data/churn.parquet, data/spend.parquet, the churn entity frame

@@ -119,3 +119,28 @@ def test_the_serving_apps_api_docs_render_with_no_network(tmp_path):
     assert 'class="swagger-ui"' in dom
     assert re.search(r'<h2 class="title">mlops serving', dom), dom[-3000:]
     assert 'data-path="/predict"' in dom
+
+
+MERMAID = Path(__file__).resolve().parents[2] / "docs" / "javascripts" / "mermaid.min.js"
+
+
+@pytest.mark.skipif(not MERMAID.exists(), reason="make docs-assets (run by make test) fetches Mermaid from npm")
+def test_the_docs_sites_diagram_renders_with_no_network(tmp_path):
+    # Material loads Mermaid from a CDN unless the page already has it: offline the diagram was source text.
+    import os
+    import sys
+
+    repo = MERMAID.parents[2]
+    site = tmp_path / "site"
+    built = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--config-file", str(repo / "mkdocs.yml"),
+         "--site-dir", str(site)],
+        capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    done = _chromium(OFFLINE, "--virtual-time-budget=15000", "--dump-dom", (site / "index.html").as_uri(),
+                     profile=tmp_path / "profile")
+    assert done.returncode == 0, done.stderr[-2000:]
+    # Material swaps the fenced source for a drawn diagram only once Mermaid has run.
+    assert '<div class="mermaid">' in done.stdout
+    assert "flowchart TB" not in done.stdout
