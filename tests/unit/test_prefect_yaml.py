@@ -141,3 +141,15 @@ def test_make_up_leaves_the_materialize_form_and_schedule_as_written():
     # Identity, not equality: the sync only sends a schema it changed.
     assert with_model_choices(schema, ["churn-classifier"]) is schema
     assert MONITOR_DEPLOYMENT != ("materialize", "hourly")
+
+
+def test_a_run_that_ends_under_a_state_name_of_its_own_is_not_taken_for_a_silent_one():
+    # Prefect names a state-change event after the state: a run Completed as "Refused" sends
+    # prefect.flow-run.Refused, and were that not expected, 90 s later it would be marked Crashed.
+    from flows.states import STATE_NAMES
+
+    automations = yaml.safe_load((ROOT / "deployments" / "automations.yaml").read_text())["automations"]
+    (silent,) = [a for a in automations if a["name"] == "mlops-crash-silent-flow-runs"]
+    expected = set(silent["trigger"]["expect"])
+    for name in [*STATE_NAMES.values(), "Completed", "Failed", "Cancelled", "Crashed"]:
+        assert f"prefect.flow-run.{name}" in expected, name
