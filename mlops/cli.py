@@ -817,9 +817,10 @@ def cmd_stack(action: Annotated[Literal["up", "down", "status"], typer.Argument(
                 print(f"{service.name:8s} {state}")
         else:
             states = stack.status(settings)
-            for service, healthy in states:
-                print(f"{service.name:8s} {'up' if healthy else 'down':5s} {service.url}")
-            return EXIT_OK if all(h for _, h in states) else 3
+            for service, state in states:
+                taken = " (port in use by a process that is not this stack's)" if state == stack.STATE_NOT_OURS else ""
+                print(f"{service.name:8s} {state:5s} {service.url}{taken}")
+            return EXIT_OK if all(state == stack.STATE_UP for _, state in states) else 3
     except (RuntimeError, MlopsError) as err:
         return _fail(err, False)
     return EXIT_OK
