@@ -110,10 +110,13 @@ def test_own_pid_needs_the_pid_file_the_process_and_its_marker(tmp_path):
     ours = {**os.environ, **stack.identity(service, home)}
     theirs = {**ours, stack.STACK_MARKER: str(tmp_path / "other")}
     (home / "run").mkdir(parents=True)
-    sleeper = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+    sleeper = [sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"]
     for env, expected in ((ours, True), (theirs, False)):
-        proc = subprocess.Popen(sleeper, env=env, stdin=subprocess.PIPE)
+        proc = subprocess.Popen(sleeper, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         try:
+            # Popen returns while the kernel may still be setting up the new program's environment
+            # (/proc/PID/environ is empty for that instant); the child's first line says it runs.
+            assert proc.stdout.readline() == b"ready\n"
             (home / "run" / "worker.pid").write_text(str(proc.pid))
             assert (stack.own_pid(service, home) == proc.pid) is expected
         finally:
