@@ -14,6 +14,7 @@ import functools
 import gc
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -353,6 +354,38 @@ def _positive(value: str) -> int:
     return number
 
 
+# The most rows `mlops simulate` builds in one go: building a batch peaks near 650 bytes a row
+# (the draws, the strings, the frame), so 2,000,000 rows stay under 1.5 GB; an unbounded count ended
+# as a 43-line traceback after taking 3.7 GiB. A larger set is several batches, each with its seed.
+MAX_SIMULATED_ROWS = 2_000_000
+# numpy's seeds and model.seed share this range (a negative seed is refused inside numpy).
+MAX_SEED = 2**32 - 1
+MAX_PORT = 65_535
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    """A parser for an integer option that must lie in [low, high]: refused at the door, one line."""
+
+    def parse(value: str) -> int:
+        number = int(value)
+        if not low <= number <= high:
+            raise typer.BadParameter(f"must be between {low:,} and {high:,}")
+        return number
+
+    return parse
+
+
+# A window longer than a century is a typo; a much longer one overflowed the window's timedelta.
+MAX_WINDOW_HOURS = 100 * 366 * 24
+
+
+def _positive_hours(value: str) -> float:
+    number = float(value)
+    if not (math.isfinite(number) and 0 < number <= MAX_WINDOW_HOURS):
+        raise typer.BadParameter(f"must be a number of hours above 0 and at most {MAX_WINDOW_HOURS:,}")
+    return number
+
+
 def _version(value: str) -> str:
     if not value.isdigit() or int(value) < 1:
         raise typer.BadParameter("must be a version number such as 3")
@@ -615,7 +648,7 @@ def cmd_serve(
         help="the model POST /predict and /labels answer for (default: MLOPS_DEFAULT_MODEL, else the config "
              "with serving.default: true, else the only model)")] = None,
     host: Annotated[str, typer.Option("--host", metavar="H")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", metavar="N", parser=int)] = 8000,
+    port: Annotated[int, typer.Option("--port", metavar="N", parser=_int_between(1, MAX_PORT))] = 8000,
 ) -> int:
     settings = _settings()
     if config is not None and catalogue is not None:
@@ -646,7 +679,7 @@ def cmd_monitor(
     model: ModelOption = None,
     current: Annotated[str | None, typer.Option("--current", metavar="URI",
                                                 help="data to check instead of the prediction log window (path or s3://)")] = None,
-    window_hours: Annotated[float | None, typer.Option("--window-hours", metavar="H", parser=float, show_default=False,
+    window_hours: Annotated[float | None, typer.Option("--window-hours", metavar="H", parser=_positive_hours, show_default=False,
                                                        help="prediction-log window (default: monitoring.window_hours)")] = None,
     as_json: JsonFlag = False,
 ) -> int:
@@ -729,11 +762,12 @@ def cmd_score(
 @_command("simulate", "write a synthetic churn batch with controllable drift",
           "mlops simulate --rows 5000 --drift strong --seed 1 --out batch.parquet")
 def cmd_simulate(
-    rows: Annotated[int, typer.Option("--rows", metavar="N", parser=_positive, show_default=False)],
+    rows: Annotated[int, typer.Option("--rows", metavar="N", parser=_int_between(1, MAX_SIMULATED_ROWS), show_default=False,
+                                      help=f"rows to write (at most {MAX_SIMULATED_ROWS:,})")],
     out: Annotated[str, typer.Option("--out", metavar="URI", show_default=False,
                                      help="output URI (.csv or .parquet; path or s3://)")],
     drift: Annotated[Literal["none", "mild", "strong"], typer.Option("--drift")] = "none",
-    seed: Annotated[int, typer.Option("--seed", metavar="S", parser=int)] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="S", parser=_int_between(0, MAX_SEED))] = 0,
     start: Annotated[str, typer.Option("--start", help="timestamp of the first event")] = "2025-01-01",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> int:
@@ -793,9 +827,10 @@ def cmd_stack(action: Annotated[Literal["up", "down", "status"], typer.Argument(
                 print(f"{service.name:8s} {state}")
         else:
             states = stack.status(settings)
-            for service, healthy in states:
-                print(f"{service.name:8s} {'up' if healthy else 'down':5s} {service.url}")
-            return EXIT_OK if all(h for _, h in states) else 3
+            for service, state in states:
+                taken = " (port in use by a process that is not this stack's)" if state == stack.STATE_NOT_OURS else ""
+                print(f"{service.name:8s} {state:5s} {service.url}{taken}")
+            return EXIT_OK if all(state == stack.STATE_UP for _, state in states) else 3
     except (RuntimeError, MlopsError) as err:
         return _fail(err, False)
     return EXIT_OK

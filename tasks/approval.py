@@ -20,7 +20,7 @@ from pydantic import Field
 
 from mlops import events
 from mlops.errors import NothingToApprove
-from mlops.promotion.approval import ApprovalVerdict
+from mlops.promotion.approval import ApprovalVerdict, describe_answer, lost_race
 from mlops.results import artifact_key
 
 # How often the paused run asks the server whether it was resumed.
@@ -92,24 +92,80 @@ def waiting_deploys(model: str) -> list[str]:
     return [str(run.id) for run in runs if _model_of(run.parameters) == model]
 
 
-def answer_approval(model: str, approve: bool, reviewer: str, reason: str, run_id: str | None = None) -> str:
-    """Resume the model's waiting deploy (or `run_id`) with the answer; returns the run's id."""
+def _recorded_answer(run_id: str) -> dict | None:
+    """The answer the run was resumed with, or None: Prefect keeps it as the run's `paused-N-response` input."""
     from uuid import UUID
 
+    with get_client(sync_client=True) as client:
+        inputs = client.filter_flow_run_input(flow_run_id=UUID(run_id), key_prefix="paused-", limit=50, exclude_keys=set())
+    answers = [item.decoded_value for item in inputs if item.key.endswith("-response")]
+    return answers[-1] if answers and isinstance(answers[-1], dict) else None
+
+
+def _last_decided(model: str) -> str | None:
+    """"flow run R was already approved by X" for the model's latest deploy run, when it was answered."""
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["deploy"])),
+                                     sort=FlowRunSort.START_TIME_DESC, limit=20)
+    latest = next((str(run.id) for run in runs if _model_of(run.parameters) == model), None)
+    recorded = _recorded_answer(latest) if latest else None
+    return f"flow run {latest} was already {describe_answer(recorded)}" if recorded else None
+
+
+def resume_with_answer(run_id: str, answer: dict) -> None:
+    """Resume the paused run with `answer`; NothingToApprove when another answer got there first.
+
+    Two reviewers may both see the run waiting: the server resumes it once, and the loser's call
+    fails (the run is no longer paused) or is quietly ignored (the server aborts the transition).
+    Either way the answer the run holds decides, so it is read back and named to the loser.
+    """
+    from uuid import UUID
+
+    from prefect.exceptions import NotPausedError
     from prefect.flow_runs import resume_flow_run
 
+    try:
+        resume_flow_run(UUID(run_id), run_input=answer)
+    except FlowPauseTimeout as err:
+        raise NothingToApprove(f"flow run {run_id}: the approval request has timed out") from err
+    except (NotPausedError, RuntimeError) as err:
+        lost = lost_race(answer, _recorded_answer(run_id))
+        raise NothingToApprove(f"flow run {run_id} was {lost}" if lost else
+                               f"flow run {run_id} is no longer waiting for approval") from err
+    lost = lost_race(answer, _recorded_answer(run_id))
+    if lost:
+        raise NothingToApprove(f"flow run {run_id} was {lost}")
+
+
+def answer_approval(model: str, approve: bool, reviewer: str, reason: str, run_id: str | None = None) -> str:
+    """Resume the model's waiting deploy (or `run_id`) with the answer; returns the run's id."""
+    answer = {"approve": approve, "reviewer": reviewer, "reason": reason}
     waiting = waiting_deploys(model)
     if run_id is None:
         if not waiting:
-            raise NothingToApprove(f"no deploy of {model} is waiting for approval")
+            decided = _last_decided(model)
+            raise NothingToApprove(f"no deploy of {model} is waiting for approval" + (f" ({decided})" if decided else ""))
         if len(waiting) > 1:
             raise NothingToApprove(f"{len(waiting)} deploys of {model} are waiting for approval: "
                                    f"name one with --run ({', '.join(waiting)})")
         run_id = waiting[0]
     elif run_id not in waiting:
+        recorded = _recorded_answer(run_id) if _is_uuid(run_id) else None
+        if recorded:
+            raise NothingToApprove(f"flow run {run_id} was already {describe_answer(recorded)}")
         raise NothingToApprove(f"flow run {run_id} is not a deploy of {model} waiting for approval")
-    try:
-        resume_flow_run(UUID(run_id), run_input={"approve": approve, "reviewer": reviewer, "reason": reason})
-    except FlowPauseTimeout as err:
-        raise NothingToApprove(f"flow run {run_id}: the approval request has timed out") from err
+    resume_with_answer(run_id, answer)
     return run_id
+
+
+def _is_uuid(text: str) -> bool:
+    from uuid import UUID
+
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True

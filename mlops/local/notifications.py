@@ -1,7 +1,8 @@
 """Who is told: the notification block `mlops-notify` and the automations that send through it.
 
-`mlops stack up` saves MLOPS_NOTIFY_WEBHOOK_URL as a generic webhook block of that name (so the
-URL lives in Prefect's block store, never in a file of the repository) and applies
+`mlops stack up` saves MLOPS_NOTIFY_WEBHOOK_URL as an `mlops-webhook` block of that name
+(tasks/notify.py: the delivery promise of docs/notifications.md; the URL lives in Prefect's block
+store as a secret, never in a file of the repository) and applies
 deployments/notifications.yaml, whose actions name the block (`block: mlops-notify`) instead of
 an id that differs on every server. Without the URL, a block of that name made by hand (a Slack
 webhook, an Apprise e-mail URL) is used; with neither, nothing is applied and `make up` says so.
@@ -17,16 +18,31 @@ import yaml
 from mlops.local.prefect_rest import PrefectRest
 
 BLOCK_NAME = "mlops-notify"
-WEBHOOK_TYPE = "custom-webhook"
-# What the generic webhook posts: the action's subject and body, filled in by Prefect.
-WEBHOOK_JSON = {"subject": "{{subject}}", "body": "{{body}}"}
+# tasks/notify.py's block type; registered on the server by `prefect block register`.
+WEBHOOK_TYPE = "mlops-webhook"
+WEBHOOK_MODULE = "tasks.notify"
+
+
+def register_webhook_type(api_url: str) -> None:
+    """Tell the server the block type's schema (its class is loaded there by an entry point)."""
+    import os
+    import subprocess
+    import sys
+
+    prefect = Path(sys.executable).parent / "prefect"
+    command = [str(prefect) if prefect.exists() else "prefect", "block", "register", "-m", WEBHOOK_MODULE]
+    proc = subprocess.run(command, env={**os.environ, "PREFECT_API_URL": api_url}, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"registering the {WEBHOOK_TYPE} block type failed (exit {proc.returncode}): {tail[0]}")
 
 
 def notification_block(rest: PrefectRest, webhook_url: str | None) -> str | None:
     """The id of the block notifications go through: saved from the URL, else one made by hand."""
     if webhook_url:
-        data = {"name": BLOCK_NAME, "url": webhook_url, "method": "POST", "json_data": WEBHOOK_JSON}
-        return rest.save_block(WEBHOOK_TYPE, BLOCK_NAME, data)
+        register_webhook_type(rest.api_url)
+        return rest.save_block(WEBHOOK_TYPE, BLOCK_NAME, {"url": webhook_url})
     existing = rest.block_ids(BLOCK_NAME)
     return existing[0] if existing else None
 

@@ -20,7 +20,9 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -349,10 +351,78 @@ def running_pid(home: Path, name: str) -> int | None:
     return pid if _alive(pid) else None
 
 
-def start(service: Service, home: Path, timeout: float = 120.0) -> subprocess.Popen | None:
-    """Start `service` unless it already answers; wait until its health URL does."""
-    if is_healthy(service.health_url):
+# Every process a stack starts carries its home here. Two stacks on one machine differ in home,
+# so a process is this stack's only when its pid file is in this home AND its environment says
+# so: a port answering proves nothing (another stack's worker answered on ours and was adopted),
+# and a pid in a stale pid file may have been reused by any process.
+STACK_MARKER = "MLOPS_STACK_HOME"
+
+
+class PortTaken(ConfigError):
+    """A port this stack needs is held by a process that is not this stack's own."""
+
+
+def identity(service: Service, home: Path) -> dict[str, str]:
+    """What a process of this stack's `service` has in its environment: the stack's home and,
+    for processes that talk to Prefect (worker, serving app, the server), the API URL they use."""
+    expected = {STACK_MARKER: str(home.resolve())}
+    if "PREFECT_API_URL" in service.env:
+        expected["PREFECT_API_URL"] = service.env["PREFECT_API_URL"]
+    return expected
+
+
+def is_own_process(environ: Mapping[str, str] | None, expected: Mapping[str, str]) -> bool:
+    """True when a process's environment (None: unreadable or gone) carries every expected value."""
+    return environ is not None and all(environ.get(key) == value for key, value in expected.items())
+
+
+def process_environ(pid: int) -> dict[str, str] | None:
+    """The environment `pid` was started with, from /proc; None when it is gone or not readable."""
+    try:
+        raw = Path("/proc", str(pid), "environ").read_bytes()
+    except OSError:
         return None
+    pairs = (entry.decode(errors="replace").partition("=") for entry in raw.split(b"\0") if entry)
+    return {key: value for key, _, value in pairs}
+
+
+def own_pid(service: Service, home: Path) -> int | None:
+    """The pid of this stack's running `service`, or None (no pid file, dead, or someone else's)."""
+    pid = running_pid(home, service.name)
+    if pid is None or not is_own_process(process_environ(pid), identity(service, home)):
+        return None
+    return pid
+
+
+def _port_of(service: Service) -> tuple[str, int] | None:
+    parsed = urllib.parse.urlsplit(service.health_url)
+    return (parsed.hostname, parsed.port) if parsed.hostname and parsed.port else None
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when something accepts connections on host:port (whoever it is)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def start(service: Service, home: Path, timeout: float = 120.0) -> subprocess.Popen | None:
+    """Start `service` unless this stack's own already runs; wait until its health URL answers.
+
+    A port held by anything else is PortTaken (exit 2): adopting it would report as ours a
+    process that runs another stack's deployments, or none.
+    """
+    if own_pid(service, home) is not None:
+        _wait_healthy(service, home, timeout, None)
+        return None
+    address = _port_of(service)
+    if address and (port_open(*address) or is_healthy(service.health_url)):
+        raise PortTaken(
+            f"{service.name}: port {address[1]} on {address[0]} is in use by a process that is not this stack's "
+            f"(MLOPS_HOME {home.resolve()}): stop it, or give this stack another port"
+        )
     (home / "logs").mkdir(parents=True, exist_ok=True)
     (home / "run").mkdir(parents=True, exist_ok=True)
     log = open(home / "logs" / f"{service.name}.log", "ab")  # noqa: SIM115 - handed to the child
@@ -361,22 +431,29 @@ def start(service: Service, home: Path, timeout: float = 120.0) -> subprocess.Po
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, **service.env},
+        env={**os.environ, **service.env, STACK_MARKER: str(home.resolve())},
         cwd=service.cwd,
         start_new_session=True,
     )
     log.close()
     _pid_file(home, service.name).write_text(str(proc.pid))
+    _wait_healthy(service, home, timeout, proc)
+    return proc
+
+
+def _wait_healthy(service: Service, home: Path, timeout: float, proc: subprocess.Popen | None) -> None:
+    """Wait until the service answers; a child that exits or never answers is a one-line error."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise RuntimeError(
                 f"{service.name} exited with code {proc.returncode}; see {home / 'logs' / (service.name + '.log')}"
             )
         if is_healthy(service.health_url):
-            return proc
+            return
         time.sleep(0.5)
-    stop_pid(proc.pid)
+    if proc is not None:
+        stop_pid(proc.pid)
     raise RuntimeError(f"{service.name} did not become healthy within {timeout:.0f}s")
 
 
@@ -472,8 +549,9 @@ def _reaped(pid: int) -> bool:
 
 
 def stop(service: Service, home: Path) -> bool:
-    """Stop a service started by `start`; True when something was running."""
-    pid = running_pid(home, service.name)
+    """Stop this stack's own `service`; True when it was running. A pid file whose process is not
+    this stack's (the pid reused, or another stack's) is removed and nothing is signalled."""
+    pid = own_pid(service, home)
     _pid_file(home, service.name).unlink(missing_ok=True)
     if pid is None:
         return False
@@ -517,8 +595,20 @@ def down(settings: Settings, project: Path | None = None) -> list[tuple[Service,
     return [(service, "stopped" if stop(service, settings.home) else "not running") for service in services]
 
 
-def status(settings: Settings, project: Path | None = None) -> list[tuple[Service, bool]]:
-    """Health of the servers, and of the worker and serving app where this project runs them."""
+STATE_UP, STATE_DOWN, STATE_NOT_OURS = "up", "down", "taken"
+
+
+def service_state(service: Service, home: Path) -> str:
+    """`up` when this stack's own process runs and answers; `taken` when its port is held by
+    another process (another stack's worker, say); else `down`."""
+    if own_pid(service, home) is not None:
+        return STATE_UP if is_healthy(service.health_url) else STATE_DOWN
+    address = _port_of(service)
+    return STATE_NOT_OURS if address and port_open(*address) else STATE_DOWN
+
+
+def status(settings: Settings, project: Path | None = None) -> list[tuple[Service, str]]:
+    """State of the servers, and of the worker and serving app where this project runs them."""
     project = (project or Path.cwd()).resolve()
     expected = [*local_services(settings), *(s for s, skipped in loop_services(settings, project) if not skipped)]
-    return [(s, is_healthy(s.health_url)) for s in expected]
+    return [(s, service_state(s, settings.home)) for s in expected]

@@ -39,6 +39,29 @@ class ApprovalVerdict:
         return asdict(self)
 
 
+def describe_answer(answer: Mapping[str, Any]) -> str:
+    """A recorded answer in one line: "approved by ann: read the card" / "rejected by bob: slice gap"."""
+    verdict = "approved" if answer.get("approve") else "rejected"
+    reviewer = str(answer.get("reviewer") or "").strip() or "unknown"
+    reason = str(answer.get("reason") or "").strip()
+    return f"{verdict} by {reviewer}" + (f": {reason}" if reason else "")
+
+
+def lost_race(sent: Mapping[str, Any], recorded: Mapping[str, Any] | None) -> str | None:
+    """Why our answer did not decide the run, or None when the answer the run holds is ours.
+
+    Two people answering one paused run race: the server resumes it once and keeps the first
+    answer; the other learns what was decided instead. An identical answer decided nothing
+    different, so it is not a loss.
+    """
+    if recorded is None:
+        return None
+    keys = ("approve", "reviewer", "reason")
+    if all(recorded.get(key) == sent.get(key) for key in keys):
+        return None
+    return f"already {describe_answer(recorded)}"
+
+
 def request_markdown(
     model: str, candidate: str, champion: str | None, decision_reason: str,
     metrics: Mapping[str, Mapping[str, float]], timeout_minutes: float,

@@ -28,12 +28,12 @@ from flows.rollback import rollback
 from flows.train import train
 from mlops.config import PipelineConfig, parse_config
 from mlops.data import write_frame
-from mlops.errors import ConfigError, ModelNotFound
+from mlops.errors import ConfigError, ModelNotFound, NothingToApprove
 from mlops.local.prefect_rest import wait_for
 from mlops.local.simulate import simulate_churn, simulate_spend
 from mlops.local.stack import free_port
 from mlops.registry import Registry
-from tasks.approval import waiting_deploys
+from tasks.approval import answer_approval, resume_with_answer, waiting_deploys
 from tests.timing import LENIENT_PROMOTION
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -555,6 +555,14 @@ def test_a_promotion_waits_for_approval_and_the_reviewer_is_audited(store, tmp_p
     approved = _answer("approve", config_file, prefect_api, "--reviewer", "ann", "--reason", "read the evidence")
     assert approved.returncode == 0, approved.stderr
     assert run_id in approved.stdout
+    # A reviewer who answered the same run a moment later (it was waiting when they looked) loses
+    # the race: one line naming the decision that won, never Prefect's NotPausedError.
+    with pytest.raises(NothingToApprove, match=f"^flow run {run_id} was already approved by ann: read the evidence$"):
+        resume_with_answer(run_id, {"approve": False, "reviewer": "bob", "reason": "slice gap"})
+    with pytest.raises(NothingToApprove, match=f"^flow run {run_id} was already approved by ann: read the evidence$"):
+        answer_approval(MODEL, False, "bob", "slice gap", run_id)
+    with pytest.raises(NothingToApprove, match=f"is waiting for approval \\(flow run {run_id} was already approved by ann"):
+        answer_approval(MODEL, False, "bob", "slice gap")
     thread.join(120)
     result = out["state"].result()
     assert result.status == "promoted" and aliases(uri)["champion"] == "2"

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from mlops import audit, events
-from mlops.local.notifications import BLOCK_NAME, apply_notifications
+from mlops.local.notifications import BLOCK_NAME, WEBHOOK_TYPE, apply_notifications
 from mlops.local.prefect_rest import PrefectRest, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,3 +127,69 @@ def test_every_kind_of_event_notifies_once_with_model_version_and_reason(prefect
         rest.delete_automations(names)  # the server is shared with later tests
         rest.close()
         receiver.shutdown()
+
+
+class _Hanging(ThreadingHTTPServer):
+    """A webhook that reads each POST and never answers; keeps each body's text and Idempotency-Key."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+        self.released = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                receiver.seen.append((body.get("body", ""), self.headers.get("Idempotency-Key")))
+                receiver.released.wait(30)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+    def about(self, model: str) -> list[str | None]:
+        return [key for body, key in self.seen if f"model={model} " in body]
+
+
+def test_a_webhook_that_never_answers_gets_each_notification_the_promised_times(prefect_server):
+    names = [a["name"] for a in yaml.safe_load(FILE.read_text())["automations"]]
+    hook = _Hanging()
+    rest = PrefectRest(prefect_server)
+    try:
+        apply_notifications(prefect_server, FILE, hook.url)
+        # The promise with small numbers (block fields), so the test is quick: 2 attempts, 0.5 s each.
+        rest.save_block(WEBHOOK_TYPE, BLOCK_NAME, {"url": hook.url, "attempts": 2, "timeout_seconds": 0.5,
+                                                   "backoff_seconds": 0.1})
+
+        def drift(model: str) -> None:
+            rest.emit(events.DRIFT_DETECTED, events.model_resource(model),
+                      {"champion_version": "1", "drift_share": 0.5, "drifted_columns": ["age"]})
+
+        def warm() -> list:
+            drift("warm-up")
+            time.sleep(2)
+            return hook.about("warm-up")
+        wait_for("the notification automations to be live", warm, 120, every=0)
+
+        drift("m-hang")
+        wait_for("the notification's attempts", lambda: len(hook.about("m-hang")) >= 2, 60, every=0.2)
+        # The server takes retries before new messages: once the sentinel's attempts are in, a third
+        # copy of m-hang's (Prefect's own redelivery, four in all before) would have arrived first.
+        drift("sentinel")
+        wait_for("the sentinel's attempts", lambda: len(hook.about("sentinel")) >= 2, 60, every=0.2)
+        keys = hook.about("m-hang")
+        assert len(keys) == 2 and keys[0] and len(set(keys)) == 1, hook.seen
+        assert len(hook.about("sentinel")) == 2 and hook.about("sentinel")[0] != keys[0]
+    finally:
+        rest.delete_automations(names)
+        rest.close()
+        hook.released.set()
+        hook.shutdown()

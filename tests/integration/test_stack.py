@@ -45,6 +45,14 @@ def test_stack_serves_train_runs_and_stops_cleanly(tmp_path):
         assert mlops("stack", "status").returncode == 0
         again = mlops("stack", "up")
         assert again.stdout.count("already running") == 2
+        # A second stack (another home) on the same ports adopts nothing and reports nothing as its own.
+        second = {**env, "MLOPS_HOME": str(tmp_path / "second")}
+        taken = subprocess.run([MLOPS, "stack", "status"], cwd=tmp_path, env=second, capture_output=True, text=True, timeout=120)
+        assert taken.returncode == 3 and taken.stdout.count("taken") == 2 and " up " not in taken.stdout, taken.stdout
+        refused = subprocess.run([MLOPS, "stack", "up"], cwd=tmp_path, env=second, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2 and "already running" not in refused.stdout, refused.stdout
+        assert refused.stderr.startswith(f"error: prefect: port {settings.prefect_port} on 127.0.0.1 is in use by a "
+                                         "process that is not this stack's") and len(refused.stderr.splitlines()) == 1
 
         write_frame(simulate_churn(2000, seed=31), str(tmp_path / "churn.parquet"))
         (tmp_path / "c.yaml").write_text(yaml.safe_dump({

@@ -83,10 +83,18 @@ def test_every_command_has_help_with_an_example(command, flag):
         (["simulate", "--rows", "20.0", "--out", "o.csv"], "'--rows'"),
         (["rollback", "--config", "c.yaml", "--reason", "--json"], "Option '--reason' requires an argument"),
         (["simulate", "--rows", "5", "--s", "1", "--out", "o.csv"], "No such option: --s"),
+        # Counts and numbers beyond what the command can hold are refused before any work.
+        (["simulate", "--rows", str(10**12), "--out", "o.csv"], "'--rows': must be between 1 and 2,000,000"),
+        (["simulate", "--rows", "-5", "--out", "o.csv"], "'--rows'"),
+        (["simulate", "--rows", "5", "--seed", "-1", "--out", "o.csv"], "'--seed': must be between 0 and"),
+        (["serve", "--port", "70000"], "'--port': must be between 1 and 65,535"),
+        (["monitor", "--config", "c.yaml", "--window-hours", "nan"], "'--window-hours'"),
+        (["monitor", "--config", "c.yaml", "--window-hours", "-1"], "'--window-hours'"),
     ],
     ids=["no-command", "unknown-command", "missing-option", "missing-value", "unknown-option", "bad-version",
          "chunk-rows-0", "bad-choice", "missing-argument", "bad-argument", "float-for-int", "flag-as-value",
-         "ambiguous-prefix"],
+         "ambiguous-prefix", "rows-beyond-bound", "rows-negative", "seed-negative", "port-beyond-range",
+         "window-nan", "window-negative"],
 )
 def test_bad_usage_is_one_error_line_and_exit_2(args, words):
     """Not Typer's box with the usage in it: the one `error:` line every other failure prints."""

@@ -617,3 +617,18 @@ def test_the_watch_sends_the_api_key_only_to_the_settings_url(monkeypatch):
             server.server_close()
     assert verdict.scrapes == 1 and verdict.failed_scrapes == 0
     assert seen == {"settings": ["serving-key"], "config": []}
+
+
+# -- two answers racing for one paused deploy ------------------------------------------------------
+
+def test_the_loser_of_an_approval_race_is_told_the_winners_decision():
+    from mlops.promotion.approval import lost_race
+
+    ann = {"approve": True, "reviewer": "ann", "reason": "read the card"}
+    bob = {"approve": False, "reviewer": "bob", "reason": "slice gap"}
+    assert lost_race(bob, ann) == "already approved by ann: read the card"
+    assert lost_race(ann, bob) == "already rejected by bob: slice gap"
+    assert lost_race({**ann, "reviewer": "cat"}, {**ann, "reason": ""}) == "already approved by ann"
+    # Our own answer on the run (or the same answer twice) decided nothing different; no answer: not a race.
+    assert lost_race(ann, dict(ann)) is None
+    assert lost_race(ann, None) is None

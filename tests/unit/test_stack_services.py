@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -75,3 +80,67 @@ def test_a_setting_that_looks_like_an_option_stays_the_value_of_its_own():
     assert _value(mlflow.command, "--artifacts-destination") == "--default-artifact-root=/tmp/x"
     assert _value(mlflow.command, "--allowed-hosts") == "--dev"
     assert _value(services[3].command, "--catalogue") == "/srv/project/--config=/etc/passwd"
+
+
+# -- a stack knows its own processes (two stacks on one machine) ---------------------------------
+
+def test_a_process_is_the_stacks_own_only_when_its_environment_says_so():
+    ours = {stack.STACK_MARKER: "/a/.mlops", "PREFECT_API_URL": "http://127.0.0.1:4200/api"}
+    assert stack.is_own_process({**ours, "PATH": "/bin"}, ours)
+    assert not stack.is_own_process({**ours, stack.STACK_MARKER: "/b/.mlops"}, ours)  # another stack's home
+    assert not stack.is_own_process({**ours, "PREFECT_API_URL": "http://127.0.0.1:4300/api"}, ours)  # polls another server
+    assert not stack.is_own_process({"PATH": "/bin"}, ours)  # started by hand, or by an older stack
+    assert not stack.is_own_process(None, ours)  # gone, or not readable
+
+
+class _Health(ThreadingHTTPServer):
+    """Another stack's worker: answers 200 on /health at the port this stack's worker wants."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+
+def test_another_stacks_worker_on_our_port_is_reported_and_never_adopted(tmp_path):
+    other = _Health()
+    try:
+        settings = Settings(MLOPS_HOME=str(tmp_path / "ours"), MLOPS_WORKER_PORT=str(other.server_address[1]))
+        worker = stack.worker_service(settings, tmp_path)
+        worker.command = [sys.executable, "-c", "raise SystemExit(7)"]  # never run: the port is taken
+        assert stack.service_state(worker, settings.home) == stack.STATE_NOT_OURS
+        with pytest.raises(stack.PortTaken, match=f"^worker: port {other.server_address[1]} on 127.0.0.1 is in use "
+                                                   "by a process that is not this stack's"):
+            stack.start(worker, settings.home)
+        assert stack.stop(worker, settings.home) is False  # nothing of ours to stop, nothing signalled
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+def test_own_pid_needs_the_pid_file_the_process_and_its_marker(tmp_path):
+    home = tmp_path / "home"
+    service = stack.Service("worker", [], "http://127.0.0.1:1/health", "pool", env={"PREFECT_API_URL": "http://x/api"})
+    ours = {**os.environ, **stack.identity(service, home)}
+    theirs = {**ours, stack.STACK_MARKER: str(tmp_path / "other")}
+    (home / "run").mkdir(parents=True)
+    sleeper = [sys.executable, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"]
+    for env, expected in ((ours, True), (theirs, False)):
+        proc = subprocess.Popen(sleeper, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            # Popen returns while the kernel may still be setting up the new program's environment
+            # (/proc/PID/environ is empty for that instant); the child's first line says it runs.
+            assert proc.stdout.readline() == b"ready\n"
+            (home / "run" / "worker.pid").write_text(str(proc.pid))
+            assert (stack.own_pid(service, home) == proc.pid) is expected
+        finally:
+            proc.communicate(b"", timeout=60)  # a loaded machine may take seconds to start Python
+    assert stack.own_pid(service, home) is None  # the pid file names a process that has exited
