@@ -101,6 +101,11 @@ bench-drift: install
 bench-features: install
 	$(BIN)/python benchmarks/features.py
 
+# Read-only commands against an MLflow server, with and without Feast's MLflow header provider.
+.PHONY: bench-cli
+bench-cli: install
+	$(BIN)/python benchmarks/cli_latency.py
+
 .PHONY: bench-dask
 bench-dask: install
 	$(BIN)/python benchmarks/search_dask.py

@@ -107,12 +107,12 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print(f"\n{'command':40} {'baseline s':>10} {'ours s':>8} {'ratio':>6}")
+    print(f"\n{'command':46} {'baseline s':>10} {'ours s':>8} {'ratio':>6}")
     for command in COMMANDS:
         name = " ".join(command)
         base = statistics.median(times[(name, "baseline")])
         ours = statistics.median(times[(name, "ours")])
-        print(f"mlops {name:34} {base:10.2f} {ours:8.2f} {base / ours:6.1f}x")
+        print(f"mlops {name:40} {base:10.2f} {ours:8.2f} {base / ours:6.1f}x")
     before, after = statistics.median(imports["before"]), statistics.median(imports["after"])
     print(f"\nimport cost of MLflow's header registry (a fresh process, median of {rounds}):")
     print(f"  with Feast's provider (MLflow's way) {before:.2f} s, without (ours) {after:.2f} s: {before / after:.1f}x")
