@@ -23,7 +23,8 @@ MLOPS = str(Path(sys.executable).parent / "mlops")
 def test_stack_serves_train_runs_and_stops_cleanly(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "MLOPS_"))}
     env.update(
-        MLOPS_HOME=str(tmp_path / ".mlops"),
+        # Not ./.mlops: a default that resolved against the working directory would land there.
+        MLOPS_HOME=str(tmp_path / "home"),
         MLOPS_PREFECT_PORT=str(stack.free_port()),
         MLOPS_MLFLOW_PORT=str(stack.free_port()),
     )
@@ -41,7 +42,7 @@ def test_stack_serves_train_runs_and_stops_cleanly(tmp_path):
         up = mlops("stack", "up")
         assert up.returncode == 0, up.stderr + up.stdout
         assert f"features: applied {tmp_path / 'features'}: 2 feature views" in up.stdout
-        assert (tmp_path / ".mlops" / "feast" / "registry.db").is_file()
+        assert (tmp_path / "home" / "feast" / "registry.db").is_file()
         assert mlops("stack", "status").returncode == 0
         again = mlops("stack", "up")
         assert again.stdout.count("already running") == 2
@@ -90,3 +91,8 @@ def test_stack_serves_train_runs_and_stops_cleanly(tmp_path):
             alive = False
         assert not alive, f"process group {pid} survived `stack down`"
     assert mlops("stack", "status").returncode == 3
+    # The stack, the CLI and the flow run wrote nothing into the working directory but the home (the
+    # refused second stack wrote nothing at all):
+    # what is there is what the test put there (Python's bytecode cache of the feature repository aside).
+    written = {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if "__pycache__" not in p.parts}
+    assert written == {"home", "features", "churn.parquet", "c.yaml"}, written
