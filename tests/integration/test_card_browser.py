@@ -82,14 +82,10 @@ OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
 
 def test_the_serving_apps_api_docs_render_with_no_network(tmp_path):
     # FastAPI's /docs loads Swagger UI from a CDN: offline it was a white page.
-    import socket
-    import threading
-
-    import uvicorn
-
     from mlops.config import Settings
     from mlops.serving.app import create_app
     from mlops.serving.server import server_config
+    from tests.loopback import serving_in_thread
     from tests.unit.test_serving_app import config
     from tests.unit.test_serving_models import FakeRegistry
 
@@ -98,21 +94,9 @@ def test_the_serving_apps_api_docs_render_with_no_network(tmp_path):
     app = create_app(config(tmp_path), "unused://", registry_factory=lambda: registry, settings=settings)
     server_settings = server_config(app, "127.0.0.1", 0, settings)
     server_settings.log_level = "warning"
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(server_settings)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            assert thread.is_alive(), "the serving app did not start"
-            threading.Event().wait(0.02)
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}/docs"
+    with serving_in_thread(server_settings) as port:
+        url = f"http://127.0.0.1:{port}/docs"
         done = _chromium(OFFLINE, "--virtual-time-budget=15000", "--dump-dom", url, profile=tmp_path / "profile")
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
     assert done.returncode == 0, done.stderr[-2000:]
     dom = done.stdout
     # Swagger UI's script ran and drew the document: its title and the predict operation are in the DOM.

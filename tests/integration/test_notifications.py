@@ -7,7 +7,6 @@ import json
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
@@ -15,37 +14,34 @@ import yaml
 from mlops import audit, events
 from mlops.local.notifications import BLOCK_NAME, WEBHOOK_TYPE, apply_notifications
 from mlops.local.prefect_rest import PrefectRest, wait_for
+from tests.loopback import Listener, reply
 
 REPO = Path(__file__).resolve().parents[2]
 FILE = REPO / "deployments" / "notifications.yaml"
 
 
-class _Receiver(ThreadingHTTPServer):
+def _body(request) -> dict:
+    return json.loads(request.rfile.read(int(request.headers.get("content-length", 0))) or b"{}")
+
+
+class _Receiver:
     """A webhook on loopback that keeps every JSON body it is sent."""
 
     def __init__(self) -> None:
         self.bodies: list[dict] = []
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                length = int(self.headers.get("content-length", 0))
-                receiver.bodies.append(json.loads(self.rfile.read(length) or b"{}"))
-                self.send_response(200)
-                self.end_headers()
+        def answer(request) -> None:
+            self.bodies.append(_body(request))
+            reply(request, 200)
 
-            def log_message(self, *args) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+        self.listener = Listener(answer)
+        self.url = self.listener.url()
 
     def about(self, model: str) -> list[str]:
         return [b["body"] for b in self.bodies if f"model={model} " in b.get("body", "")]
+
+    def shutdown(self) -> None:
+        self.listener.close()
 
 
 def _record(action: str, model: str, to_version: str, reason: str) -> audit.AuditRecord:
@@ -129,34 +125,25 @@ def test_every_kind_of_event_notifies_once_with_model_version_and_reason(prefect
         receiver.shutdown()
 
 
-class _Hanging(ThreadingHTTPServer):
+class _Hanging:
     """A webhook that reads each POST and never answers; keeps each body's text and Idempotency-Key."""
-
-    daemon_threads = True
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str | None]] = []
         self.released = threading.Event()
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-                receiver.seen.append((body.get("body", ""), self.headers.get("Idempotency-Key")))
-                receiver.released.wait(30)
+        def answer(request) -> None:
+            self.seen.append((_body(request).get("body", ""), request.headers.get("Idempotency-Key")))
+            self.released.wait(30)
 
-            def log_message(self, *args) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+        self.listener = Listener(answer)
+        self.url = self.listener.url()
 
     def about(self, model: str) -> list[str | None]:
         return [key for body, key in self.seen if f"model={model} " in body]
+
+    def shutdown(self) -> None:
+        self.listener.close()
 
 
 def test_a_webhook_that_never_answers_gets_each_notification_the_promised_times(prefect_server):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,6 +19,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from mlops.config import Settings
 from mlops.serving import connections
 from mlops.serving.server import server_config
+from tests.loopback import serving_in_thread
 
 # What a test waits at most for an answer or a close; the deadline under test is far shorter.
 PATIENCE = 10.0
@@ -47,27 +47,13 @@ async def echo(scope, receive, send) -> None:
 @contextmanager
 def serving(request_timeout: float, max_connections: int, base=None) -> Iterator[int]:
     """The server on a free loopback port; yields the port."""
-    import uvicorn
-
     settings = Settings(MLOPS_SERVING_REQUEST_TIMEOUT=str(request_timeout), MLOPS_SERVING_MAX_CONNECTIONS=str(max_connections))
     config = server_config(echo, "127.0.0.1", 0, settings)
     if base is not None:
         config.http = connections.bounded_protocol(request_timeout, max_connections, base)
     config.log_level = "warning"
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            assert thread.is_alive(), "the server did not start"
-            threading.Event().wait(0.01)
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(PATIENCE)
-        sock.close()
+    with serving_in_thread(config) as port:
+        yield port
 
 
 def connect(port: int) -> socket.socket:

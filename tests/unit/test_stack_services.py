@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from mlops.config import Settings
 from mlops.errors import ConfigError
 from mlops.local import stack
+from tests.loopback import Listener, reply
 
 HOME = Path("/srv/mlops")
 
@@ -93,37 +92,19 @@ def test_a_process_is_the_stacks_own_only_when_its_environment_says_so():
     assert not stack.is_own_process(None, ours)  # gone, or not readable
 
 
-class _Health(ThreadingHTTPServer):
-    """Another stack's worker: answers 200 on /health at the port this stack's worker wants."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-
 def test_another_stacks_worker_on_our_port_is_reported_and_never_adopted(tmp_path):
-    other = _Health()
+    other = Listener(lambda request: reply(request, 200))  # another stack's worker, answering /health
     try:
-        settings = Settings(MLOPS_HOME=str(tmp_path / "ours"), MLOPS_WORKER_PORT=str(other.server_address[1]))
+        settings = Settings(MLOPS_HOME=str(tmp_path / "ours"), MLOPS_WORKER_PORT=str(other.port))
         worker = stack.worker_service(settings, tmp_path)
         worker.command = [sys.executable, "-c", "raise SystemExit(7)"]  # never run: the port is taken
         assert stack.service_state(worker, settings.home) == stack.STATE_NOT_OURS
-        with pytest.raises(stack.PortTaken, match=f"^worker: port {other.server_address[1]} on 127.0.0.1 is in use "
+        with pytest.raises(stack.PortTaken, match=f"^worker: port {other.port} on 127.0.0.1 is in use "
                                                    "by a process that is not this stack's"):
             stack.start(worker, settings.home)
         assert stack.stop(worker, settings.home) is False  # nothing of ours to stop, nothing signalled
     finally:
-        other.shutdown()
-        other.server_close()
+        other.close()
 
 
 def test_own_pid_needs_the_pid_file_the_process_and_its_marker(tmp_path):

@@ -2,54 +2,40 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from mlops.webhook import IDEMPOTENCY_HEADER, DeliveryPolicy, deliver
+from tests.loopback import Listener, reply
 
 # Small numbers so the test takes about a second; the promise is the same with the defaults.
 FAST = DeliveryPolicy(attempts=3, timeout_seconds=0.3, backoff_seconds=0.05)
 
 
-class _Webhook(ThreadingHTTPServer):
+class _Webhook:
     """A receiver that answers each POST with the next status of `answers` (None: never answers)."""
-
-    daemon_threads = True
 
     def __init__(self, answers: list[int | None]) -> None:
         self.keys: list[str | None] = []
         self.ids: list[str] = []
         self.released = threading.Event()
-        webhook = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                import json
+        def answer(request) -> None:
+            body = json.loads(request.rfile.read(int(request.headers.get("content-length", 0))))
+            self.keys.append(request.headers.get(IDEMPOTENCY_HEADER))
+            self.ids.append(body["id"])
+            status = answers[min(len(self.keys), len(answers)) - 1]
+            if status is None:  # accept, read, and hang until the test ends
+                self.released.wait(10)
+                return
+            reply(request, status)
 
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
-                webhook.keys.append(self.headers.get(IDEMPOTENCY_HEADER))
-                webhook.ids.append(body["id"])
-                status = answers[min(len(webhook.keys), len(answers)) - 1]
-                if status is None:  # accept, read, and hang until the test ends
-                    webhook.released.wait(10)
-                    return
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+        self.listener = Listener(answer)
+        self.url = self.listener.url()
 
 
 @pytest.fixture
@@ -63,8 +49,7 @@ def webhook() -> Iterator[type[_Webhook]]:
     yield start
     for server in started:
         server.released.set()
-        server.shutdown()
-        server.server_close()
+        server.listener.close()
 
 
 def test_a_webhook_that_never_answers_gets_exactly_the_promised_attempts_in_bounded_time(webhook):
