@@ -7,11 +7,13 @@ and as a markdown artifact; `mlops approve` / `mlops reject` resume the same run
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.events import emit_event
-from prefect.exceptions import FlowPauseTimeout
+from prefect.exceptions import FlowPauseTimeout, NotPausedError
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
@@ -94,8 +96,6 @@ def waiting_deploys(model: str) -> list[str]:
 
 def _recorded_answer(run_id: str) -> dict | None:
     """The answer the run was resumed with, or None: Prefect keeps it as the run's `paused-N-response` input."""
-    from uuid import UUID
-
     with get_client(sync_client=True) as client:
         inputs = client.filter_flow_run_input(flow_run_id=UUID(run_id), key_prefix="paused-", limit=50, exclude_keys=set())
     answers = [item.decoded_value for item in inputs if item.key.endswith("-response")]
@@ -122,9 +122,6 @@ def resume_with_answer(run_id: str, answer: dict) -> None:
     fails (the run is no longer paused) or is quietly ignored (the server aborts the transition).
     Either way the answer the run holds decides, so it is read back and named to the loser.
     """
-    from uuid import UUID
-
-    from prefect.exceptions import NotPausedError
     from prefect.flow_runs import resume_flow_run
 
     try:
@@ -162,8 +159,6 @@ def answer_approval(model: str, approve: bool, reviewer: str, reason: str, run_i
 
 
 def _is_uuid(text: str) -> bool:
-    from uuid import UUID
-
     try:
         UUID(text)
     except ValueError:
