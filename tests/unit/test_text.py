@@ -44,3 +44,13 @@ def test_the_output_is_one_line_with_nothing_a_terminal_acts_on(text):
     assert len(shown) == len(text) + sum(len(repr(c)) - 3 for c in escaped)
     if not escaped:
         assert shown == text
+
+
+def test_error_line_is_the_first_non_blank_line_collapsed() -> None:
+    from mlops.text import error_line
+
+    assert error_line(ValueError("\n  bad   value\nsecond line")) == "bad value"
+    assert error_line(ValueError("")) == "ValueError"
+    assert error_line(KeyError("x"), typed=True) == "KeyError: 'x'"
+    assert error_line(ValueError("ValueError: already named"), typed=True) == "ValueError: already named"
+    assert error_line(ValueError("a" * 50), limit=10) == "aaaaaaa..."
